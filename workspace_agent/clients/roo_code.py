@@ -1,0 +1,59 @@
+"""Roo Code: the auto-import file (holds the key, 0600), the settings key that points at it, and
+the enforcement text as a global rule file (survives a user clearing customInstructions)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from workspace_agent.desired import Desired
+from workspace_agent.keysource import KeyResolution
+from workspace_agent.plan import Rule
+from workspace_agent.resources import generated_file, json_key
+
+PROFILE_NAME = "litellm"
+PROFILE_ID = "litellm-default"
+
+
+def import_document(desired: Desired, key: str) -> dict[str, Any]:
+    """The file Roo Code imports at every activation (validated by @roo-code/types' schemas)."""
+    roo = desired.clients["roo_code"]
+    return {
+        "providerProfiles": {
+            "currentApiConfigName": PROFILE_NAME,
+            "apiConfigs": {
+                PROFILE_NAME: {
+                    "id": PROFILE_ID,
+                    "apiProvider": "openai",
+                    "openAiBaseUrl": desired.gateway_v1,
+                    "openAiApiKey": key,
+                    "openAiModelId": desired.model.litellm,
+                    "openAiStreamingEnabled": True,
+                }
+            },
+            "modeApiConfigs": {mode: PROFILE_ID for mode in roo["modes"]},
+        },
+        "globalSettings": {
+            "customInstructions": desired.prompt,
+            "telemetrySetting": roo["telemetry"],
+            "allowedCommands": list(roo["allowed_commands"]),
+            "deniedCommands": list(roo["denied_commands"]),
+        },
+    }
+
+
+def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
+    paths = desired.paths
+    found: list[Rule] = [
+        generated_file("roo.rules", paths.roo_rule_file, desired.prompt, title="enforcement rule file"),
+        json_key(
+            "roo.auto-import-path",
+            paths.user_settings,
+            "roo-cline.autoImportSettingsPath",
+            str(paths.roo_import_file),
+        ),
+    ]
+    if key.key is not None:
+        text = json.dumps(import_document(desired, key.key), indent=2, ensure_ascii=False) + "\n"
+        found.append(generated_file("roo.import", paths.roo_import_file, text, mode=0o600, secret=True, title="import file"))
+    return found

@@ -1,0 +1,197 @@
+"""Inputs: CLI flags > environment > admin policy file (TOML) > defaults, validated once.
+
+Every setting is declared once in `SETTINGS` (its flag, environment variable, policy key and
+default), so the CLI options, the precedence rule and the error messages cannot disagree. A bad
+value becomes one sentence naming where it came from, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from workspace_agent.errors import AgentError
+
+DEFAULT_POLICY_PATH = Path("/etc/workspace-agent/policy.toml")
+POLICY_ENV = "WORKSPACE_AGENT_POLICY"
+
+AiAssistant = Literal["all", "both", "roo-code", "opencode", "claude-code", "none"]
+EnforcementLevel = Literal["unrestricted", "standard", "design-first"]
+GuardrailAction = Literal["block", "mask"]
+
+ENFORCEMENT_LEVELS: tuple[str, ...] = ("unrestricted", "standard", "design-first")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One input: where it may come from and what it means (the help text)."""
+
+    name: str  # field name == policy file key
+    env: str | None
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("home", "HOME", "home directory of the workspace user"),
+    Setting("workspace_id", "CODER_WORKSPACE_ID", "Coder workspace id (data.coder_workspace.me.id)"),
+    Setting("workspace_name", "CODER_WORKSPACE_NAME", "Coder workspace name"),
+    Setting("owner", "CODER_WORKSPACE_OWNER", "workspace owner's user name"),
+    Setting("gateway_url", "AI_GATEWAY_URL", "LiteLLM proxy base URL"),
+    Setting("provisioner_url", "PROVISIONER_URL", "key provisioner base URL"),
+    Setting("provisioner_secret", "PROVISIONER_SECRET", "bearer secret of the key provisioner", True),
+    Setting("api_key", "LITELLM_API_KEY", "a virtual key pasted by hand (skips the provisioner)", True),
+    Setting("model", "AI_MODEL", "template model value (see settings/models.toml)"),
+    Setting("ai_assistant", "AI_ASSISTANT", "which AI clients to configure"),
+    Setting("enforcement_level", "ENFORCEMENT_LEVEL", "enforcement instructions to apply"),
+    Setting("guardrail_action", "GUARDRAIL_ACTION", "LiteLLM guardrail action requested for the key"),
+    Setting("provision_deadline", "WORKSPACE_AGENT_PROVISION_DEADLINE", "seconds to keep retrying the provisioner"),
+    Setting("managed_dir", "WORKSPACE_AGENT_MANAGED_DIR", "root-owned OpenCode managed config dir (used when writable)"),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+class AgentConfig(BaseModel):
+    """The validated inputs of one run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path
+    workspace_id: str = ""
+    workspace_name: str = ""
+    owner: str = ""
+    gateway_url: str = "http://litellm:4000"
+    provisioner_url: str = "http://key-provisioner:8100"
+    provisioner_secret: str = Field(default="", repr=False)
+    api_key: str = Field(default="", repr=False)
+    model: str = "claude-sonnet"
+    ai_assistant: AiAssistant = "both"
+    enforcement_level: EnforcementLevel = "standard"
+    guardrail_action: GuardrailAction = "block"
+    provision_deadline: float = Field(default=60.0, gt=0, le=3600)
+    managed_dir: Path = Path("/etc/opencode")
+
+    @field_validator("gateway_url", "provisioner_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or len(value) < 10:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("api_key", "provisioner_secret")
+    @classmethod
+    def _no_whitespace(cls, value: str) -> str:
+        value = value.strip()
+        if any(ch.isspace() or ord(ch) < 32 for ch in value):
+            raise ValueError("must not contain spaces or control characters")
+        return value
+
+    @field_validator("home", "managed_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be shown."""
+        return tuple(s for s in (self.api_key, self.provisioner_secret) if s)
+
+    def wants(self, client: str) -> bool:
+        """Whether `ai_assistant` asks for this client (roo-code, opencode, claude-code)."""
+        groups = {
+            "all": {"roo-code", "opencode", "claude-code"},
+            "both": {"roo-code", "opencode"},
+            "none": set(),
+        }
+        return client in groups.get(self.ai_assistant, {self.ai_assistant})
+
+
+def policy_path(flag_value: str | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """Where the policy file is, and whether it was asked for explicitly (then it must exist)."""
+    if flag_value:
+        return Path(flag_value), True
+    if environ.get(POLICY_ENV):
+        return Path(environ[POLICY_ENV]), True
+    return DEFAULT_POLICY_PATH, False
+
+
+def read_policy(path: Path, required: bool) -> dict[str, Any]:
+    """The admin policy file as plain data ({} when the default file is absent)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise AgentError(f"policy file {path} does not exist: fix --policy or {POLICY_ENV}")
+        return {}
+    except OSError as exc:
+        raise AgentError(f"cannot read policy file {path}: {exc.strerror}")
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    try:
+        return tomlkit.parse(text).unwrap()
+    except TOMLKitError as exc:
+        raise AgentError(f"policy file {path} is not valid TOML: {exc}")
+
+
+def load_config(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    policy: Mapping[str, Any] | None = None,
+) -> AgentConfig:
+    """Merge the sources by precedence and validate; raise AgentError naming the bad setting."""
+    environ = os.environ if environ is None else environ
+    policy = policy or {}
+    agent_policy = policy.get("agent", {})
+    if not isinstance(agent_policy, dict):
+        raise AgentError("policy file: [agent] must be a table")
+    unknown = sorted(set(agent_policy) - set(SETTINGS_BY_NAME))
+    if unknown:
+        allowed = ", ".join(sorted(SETTINGS_BY_NAME))
+        raise AgentError(f"policy file: unknown setting {unknown[0]!r} in [agent]; allowed: {allowed}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        flag_value = flags.get(setting.name)
+        env_value = environ.get(setting.env) if setting.env else None
+        if flag_value not in (None, ""):
+            values[setting.name], sources[setting.name] = flag_value, setting.flag
+        elif env_value not in (None, ""):
+            values[setting.name], sources[setting.name] = env_value, f"${setting.env}"
+        elif setting.name in agent_policy:
+            values[setting.name] = agent_policy[setting.name]
+            sources[setting.name] = f"policy [agent].{setting.name}"
+    if "home" not in values:
+        values["home"] = str(Path.home())
+        sources["home"] = "the current user's home"
+    try:
+        return AgentConfig(**values)
+    except ValidationError as exc:
+        raise AgentError(_explain(exc, values, sources)) from None
+
+
+def _explain(exc: ValidationError, values: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """One sentence for the first validation error: setting, where from, value, what is allowed."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    setting = SETTINGS_BY_NAME.get(name)
+    source = sources.get(name, setting.flag if setting else name)
+    shown = "(hidden)" if setting and setting.secret else repr(values.get(name))
+    expected = error.get("ctx", {}).get("expected")
+    if expected:
+        allowed = expected.replace("'", "")
+        return f"{source}={shown} is not allowed for {name}: choose one of {allowed}"
+    reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{source}={shown} is not valid for {name}: {reason}"

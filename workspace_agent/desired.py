@@ -1,0 +1,114 @@
+"""Inputs + shipped data (prompts/, settings/) + policy → the desired state of one workspace.
+
+`Desired` is plain data; `rules()` turns it into the list of small resources that `plan` observes
+and `apply` fixes. The key is passed separately because bootstrap fetches it while plan/check
+only read the stored one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from workspace_agent import data
+from workspace_agent.config import AgentConfig
+from workspace_agent.errors import AgentError
+from workspace_agent.keysource import KeyResolution
+from workspace_agent.paths import Paths
+from workspace_agent.plan import Rule
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    template: str  # the template parameter value, e.g. claude-sonnet
+    litellm: str  # the LiteLLM model name, e.g. claude-sonnet-4-5
+    name: str  # display name
+
+
+@dataclass(frozen=True)
+class Desired:
+    config: AgentConfig
+    paths: Paths
+    model: ModelChoice
+    small_model: ModelChoice
+    models: tuple[ModelChoice, ...]
+    prompt: str
+    clients: dict[str, Any]
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gateway_v1(self) -> str:
+        return self.config.gateway_url + "/v1"
+
+    @property
+    def prompt_sha256(self) -> str:
+        return hashlib.sha256(self.prompt.encode("utf-8")).hexdigest()
+
+    def fingerprint(self) -> str:
+        """A hash of everything that defines the desired state (not the key): drift reports carry it."""
+        material = {
+            "level": self.config.enforcement_level,
+            "assistant": self.config.ai_assistant,
+            "gateway": self.config.gateway_url,
+            "model": self.model.litellm,
+            "prompt": self.prompt_sha256,
+            "clients": self.clients,
+            "policy": self.policy,
+        }
+        return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def model_table(policy: dict[str, Any]) -> tuple[dict[str, ModelChoice], str, str]:
+    """settings/models.toml with the policy's [models] table layered on top."""
+    shipped = data.settings_file("models")
+    table = {**shipped.get("models", {}), **policy.get("models", {}).get("models", {})}
+    choices = {
+        template: ModelChoice(template, str(entry["litellm"]), str(entry.get("name", entry["litellm"])))
+        for template, entry in table.items()
+    }
+    default = policy.get("models", {}).get("default", shipped.get("default", "claude-sonnet"))
+    small = policy.get("models", {}).get("small", shipped.get("small", default))
+    return choices, default, small
+
+
+def resolve_model(value: str, choices: dict[str, ModelChoice]) -> ModelChoice:
+    """A template value (claude-sonnet) or a LiteLLM name (claude-sonnet-4-5) → the choice."""
+    if value in choices:
+        return choices[value]
+    for choice in choices.values():
+        if value == choice.litellm:
+            return choice
+    allowed = ", ".join(sorted(choices))
+    raise AgentError(f"AI_MODEL={value!r} is not a known model: choose one of {allowed} (settings/models.toml)")
+
+
+def build_desired(config: AgentConfig, policy: dict[str, Any], paths: Paths | None = None) -> Desired:
+    choices, _default, small = model_table(policy)
+    clients = data.settings_file("clients")
+    return Desired(
+        config=config,
+        paths=paths or Paths.for_home(config.home),
+        model=resolve_model(config.model, choices),
+        small_model=resolve_model(small, choices),
+        models=tuple(choices.values()),
+        prompt=data.prompt_text(config.enforcement_level),
+        clients=clients,
+        policy=policy,
+    )
+
+
+def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
+    """Every managed resource of this workspace, in the order they are applied."""
+    from workspace_agent.clients import keyfile, opencode, roo_code
+
+    found: list[Rule] = []
+    config = desired.config
+    if config.ai_assistant != "none":
+        found += keyfile.rules(desired, key)
+    if config.wants("roo-code"):
+        found += roo_code.rules(desired, key)
+    if config.wants("opencode"):
+        found += opencode.rules(desired, key)
+    return found

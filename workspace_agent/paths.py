@@ -1,0 +1,101 @@
+"""Where every managed file lives, derived from one home directory (and XDG variables)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    """All locations the agent reads or writes for one workspace user."""
+
+    home: Path
+    config_home: Path
+    data_home: Path
+    state_home: Path
+
+    @classmethod
+    def for_home(cls, home: Path, environ: Mapping[str, str] | None = None) -> Paths:
+        """XDG variables win when set (and absolute), as the clients themselves do."""
+        environ = os.environ if environ is None else environ
+
+        def xdg(var: str, default: str) -> Path:
+            value = environ.get(var, "")
+            return Path(value) if value.startswith("/") else home / default
+
+        return cls(
+            home=home,
+            config_home=xdg("XDG_CONFIG_HOME", ".config"),
+            data_home=xdg("XDG_DATA_HOME", ".local/share"),
+            state_home=xdg("XDG_STATE_HOME", ".local/state"),
+        )
+
+    # The agent's own files.
+    @property
+    def agent_config_dir(self) -> Path:
+        return self.config_home / "workspace-agent"
+
+    @property
+    def key_file(self) -> Path:
+        return self.agent_config_dir / "litellm.key"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state_home / "workspace-agent"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "lock"
+
+    @property
+    def last_run_file(self) -> Path:
+        return self.state_dir / "last-run.json"
+
+    # Roo Code.
+    @property
+    def roo_import_file(self) -> Path:
+        return self.config_home / "roo-code" / "settings.json"
+
+    @property
+    def roo_rule_file(self) -> Path:
+        return self.home / ".roo" / "rules" / "00-platform-enforcement.md"
+
+    # OpenCode.
+    @property
+    def opencode_dir(self) -> Path:
+        return self.config_home / "opencode"
+
+    @property
+    def opencode_config(self) -> Path:
+        return self.opencode_dir / "opencode.json"
+
+    @property
+    def opencode_enforcement(self) -> Path:
+        return self.opencode_dir / "enforcement.md"
+
+    # code-server.
+    @property
+    def code_server_dir(self) -> Path:
+        return self.data_home / "code-server"
+
+    @property
+    def user_settings(self) -> Path:
+        return self.code_server_dir / "User" / "settings.json"
+
+    @property
+    def machine_settings(self) -> Path:
+        return self.code_server_dir / "Machine" / "settings.json"
+
+    @property
+    def extensions_dir(self) -> Path:
+        return self.code_server_dir / "extensions"
+
+    def show(self, path: Path) -> str:
+        """A path as a person reads it: `~/…` inside the home."""
+        try:
+            return "~/" + str(path.relative_to(self.home))
+        except ValueError:
+            return str(path)

@@ -1,0 +1,50 @@
+"""The two kinds of file resource: a whole generated file, and one key inside a JSONC file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from workspace_agent import jsonc
+from workspace_agent.errors import AgentError
+from workspace_agent.plan import FileRule
+
+
+def generated_file(
+    rule_id: str, path: Path, content: str | None, *, mode: int | None = None, secret: bool = False, title: str = ""
+) -> FileRule:
+    """A file the agent owns whole: its text must be exactly `content` (None: must be absent)."""
+    return FileRule(rule_id, path, lambda _current: content, mode=mode, secret=secret, title=title)
+
+
+_UNSET = object()
+
+
+def _key_value(text: str | None, key: str, path: Path) -> Any:
+    if text is None:
+        return _UNSET
+    try:
+        data = jsonc.loads(text)
+    except jsonc.JsoncError as exc:
+        raise AgentError(f"{path} is not valid JSONC ({exc}); left untouched: fix or remove it") from None
+    return data.get(key, _UNSET)
+
+
+def json_key(rule_id: str, path: Path, key: str, value: Any, *, title: str = "") -> FileRule:
+    """One top-level key of a JSONC settings file, merged in place (the user's other keys,
+    comments and formatting stay)."""
+
+    def render(current: str | None) -> str:
+        if _key_value(current, key, path) == value:
+            return current or ""
+        return jsonc.set_key(current or "", key, value)
+
+    def summarize(text: str | None) -> str:
+        try:
+            found = _key_value(text, key, path)
+        except AgentError:
+            return "(unreadable)"
+        return "(unset)" if found is _UNSET else json.dumps(found, ensure_ascii=False, sort_keys=True)
+
+    return FileRule(rule_id, path, render, summarize=summarize, title=title or f"{key} = {json.dumps(value)}")

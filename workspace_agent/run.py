@@ -1,0 +1,130 @@
+"""bootstrap / plan / check: one pipeline, three modes.
+
+inputs → desired state → rules → plan (read-only) → apply (bootstrap only) → outcome. The last
+outcome of bootstrap and check is recorded so that `status` can answer without doing any work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from workspace_agent import __version__, fsio, lock
+from workspace_agent.config import AgentConfig
+from workspace_agent.desired import Desired, build_desired, rules
+from workspace_agent.errors import EXIT_CHANGED, EXIT_OK, AgentError, detailed_exit_code
+from workspace_agent.keysource import KeyResolution, resolve_key
+from workspace_agent.paths import Paths
+from workspace_agent.plan import RuleResult, apply_plan, build_plan, render_diff
+
+Mode = Literal["bootstrap", "plan", "check"]
+
+
+@dataclass
+class Outcome:
+    """Everything a run found and did; rendered as text or JSON, recorded for `status`."""
+
+    command: Mode
+    desired: Desired
+    key: KeyResolution
+    results: list[RuleResult]
+    diff: str
+    started_at: datetime
+    duration_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, state: str) -> int:
+        return sum(1 for r in self.results if r.state == state)
+
+    @property
+    def exit_code(self) -> int:
+        failed = self.count("error") > 0
+        if self.command == "bootstrap":
+            return detailed_exit_code(changed=self.count("corrected") > 0, failed=failed)
+        return detailed_exit_code(changed=self.count("drift") > 0, failed=failed)
+
+    def summary(self) -> dict[str, Any]:
+        """The stable machine-readable form (`--json`, the last-run record)."""
+        config = self.desired.config
+        return {
+            "command": self.command,
+            "agent_version": __version__,
+            "exit_code": self.exit_code,
+            "started_at": self.started_at.isoformat(timespec="seconds"),
+            "duration_s": round(self.duration_s, 4),
+            "enforcement_level": config.enforcement_level,
+            "ai_assistant": config.ai_assistant,
+            "model": self.desired.model.litellm,
+            "gateway_url": config.gateway_url,
+            "desired_sha256": self.desired.fingerprint(),
+            "prompt_sha256": self.desired.prompt_sha256,
+            "key": {
+                "source": self.key.source,
+                "masked": self.key.masked,
+                "reused": self.key.reused,
+                "problem": self.key.problem,
+            },
+            "counts": {s: self.count(s) for s in ("compliant", "corrected", "drift", "error")} | {"total": len(self.results)},
+            "rules": [
+                {
+                    "rule_id": r.rule_id,
+                    "target": r.target,
+                    "state": r.state,
+                    "before": r.before,
+                    "after": r.after,
+                    "message": r.message,
+                }
+                for r in self.results
+            ],
+            "notes": self.notes,
+        }
+
+
+def execute(
+    mode: Mode,
+    config: AgentConfig,
+    policy: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    wait: float = 60.0,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Outcome:
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    paths = Paths.for_home(config.home, environ)
+    desired = build_desired(config, dict(policy), paths)
+    if mode == "bootstrap":
+        with lock.exclusive(paths.lock_file, wait):
+            outcome = _run(mode, desired, started, t0, log)
+    else:
+        outcome = _run(mode, desired, started, t0, log)
+    if mode != "plan":
+        _record(paths, outcome)
+    return outcome
+
+
+def _run(mode: Mode, desired: Desired, started: datetime, t0: float, log: Callable[[str], None]) -> Outcome:
+    key = resolve_key(desired.config, desired.paths, network=(mode == "bootstrap"), log=log)
+    secrets = tuple(s for s in (*desired.config.secrets, key.key or "") if s)
+    plan = build_plan(rules(desired, key), secrets)
+    results = apply_plan(plan) if mode == "bootstrap" else plan.results
+    diff = render_diff(plan, desired.paths.show) if mode != "bootstrap" else ""
+    notes = [n for n in (key.note,) if n]
+    return Outcome(mode, desired, key, results, diff, started, time.perf_counter() - t0, notes)
+
+
+def _record(paths: Paths, outcome: Outcome) -> None:
+    """Keep the last outcome for `status` (best effort: a full disk must not fail the run)."""
+    record = outcome.summary()
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        fsio.atomic_write(paths.last_run_file, json.dumps(record, indent=1) + "\n", 0o600)
+    except AgentError as exc:
+        outcome.notes.append(f"could not record this run for `status`: {exc.message}")
+
+
+__all__ = ["EXIT_CHANGED", "EXIT_OK", "Outcome", "execute"]
