@@ -1,0 +1,109 @@
+"""Shared fixtures: every test runs with a throwaway HOME and none of this machine's settings.
+
+`isolated_env` (autouse) clears every variable the agent reads and points HOME, XDG dirs, the
+policy file and OpenCode's managed dir into tmp_path, so no test can touch the real home or /etc.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from workspace_agent.config import SETTINGS
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_KEY = "sk-test-Zq8mV3pL0rT6yW1xN4bK"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def all(self) -> str:
+        return self.out + self.err
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for setting in SETTINGS:
+        if setting.env:
+            monkeypatch.delenv(setting.env, raising=False)
+    for name in list(os.environ):
+        if name.startswith(("XDG_", "OPENCODE_", "CODER_", "WORKSPACE_AGENT_", "LITELLM_", "AI_")):
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    policy = tmp_path / "policy.toml"
+    policy.write_text("")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("WORKSPACE_AGENT_POLICY", str(policy))
+    monkeypatch.setenv("WORKSPACE_AGENT_MANAGED_DIR", str(tmp_path / "etc-opencode"))
+    return home
+
+
+@pytest.fixture
+def home(isolated_env: Path) -> Path:
+    return isolated_env
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run the CLI in-process (fast): cli("bootstrap", "--json") → CliResult."""
+    from workspace_agent.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def cli_proc() -> Callable[..., CliResult]:
+    """Run `python -m workspace_agent` as a real process with the test's environment."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+        proc = subprocess.run(
+            [sys.executable, "-m", "workspace_agent", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+            cwd=REPO,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    """path → (mode, content) for every file and dir under root: compare before/after a run."""
+    snap: dict[str, tuple[int, bytes | None]] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        content = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+        snap[str(path.relative_to(root))] = (info.st_mode, content)
+    return snap
+
+
+@pytest.fixture
+def snapshot() -> Callable[[Path], dict[str, tuple[int, bytes | None]]]:
+    return tree_snapshot
+
+
+@pytest.fixture
+def keyed_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A pasted key in the environment (the simplest way to get a complete workspace)."""
+    monkeypatch.setenv("LITELLM_API_KEY", TEST_KEY)
+    yield TEST_KEY

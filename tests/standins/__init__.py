@@ -1,0 +1,1 @@
+"""Loopback stand-ins of the platform's services, for tests and benchmarks only."""
