@@ -56,6 +56,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("guardrail_action", "GUARDRAIL_ACTION", "LiteLLM guardrail action requested for the key"),
     Setting("provision_deadline", "WORKSPACE_AGENT_PROVISION_DEADLINE", "seconds to keep retrying the provisioner"),
     Setting("managed_dir", "WORKSPACE_AGENT_MANAGED_DIR", "root-owned OpenCode managed config dir (used when writable)"),
+    Setting("drift_server_url", "DRIFT_SERVER_URL", "drift server base URL (used by `report` and --report)"),
+    Setting("enrollment_secret", "DRIFT_ENROLLMENT_SECRET", "the drift server's shared enrollment secret", True),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -79,15 +81,22 @@ class AgentConfig(BaseModel):
     guardrail_action: GuardrailAction = "block"
     provision_deadline: float = Field(default=60.0, gt=0, le=3600)
     managed_dir: Path = Path("/etc/opencode")
+    drift_server_url: str = ""
+    enrollment_secret: str = Field(default="", repr=False)
 
     @field_validator("gateway_url", "provisioner_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")) or len(value) < 10:
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return _check_http_url(value)
 
-    @field_validator("api_key", "provisioner_secret")
+    @field_validator("drift_server_url")
+    @classmethod
+    def _optional_http_url(cls, value: str) -> str:
+        """Empty means "no drift server": reporting then says what to set."""
+        value = value.strip()
+        return _check_http_url(value) if value else ""
+
+    @field_validator("api_key", "provisioner_secret", "enrollment_secret")
     @classmethod
     def _no_whitespace(cls, value: str) -> str:
         value = value.strip()
@@ -105,7 +114,7 @@ class AgentConfig(BaseModel):
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be shown."""
-        return tuple(s for s in (self.api_key, self.provisioner_secret) if s)
+        return tuple(s for s in (self.api_key, self.provisioner_secret, self.enrollment_secret) if s)
 
     def wants(self, client: str) -> bool:
         """Whether `ai_assistant` asks for this client (roo-code, opencode, claude-code)."""
@@ -115,6 +124,12 @@ class AgentConfig(BaseModel):
             "none": set(),
         }
         return client in groups.get(self.ai_assistant, {self.ai_assistant})
+
+
+def _check_http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
 
 
 def policy_path(flag_value: str | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
