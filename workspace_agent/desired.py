@@ -101,12 +101,14 @@ def build_desired(config: AgentConfig, policy: dict[str, Any], paths: Paths | No
 
 def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
     """Every managed resource of this workspace, in the order they are applied."""
+    from workspace_agent import keylevel
     from workspace_agent.clients import keyfile, opencode, roo_code
 
     found: list[Rule] = []
     config = desired.config
     if config.ai_assistant != "none":
         found += keyfile.rules(desired, key)
+    found += keylevel.rules(desired, key)  # report-only; present once `report` learned the key's level
     if config.wants("roo-code"):
         found += roo_code.rules(desired, key)
     if config.wants("opencode"):
