@@ -228,7 +228,7 @@ def load_config(
     checked: dict[str, Any] = {}
     for name, value in values.items():
         try:
-            checked[name] = VALIDATORS[name](value)
+            checked[name] = VALIDATORS.get(name, _text)(value)
         except _Invalid as exc:
             setting = SETTINGS_BY_NAME[name]
             shown = "(hidden)" if setting.secret else repr(value)
