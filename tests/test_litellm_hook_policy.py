@@ -185,3 +185,21 @@ def test_shown_keeps_log_lines_and_headers_safe() -> None:
     assert shown("a b\nc") == "a_b_c"
     assert len(shown("x" * 500)) == 40
     assert shown(["list"]) == "list"
+
+
+def test_the_agent_never_imports_the_hook_and_the_policy_needs_no_litellm() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import sys; import workspace_agent.cli, workspace_agent.self_service, workspace_agent.usage, "
+        "workspace_agent.models, workspace_agent.views, workspace_agent.run; "
+        "assert not [m for m in sys.modules if m.startswith('workspace_agent.litellm_hook')], 'agent imported the hook'; "
+        "import workspace_agent.litellm_hook.policy; "
+        "assert 'litellm' not in sys.modules, 'policy imported litellm'; print('ok')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

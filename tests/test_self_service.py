@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import CliResult
 from tests.standins.litellm_info import Account, run_litellm_info
 from tests.standins.provisioner import run_provisioner
-from tests.standins.stall import closed_port
+from tests.standins.stall import closed_port, stalled_server
 from workspace_agent.paths import Paths
 
 KEY = "sk-selfserve-Jd82kLq0Zx7Vw3Yt"
@@ -237,3 +237,25 @@ def test_ai_usage_console_script_names_itself(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
     )
     assert proc.returncode == 10 and proc.stderr.startswith("ai-usage: this workspace has no AI key yet")
+
+
+def test_models_gateway_down(cli: Cli, home: Path) -> None:
+    store_key(home)
+    url = closed_port()
+    result = cli("models", "--gateway-url", url)
+    assert result.code == 13 and f"cannot reach the gateway at {url}" in result.err and "AI_GATEWAY_URL" in result.err
+
+
+def test_models_gateway_slow(cli: Cli, home: Path) -> None:
+    store_key(home)
+    with stalled_server() as url:
+        result = cli("models", "--json", "--gateway-url", url, "--timeout", "0.5")
+    doc = json.loads(result.out)
+    assert result.code == 13 and doc["error"]["kind"] == "gateway_unreachable"
+    assert f"the gateway at {url} did not answer GET /v1/models within 0.5 s (timeout)" in doc["error"]["message"]
+
+
+def test_models_no_key_as_json(cli: Cli) -> None:
+    result = cli("models", "--json")
+    doc = json.loads(result.out)
+    assert result.code == 10 and doc["schema"] == "workspace-agent.ai-models/1" and doc["error"]["kind"] == "no_key"
