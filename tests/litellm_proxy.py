@@ -12,6 +12,10 @@
 and starts `litellm --config ... --host 127.0.0.1 --port N` with LITELLM_LOCAL_MODEL_COST_MAP
 and no DATABASE_URL, waiting for /health/liveliness. `Proxy.records(call_id)` reads what the
 recorder wrote for one request.
+
+The project reaches the proxy as docs/litellm-hook.md says an admin installs it: a wheel built
+from the repository, installed with `pip install --no-deps` (here into a `--target` directory on
+the proxy's PYTHONPATH, so the cached venv stays untouched).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +110,11 @@ def _write(entry):
         handle.write(json.dumps(entry, default=str) + "\\n")
 
 
+from workspace_agent.litellm_hook.policy import default_prompts_dir  # noqa: E402
+
+_write({{"kind": "loaded", "call_id": None, "prompts_dir": str(default_prompts_dir())}})
+
+
 class Recorder(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data, call_type):
         _write({{
@@ -163,12 +173,13 @@ class Proxy:
     process: subprocess.Popen[bytes]
     log_path: Path
     records_path: Path
-    startup_s: float
+    site: Path  # where the project's wheel is installed for the proxy
+    startup_s: float = 0.0
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def records(self, call_id: str, kind: str, wait: float = 15.0) -> dict[str, Any]:
+    def records(self, call_id: str | None, kind: str, wait: float = 15.0) -> dict[str, Any]:
         """The recorder's entry of `kind` for one call (success logs are written after the answer)."""
         deadline = time.monotonic() + wait
         while True:
@@ -191,9 +202,23 @@ class Proxy:
                 self.process.wait(timeout=5)
 
 
+def install_project(workdir: Path) -> Path:
+    """Build this repository's wheel and `pip install --no-deps --target` it; the target dir."""
+    dist, target = workdir / "dist", workdir / "site"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next(dist.glob("workspace_agent-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    return target
+
+
 def start_proxy(venv: str, workdir: Path, upstream_url: str, ready_within: float = 180.0) -> Proxy:
-    """Write the config beside its modules and start the proxy; raise with its log if it fails."""
+    """Install the project, write the config beside its modules, start the proxy; raise with its
+    log if it fails."""
     workdir.mkdir(parents=True, exist_ok=True)
+    site = install_project(workdir)
     keys = {
         spec.key: {"alias": spec.alias, "level": spec.level, "models": list(spec.models),
                    "expired": spec.expired, "exhausted": spec.exhausted}
@@ -210,7 +235,7 @@ def start_proxy(venv: str, workdir: Path, upstream_url: str, ready_within: float
         "PATH": f"{venv}/bin:/usr/bin:/bin",
         "HOME": str(workdir),
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(workdir)]),
+        "PYTHONPATH": os.pathsep.join([str(site), str(workdir)]),
         "WA_TEST_RECORDS": str(records),
         "PYTHONUNBUFFERED": "1",
     }
@@ -224,7 +249,7 @@ def start_proxy(venv: str, workdir: Path, upstream_url: str, ready_within: float
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    proxy = Proxy(f"http://127.0.0.1:{port}", process, log_path, records, 0.0)
+    proxy = Proxy(f"http://127.0.0.1:{port}", process, log_path, records, site)
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"litellm exited with {process.returncode} before it was ready:\n{proxy.log()[-4000:]}")

@@ -60,6 +60,13 @@ def with_key(monkeypatch: pytest.MonkeyPatch, proxy: Proxy, name: str) -> str:
 # The hook, seen from what the model received
 
 
+def test_proxy_loads_the_hook_from_the_installed_wheel(proxy: Proxy) -> None:
+    loaded = proxy.records(None, "loaded")["prompts_dir"]
+    assert loaded == str(proxy.site / "workspace_agent" / "_data" / "prompts")
+    for level in ("standard", "design-first", "unrestricted"):
+        assert (Path(loaded) / f"{level}.md").read_bytes() == data.prompt_bytes(level)
+
+
 @pytest.mark.parametrize("level", ["standard", "design-first"])
 def test_hook_prepends_the_shipped_prompt_bytes(proxy: Proxy, level: str) -> None:
     answer = chat(proxy, KEYS[level].key)
