@@ -31,10 +31,10 @@ class _Canned(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         status, content_type, body = self.server.canned  # type: ignore[attr-defined]
         self.send_response(status)
         self.send_header("Content-Type", content_type)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -115,7 +115,7 @@ def test_a_key_file_readable_by_others_is_used_and_noted(cli: Cli, home: Path) -
 
 def test_exhausted_budget_prints_usage_then_exits_12_with_the_reset_time(cli: Cli, home: Path) -> None:
     store_key(home)
-    reset = (datetime.now(timezone.utc) + timedelta(hours=5)).replace(microsecond=0)
+    reset = (datetime.now(UTC) + timedelta(hours=5)).replace(microsecond=0)
     with run_litellm_info({KEY: Account(spend=10.2, max_budget=10.0, budget_reset_at=reset)}) as info:
         result = cli("usage", "--gateway-url", info.url)
     assert result.code == 12
@@ -148,7 +148,7 @@ def test_a_budget_refusal_says_nobody_said_when_it_resets(cli: Cli, home: Path) 
     ("mode", "account", "code", "words"),
     [
         ("nodb", Account(), 14, "has no database connected"),
-        ("normal", Account(expires=datetime.now(timezone.utc) - timedelta(days=2)), 11, "Expired Key"),
+        ("normal", Account(expires=datetime.now(UTC) - timedelta(days=2)), 11, "Expired Key"),
     ],
 )
 def test_gateway_refusals_have_their_exit_codes(cli: Cli, home: Path, mode: str, account: Account, code: int, words: str) -> None:
@@ -234,7 +234,7 @@ def test_ai_usage_console_script_names_itself(tmp_path: Path) -> None:
     (tmp_path / "none.toml").write_text("")
     proc = subprocess.run(
         [sys.executable, "-c", "import sys; from workspace_agent.cli import ai_usage_main; sys.exit(ai_usage_main())"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
+        check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
     )
     assert proc.returncode == 10 and proc.stderr.startswith("ai-usage: this workspace has no AI key yet")
 

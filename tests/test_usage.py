@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from tests.standins.litellm_info import Account, run_litellm_info
 from tests.standins.stall import closed_port
 from workspace_agent import gateway, usage
-from workspace_agent.errors import EXIT_BUDGET, EXIT_KEY_REFUSED, EXIT_NO_TRACKING, EXIT_UNREACHABLE, AgentError
+from workspace_agent.errors import (
+    EXIT_BUDGET,
+    EXIT_KEY_REFUSED,
+    EXIT_NO_TRACKING,
+    EXIT_UNREACHABLE,
+    AgentError,
+)
 
 KEY = "sk-usage-test-7Hq2Lx9Wm3Zp"
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -22,10 +28,10 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("2026-11-28T00:00:00+00:00", datetime(2026, 11, 28, tzinfo=timezone.utc)),
-        ("2026-11-28T00:00:00Z", datetime(2026, 11, 28, tzinfo=timezone.utc)),
-        ("2026-11-28T00:00:00.123456", datetime(2026, 11, 28, 0, 0, 0, 123456, tzinfo=timezone.utc)),
-        ("2026-11-28T02:00:00+02:00", datetime(2026, 11, 28, tzinfo=timezone.utc)),
+        ("2026-11-28T00:00:00+00:00", datetime(2026, 11, 28, tzinfo=UTC)),
+        ("2026-11-28T00:00:00Z", datetime(2026, 11, 28, tzinfo=UTC)),
+        ("2026-11-28T00:00:00.123456", datetime(2026, 11, 28, 0, 0, 0, 123456, tzinfo=UTC)),
+        ("2026-11-28T02:00:00+02:00", datetime(2026, 11, 28, tzinfo=UTC)),
         ("tomorrow", None),
         ("", None),
         (None, None),
@@ -63,7 +69,7 @@ def test_key_state_and_budget_of_a_normal_row() -> None:
     assert (state.rpm_limit, state.tpm_limit, state.level) == (60, 100000, "design-first")
     assert state.models == ("claude-sonnet-4-5",)
     assert (budget.spend, budget.max_budget, budget.left, budget.left_fraction) == (2.5, 10.0, 7.5, 0.75)
-    assert budget.resets_at == datetime(2026, 11, 28, tzinfo=timezone.utc) and not budget.exhausted
+    assert budget.resets_at == datetime(2026, 11, 28, tzinfo=UTC) and not budget.exhausted
 
 
 @pytest.mark.parametrize(
@@ -145,7 +151,7 @@ def test_duration_of(text: str | None, expected: timedelta | None) -> None:
 
 
 def test_window_start() -> None:
-    weekly = usage.Budget(1.0, 10.0, "7d", datetime(2026, 11, 30, tzinfo=timezone.utc))
+    weekly = usage.Budget(1.0, 10.0, "7d", datetime(2026, 11, 30, tzinfo=UTC))
     assert usage.window_start(weekly, NOW) == date(2026, 11, 23)
     assert usage.window_start(usage.Budget(1.0, 10.0, None, None), NOW) == NOW.date()
 
@@ -222,7 +228,7 @@ def test_by_model_from_spend_logs_sends_the_key_hash_never_the_key() -> None:
     logs = [{"startTime": "2026-11-27", "spend": 0.9, "models": {"claude-sonnet-4-5": 0.9}}]
     with run_litellm_info({KEY: Account(spend_logs=logs)}) as info:
         result = usage.fetch_usage(_sources(info.url), "litellm", "standard", by_model=True, now=lambda: NOW)
-    asked = [r for r in info.requests if r.path == "/spend/logs"][0]
+    asked = next(r for r in info.requests if r.path == "/spend/logs")
     assert asked.query["api_key"] == [usage.token_hash(KEY)]
     assert asked.query["end_date"] == ["2026-11-28"] and asked.query["start_date"][0] <= "2026-11-27"
     assert result.by_model is not None and result.by_model.available
@@ -238,15 +244,14 @@ def test_by_model_refused_to_a_non_admin_key_is_one_reason_not_a_failure() -> No
 
 
 def test_no_database_is_its_own_error() -> None:
-    with run_litellm_info({KEY: Account()}, mode="nodb") as info:
-        with pytest.raises(AgentError) as caught:
-            usage.fetch_usage(_sources(info.url), "litellm", "standard")
+    with run_litellm_info({KEY: Account()}, mode="nodb") as info, pytest.raises(AgentError) as caught:
+        usage.fetch_usage(_sources(info.url), "litellm", "standard")
     assert caught.value.exit_code == EXIT_NO_TRACKING
     assert "Database not connected" in caught.value.message and info.url in caught.value.message
 
 
 def test_expired_and_unknown_keys_are_refused() -> None:
-    expired = Account(expires=datetime.now(timezone.utc) - timedelta(days=1))
+    expired = Account(expires=datetime.now(UTC) - timedelta(days=1))
     with run_litellm_info({KEY: expired}) as info:
         with pytest.raises(AgentError) as caught:
             usage.fetch_usage(_sources(info.url), "litellm", "standard")
@@ -258,16 +263,16 @@ def test_expired_and_unknown_keys_are_refused() -> None:
 
 
 def test_budget_refusal_raises_budget_exhausted() -> None:
-    with run_litellm_info({KEY: Account(spend=12.5, max_budget=10.0, budget_error=True)}) as info:
-        with pytest.raises(gateway.BudgetExhausted) as caught:
-            usage.fetch_usage(_sources(info.url), "litellm", "standard")
+    with run_litellm_info({KEY: Account(spend=12.5, max_budget=10.0, budget_error=True)}) as info, pytest.raises(
+        gateway.BudgetExhausted
+    ) as caught:
+        usage.fetch_usage(_sources(info.url), "litellm", "standard")
     assert caught.value.exit_code == EXIT_BUDGET and caught.value.spent == 12.5
 
 
 def test_slow_source_times_out() -> None:
-    with run_litellm_info({KEY: Account()}, mode="slow", delay=3.0) as info:
-        with pytest.raises(AgentError) as caught:
-            usage.fetch_usage(_sources(info.url, timeout=0.3), "litellm", "standard")
+    with run_litellm_info({KEY: Account()}, mode="slow", delay=3.0) as info, pytest.raises(AgentError) as caught:
+        usage.fetch_usage(_sources(info.url, timeout=0.3), "litellm", "standard")
     assert caught.value.exit_code == EXIT_UNREACHABLE and "within 0.3 s" in caught.value.message
 
 

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 from workspace_agent.errors import (
     EXIT_BAD_ANSWER,
     EXIT_BUDGET,
+    EXIT_ERROR,
     EXIT_KEY_REFUSED,
+    EXIT_NO_KEY,
     EXIT_NO_TRACKING,
     EXIT_UNREACHABLE,
     AgentError,
@@ -32,6 +34,17 @@ if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+
+# `error.kind` in the --json objects of ai-usage / ai-models, by exit code (docs/ai-usage.md).
+ERROR_KINDS = {
+    EXIT_ERROR: "error",
+    EXIT_NO_KEY: "no_key",
+    EXIT_KEY_REFUSED: "key_refused",
+    EXIT_BUDGET: "budget_exhausted",
+    EXIT_UNREACHABLE: "gateway_unreachable",
+    EXIT_NO_TRACKING: "no_usage_tracking",
+    EXIT_BAD_ANSWER: "unexpected_answer",
+}
 _SHOWN_MAX = 200
 _BUDGET_NUMBERS = re.compile(r"Current cost:\s*([-+0-9.eE]+),\s*Max budget:\s*([-+0-9.eE]+)")
 
@@ -110,18 +123,20 @@ def call(
     started = time.perf_counter()
     problem: str | None = None
     try:
-        with httpx.Client(transport=transport, trust_env=True, follow_redirects=False) as client:
-            with client.stream(
+        with (
+            httpx.Client(transport=transport, trust_env=True, follow_redirects=False) as client,
+            client.stream(
                 method,
                 url,
                 params=params,
                 json=json_body,
                 headers=headers,
                 timeout=httpx.Timeout(endpoint.timeout),
-            ) as response:
-                raw = _read_limited(response, started, endpoint.timeout)
-                status = response.status_code
-                answer_headers = {k.lower(): v for k, v in response.headers.items()}
+            ) as response,
+        ):
+            raw = _read_limited(response, started, endpoint.timeout)
+            status = response.status_code
+            answer_headers = {k.lower(): v for k, v in response.headers.items()}
     except _TooSlow:
         problem = "slow"
     except httpx.TimeoutException:

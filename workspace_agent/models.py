@@ -149,15 +149,14 @@ class Models:
 
 
 def error_json(error: AgentError, url: str | None, masked_key: str | None) -> dict[str, Any]:
-    from workspace_agent.usage import ERROR_KINDS
-
+    """`ai-models --json` when it could not answer: `ok` false, the sentence and its kind."""
     return {
         "schema": SCHEMA,
         "ok": False,
         "exit_code": error.exit_code,
         "gateway_url": url,
         "key": {"masked": masked_key},
-        "error": {"kind": ERROR_KINDS.get(error.exit_code, "error"), "message": error.message},
+        "error": {"kind": gateway.ERROR_KINDS.get(error.exit_code, "error"), "message": error.message},
     }
 
 
@@ -229,8 +228,8 @@ def parse_mark(header: str | None) -> EnforcementMark:
 # Fetching
 
 
-def fetch_models(endpoint: gateway.Endpoint, desired: Desired, *, check: bool = False, transport: Any = None) -> Models:
-    answer = gateway.call(endpoint, "GET", "/v1/models", transport=transport)
+def fetch_models(endpoint: gateway.Endpoint, desired: Desired, *, check: bool = False) -> Models:
+    answer = gateway.call(endpoint, "GET", "/v1/models")
     body = gateway.json_object(answer, endpoint)
     found = parse_models(body)
     if found is None:
@@ -255,14 +254,14 @@ def fetch_models(endpoint: gateway.Endpoint, desired: Desired, *, check: bool = 
     if not found:
         result.notes.append("the gateway lists no model for this key: ask an admin which models it should have")
     if check:
-        result.check = run_check(endpoint, desired.model.litellm, transport)
+        result.check = run_check(endpoint, desired.model.litellm)
     return result
 
 
-def run_check(endpoint: gateway.Endpoint, model: str, transport: Any = None) -> CheckResult:
+def run_check(endpoint: gateway.Endpoint, model: str) -> CheckResult:
     """One chat request of at most one output token: latency, and what the gateway applied."""
     body = {"model": model, "messages": [{"role": "user", "content": CHECK_PROMPT}], "max_tokens": 1}
-    answer = gateway.call(endpoint, "POST", "/v1/chat/completions", json_body=body, transport=transport)
+    answer = gateway.call(endpoint, "POST", "/v1/chat/completions", json_body=body)
     reply_body = gateway.json_object(answer, endpoint)
     reply = None
     choices = reply_body.get("choices")

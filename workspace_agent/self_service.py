@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
-from typing import IO, Any, Literal
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from workspace_agent import gateway
 from workspace_agent.config import AgentConfig, load_config, policy_path, read_policy
@@ -19,6 +19,9 @@ from workspace_agent.errors import EXIT_BUDGET, EXIT_NO_KEY, AgentError
 from workspace_agent.keysource import stored_key
 from workspace_agent.paths import Paths
 from workspace_agent.redact import mask, redact
+
+if TYPE_CHECKING:  # pragma: no cover
+    from workspace_agent.usage import Sources
 
 SourceChoice = Literal["auto", "litellm", "provisioner"]
 
@@ -65,7 +68,7 @@ def run_usage(
     by_model: bool,
     timeout: float,
     out: IO[str] | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> int:
     from workspace_agent import usage as usage_mod
     from workspace_agent.views import render_usage, render_usage_short
@@ -115,7 +118,7 @@ def run_models(
     check: bool,
     timeout: float,
     out: IO[str] | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> int:
     from workspace_agent import models as models_mod
     from workspace_agent import usage as usage_mod
@@ -152,7 +155,7 @@ def run_models(
     return 0
 
 
-def _sources(config: AgentConfig, key: str, timeout: float, with_provisioner: bool) -> Any:
+def _sources(config: AgentConfig, key: str, timeout: float, with_provisioner: bool) -> Sources:
     from workspace_agent.usage import Sources
 
     provisioner = None

@@ -14,12 +14,13 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from workspace_agent import gateway
 from workspace_agent.config import ENFORCEMENT_LEVELS
-from workspace_agent.errors import EXIT_BAD_ANSWER, EXIT_BUDGET, EXIT_NO_TRACKING, EXIT_UNREACHABLE, AgentError
+from workspace_agent.errors import EXIT_BAD_ANSWER, EXIT_BUDGET, AgentError
+from workspace_agent.gateway import Endpoint
 from workspace_agent.redact import mask, redact
 
 SCHEMA = "workspace-agent.ai-usage/1"
@@ -130,7 +131,7 @@ class Usage:
     user: UserState | None = None
     by_model: ModelBreakdown | None = None
     notes: list[str] = field(default_factory=list)
-    fetched_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def exit_code(self) -> int:
@@ -204,19 +205,10 @@ def error_json(error: AgentError, source: SourceName | None, url: str | None, ma
         "exit_code": error.exit_code,
         "source": {"name": source, "url": url, "endpoints": []},
         "key": {"masked": masked_key},
-        "error": {"kind": ERROR_KINDS.get(error.exit_code, "error"), "message": error.message},
+        "error": {"kind": gateway.ERROR_KINDS.get(error.exit_code, "error"), "message": error.message},
     }
 
 
-ERROR_KINDS = {
-    10: "no_key",
-    11: "key_refused",
-    12: "budget_exhausted",
-    13: "gateway_unreachable",
-    14: "no_usage_tracking",
-    15: "unexpected_answer",
-    1: "error",
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,10 +220,10 @@ def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.strip())  # 3.11 reads a trailing Z too
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _number(value: Any) -> float | None:
@@ -264,10 +256,10 @@ def key_state(info: Mapping[str, Any], now: datetime) -> KeyState:
         status = "blocked"
     elif expires is not None and expires <= now and status == "active":
         status = "expired"
-    metadata = info.get("metadata") if isinstance(info.get("metadata"), dict) else {}
-    level = metadata.get("enforcement_level")
-    models = info.get("models") if isinstance(info.get("models"), list) else []
-    spend_by_model = info.get("model_spend") if isinstance(info.get("model_spend"), dict) else {}
+    metadata = info.get("metadata")
+    level = metadata.get("enforcement_level") if isinstance(metadata, dict) else None
+    models = info.get("models")
+    spend_by_model = info.get("model_spend")
     return KeyState(
         alias=_text(info.get("key_alias")),
         status=status,
@@ -275,12 +267,20 @@ def key_state(info: Mapping[str, Any], now: datetime) -> KeyState:
         created_at=parse_time(info.get("created_at")),
         last_active=parse_time(info.get("last_active")),
         user_id=_text(info.get("user_id")),
-        models=tuple(m for m in models if isinstance(m, str)),
+        models=tuple(m for m in models if isinstance(m, str)) if isinstance(models, list) else (),
         rpm_limit=_int(info.get("rpm_limit")),
         tpm_limit=_int(info.get("tpm_limit")),
         level=level if isinstance(level, str) else (None if level is None else str(level)),
-        model_spend={m: v for m, v in ((m, _number(v)) for m, v in spend_by_model.items()) if v is not None},
+        model_spend=_spend_map(spend_by_model),
     )
+
+
+def _spend_map(value: Any) -> dict[str, float]:
+    """`{model: spend}` with only the numeric entries ({} for anything else)."""
+    if not isinstance(value, dict):
+        return {}
+    numbers = {str(model): _number(spend) for model, spend in value.items()}
+    return {model: spend for model, spend in numbers.items() if spend is not None}
 
 
 def budget_of(info: Mapping[str, Any]) -> Budget:
@@ -385,8 +385,8 @@ def sum_spend_logs(body: Any) -> dict[str, float] | None:
 class Sources:
     """Where the facts may come from: the gateway, and the provisioner when configured."""
 
-    gateway: gateway.Endpoint
-    provisioner: gateway.Endpoint | None
+    gateway: Endpoint
+    provisioner: Endpoint | None
 
 
 def fetch_usage(
@@ -395,26 +395,25 @@ def fetch_usage(
     requested_level: str,
     *,
     by_model: bool = False,
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-    transport: Any = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Usage:
     """Ask `source` about the key; raise AgentError (with its class's exit code) when it cannot."""
     if source == "provisioner":
         if sources.provisioner is None:
             raise AgentError("--source provisioner needs PROVISIONER_URL (or --provisioner-url) to be set")
-        usage = _from_provisioner(sources.provisioner, requested_level, now(), transport)
+        usage = _from_provisioner(sources.provisioner, requested_level, now())
     else:
-        usage = _from_litellm(sources.gateway, requested_level, now(), transport)
+        usage = _from_litellm(sources.gateway, requested_level, now())
     key = usage.key
     if key is not None and key.model_spend:
         usage.by_model = ModelBreakdown(True, dict(key.model_spend), "key model_spend")
     elif by_model:
-        usage.by_model = _spend_logs(sources.gateway, usage.budget, now(), transport)
+        usage.by_model = _spend_logs(sources.gateway, usage.budget, now())
     return usage
 
 
-def _from_litellm(endpoint: gateway.Endpoint, requested: str, now: datetime, transport: Any) -> Usage:
-    answer = gateway.call(endpoint, "GET", "/key/info", transport=transport)
+def _from_litellm(endpoint: gateway.Endpoint, requested: str, now: datetime) -> Usage:
+    answer = gateway.call(endpoint, "GET", "/key/info")
     body = gateway.json_object(answer, endpoint)
     info = key_info_of(body, endpoint.key)
     if info is None:
@@ -430,7 +429,7 @@ def _from_litellm(endpoint: gateway.Endpoint, requested: str, now: datetime, tra
         enforcement_of(key, requested),
         fetched_at=now,
     )
-    usage.user, note = _user_info(endpoint, transport)
+    usage.user, note = _user_info(endpoint)
     if usage.user is not None:
         usage.endpoints.append("/user/info")
     if note:
@@ -438,10 +437,10 @@ def _from_litellm(endpoint: gateway.Endpoint, requested: str, now: datetime, tra
     return usage
 
 
-def _user_info(endpoint: gateway.Endpoint, transport: Any) -> tuple[UserState | None, str | None]:
+def _user_info(endpoint: gateway.Endpoint) -> tuple[UserState | None, str | None]:
     """The key's user (its own budget, if any); a missing user is a note, not a failure."""
     try:
-        answer = gateway.call(endpoint, "GET", "/user/info", transport=transport)
+        answer = gateway.call(endpoint, "GET", "/user/info")
     except AgentError as exc:
         return None, f"user totals unavailable: {exc.message}"
     if answer.status == 404:
@@ -451,26 +450,37 @@ def _user_info(endpoint: gateway.Endpoint, transport: Any) -> tuple[UserState | 
     return (user_state(answer.body) if isinstance(answer.body, dict) else None), None
 
 
-def _from_provisioner(endpoint: gateway.Endpoint, requested: str, now: datetime, transport: Any) -> Usage:
+def _from_provisioner(endpoint: gateway.Endpoint, requested: str, now: datetime) -> Usage:
     path = "/api/v1/keys/info"
-    answer = gateway.call(endpoint, "GET", path, transport=transport)
+    answer = gateway.call(endpoint, "GET", path)
     body = gateway.json_object(answer, endpoint)
     info = key_info_of(body, endpoint.key)
     user = user_state(body)
     if info is None and user is None:
         raise _not_shaped(endpoint, path, "LiteLLM's key or user info")
     key = key_state(info, now) if info is not None else None
-    # /user/info's answer without the key's row: the user's budget is the best there is.
-    budget = budget_of(info) if info is not None else Budget(user.spend, user.max_budget, user.duration, user.resets_at)  # type: ignore[union-attr]
+    if info is not None:
+        budget = budget_of(info)
+    else:  # /user/info's answer without the key's row: the user's budget is the best there is
+        assert user is not None
+        budget = Budget(user.spend, user.max_budget, user.duration, user.resets_at)
     usage = Usage(
-        "provisioner", endpoint.base_url, [path], mask(endpoint.key), key, budget, enforcement_of(key, requested), user=user, fetched_at=now
+        "provisioner",
+        endpoint.base_url,
+        [path],
+        mask(endpoint.key),
+        key,
+        budget,
+        enforcement_of(key, requested),
+        user=user,
+        fetched_at=now,
     )
     if info is None:
-        usage.notes.append("the provisioner's answer has no row for this key: budget shown is the user's")
+        usage.notes.append("the provisioner's answer has no row for this key: the budget shown is the user's")
     return usage
 
 
-def _spend_logs(endpoint: gateway.Endpoint, budget: Budget, now: datetime, transport: Any) -> ModelBreakdown:
+def _spend_logs(endpoint: gateway.Endpoint, budget: Budget, now: datetime) -> ModelBreakdown:
     """Per-model spend from LiteLLM's spend logs for this key since the window began."""
     since = window_start(budget, now)
     params = {
@@ -479,11 +489,11 @@ def _spend_logs(endpoint: gateway.Endpoint, budget: Budget, now: datetime, trans
         "end_date": (now.date() + timedelta(days=1)).isoformat(),
     }
     try:
-        answer = gateway.call(endpoint, "GET", "/spend/logs", params=params, transport=transport)
+        answer = gateway.call(endpoint, "GET", "/spend/logs", params=params)
     except AgentError as exc:
         return ModelBreakdown(False, reason=exc.message)
     if not answer.ok:
-        kind, said = answer.error()
+        _kind, said = answer.error()
         reason = redact(said, [endpoint.key]) or f"HTTP {answer.status}"
         return ModelBreakdown(False, reason=f"the gateway offers no spend logs to this key ({answer.status}: {reason})")
     totals = sum_spend_logs(answer.body)
@@ -500,10 +510,10 @@ def _not_shaped(endpoint: gateway.Endpoint, path: str, wanted: str) -> AgentErro
     )
 
 
-def reset_hint(sources: Sources, source: SourceName, now: datetime, transport: Any = None) -> datetime | None:
+def reset_hint(sources: Sources, source: SourceName, now: datetime) -> datetime | None:
     """When an exhausted budget resets, asked after the gateway refused a request (None: unknown)."""
     try:
-        usage = fetch_usage(sources, source, "standard", now=lambda: now, transport=transport)
+        usage = fetch_usage(sources, source, "standard", now=lambda: now)
     except AgentError:
         return None
     return usage.budget.resets_at
@@ -543,17 +553,8 @@ def relative(when: datetime, now: datetime) -> str:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
 
 
 def _money(value: float | None) -> float | None:
     return round(value, 6) if value is not None else None
-
-
-__all__ = [
-    "EXIT_NO_TRACKING",
-    "EXIT_UNREACHABLE",
-    "Budget",
-    "Usage",
-    "fetch_usage",
-]

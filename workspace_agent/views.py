@@ -38,8 +38,10 @@ def render_usage(usage: Usage, now: datetime) -> str:
     source = _SOURCE_NAMES[usage.source]
     alias = f" ({k.alias})" if k and k.alias else ""
     lines = [
-        f"ai-usage: key {usage.masked_key}{alias}, from {source} "
-        f"{' + '.join(usage.endpoints)} at {usage.source_url}"
+        (
+            f"ai-usage: key {usage.masked_key}{alias}, from {source} "
+            f"{' + '.join(usage.endpoints)} at {usage.source_url}"
+        )
     ]
 
     def row(label: str, text: str) -> None:
@@ -100,8 +102,10 @@ def render_usage_short(usage: Usage, now: datetime) -> str:
 def render_models(models: Models) -> str:
     count = len(models.models)
     lines = [
-        f"ai-models: {count} model{'s' if count != 1 else ''} for key {models.masked_key} at "
-        f"{models.gateway_url} (live /v1/models; * = this workspace's default)"
+        (
+            f"ai-models: {count} model{'s' if count != 1 else ''} for key {models.masked_key} at "
+            f"{models.gateway_url} (live /v1/models; * = this workspace's default)"
+        )
     ]
     width = max((len(m.id) for m in models.models), default=10)
     for m in models.models:

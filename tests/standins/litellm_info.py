@@ -28,7 +28,7 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -41,7 +41,7 @@ NO_DB = (
 
 
 def _next_midnight() -> datetime:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -59,7 +59,7 @@ class Account:
     level: str | None = "standard"
     key_alias: str = "workspace-ws-1"
     user_id: str | None = "alice"
-    expires: datetime | None = field(default_factory=lambda: datetime.now(timezone.utc) + timedelta(days=30))
+    expires: datetime | None = field(default_factory=lambda: datetime.now(UTC) + timedelta(days=30))
     status: str = "active"
     blocked: bool | None = None
     model_spend: dict[str, float] = field(default_factory=dict)
@@ -134,7 +134,7 @@ class LitellmInfo:
             "last_active": None,
             "user_id": account.user_id,
             "team_id": None,
-            "created_at": _iso(datetime.now(timezone.utc) - timedelta(days=1)),
+            "created_at": _iso(datetime.now(UTC) - timedelta(days=1)),
             "model_spend": dict(account.model_spend),
             "model_max_budget": {},
         }
@@ -151,7 +151,7 @@ class LitellmInfo:
                 "max_budget": account.user_max_budget,
                 "models": [],
                 "budget_duration": "30d",
-                "budget_reset_at": _iso(datetime.now(timezone.utc) + timedelta(days=12)),
+                "budget_reset_at": _iso(datetime.now(UTC) + timedelta(days=12)),
                 "tpm_limit": None,
                 "rpm_limit": None,
                 "user_role": "internal_user",
@@ -168,10 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "litellm-info-standin/1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         standin: LitellmInfo = self.server.standin  # type: ignore[attr-defined]
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
@@ -191,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
             message = f"Budget has been exceeded! Current cost: {account.spend}, Max budget: {account.max_budget}"
             self._json(422, {"error": {"message": message, "type": "budget_exceeded", "param": None, "code": "422"}})
             return
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if account.expires is not None and account.expires < now:
             message = f"Authentication Error - Expired Key. Key Expiry time {account.expires} and current time {now}"
             self._json(401, _error(message, "expired_key", 401))

@@ -45,10 +45,10 @@ class Upstream:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         self.server.upstream.bodies.append(body)  # type: ignore[attr-defined]
