@@ -264,34 +264,91 @@ def status(form: str | None, home: str | None) -> int:
     return code
 
 
+GATEWAY_EXIT_CODES_HELP = """\b
+Exit codes:
+  0   answered
+  1   could not run (bad input, unexpected error)
+  10  no key yet: run `workspace-agent bootstrap`, or ask an admin for one
+  11  the gateway refused the key (401/403: expired, revoked, unknown, model not allowed)
+  12  the key's budget is used up (the message says when it resets)
+  13  the gateway (or provisioner) cannot be reached, or did not answer within --timeout
+  14  the gateway has no database: it tracks no usage and cannot look up keys
+  15  the gateway answered something else (rate limited, an unknown error, not LiteLLM)
+"""
+
+
+def _gateway_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--timeout",
+        default=10.0,
+        show_default=True,
+        type=click.FloatRange(min=0.1, max=600),
+        help="seconds to wait for each answer",
+    )(func)
+    func = click.option("--json", "as_json", is_flag=True, help="print one JSON object (docs/ai-usage.md)")(func)
+    return func
+
+
+@cli.command(epilog=GATEWAY_EXIT_CODES_HELP)
+@_setting_options
+@_gateway_options
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "litellm", "provisioner"]),
+    default="auto",
+    show_default=True,
+    help="where the numbers come from; auto: the key provisioner when PROVISIONER_URL is set, else LiteLLM",
+)
+@click.option("--by-model", is_flag=True, help="also show spend per model (when the gateway offers it)")
+@click.option("--short", is_flag=True, help="one line (for a Coder metadata block)")
+def usage(as_json: bool, timeout: float, source: str, by_model: bool, short: bool, **options: Any) -> int:
+    """This workspace's AI spend, budget left, reset time, limits, key status and level (ai-usage)."""
+    from workspace_agent.self_service import run_usage
+
+    return run_usage(
+        options, dict(os.environ), as_json=as_json, short=short, source=source, by_model=by_model, timeout=timeout  # type: ignore[arg-type]
+    )
+
+
+@cli.command(epilog=GATEWAY_EXIT_CODES_HELP)
+@_setting_options
+@_gateway_options
+@click.option("--check", is_flag=True, help="send a one-token request to the default model: latency, enforcement")
+def models(as_json: bool, timeout: float, check: bool, **options: Any) -> int:
+    """The models this workspace's key may use (live), the default, which tool uses which (ai-models)."""
+    from workspace_agent.self_service import run_models
+
+    return run_models(options, dict(os.environ), as_json=as_json, check=check, timeout=timeout)
+
+
 cli.help = inspect.cleandoc(cli.help or "") + "\n\n" + EXIT_CODES_HELP
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "workspace-agent") -> int:
     """Entry point: run the CLI, turn expected failures into a sentence and an exit code."""
     try:
         result = cli.main(args=argv, prog_name="workspace-agent", standalone_mode=False)
     except AgentError as exc:
-        click.echo(f"workspace-agent: {exc.message}", err=True)
+        click.echo(f"{prog}: {exc.message}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("workspace-agent: interrupted", err=True)
+        click.echo(f"{prog}: interrupted", err=True)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        click.echo("workspace-agent: interrupted", err=True)
+        click.echo(f"{prog}: interrupted", err=True)
         return EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
     except OSError as exc:  # an unexpected environment problem still gets a sentence
-        click.echo(f"workspace-agent: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}", err=True)
+        click.echo(f"{prog}: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}", err=True)
         return EXIT_ERROR
     return result if isinstance(result, int) else 0
 
 
 def ai_usage_main() -> int:
-    return main(["usage", *sys.argv[1:]])
+    return main(["usage", *sys.argv[1:]], prog="ai-usage")
 
 
 def ai_models_main() -> int:
-    return main(["models", *sys.argv[1:]])
+    return main(["models", *sys.argv[1:]], prog="ai-models")
