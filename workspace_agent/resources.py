@@ -47,4 +47,6 @@ def json_key(rule_id: str, path: Path, key: str, value: Any, *, title: str = "")
             return "(unreadable)"
         return "(unset)" if found is _UNSET else json.dumps(found, ensure_ascii=False, sort_keys=True)
 
-    return FileRule(rule_id, path, render, summarize=summarize, title=title or f"{key} = {json.dumps(value)}")
+    return FileRule(
+        rule_id, path, render, summarize=summarize, title=title or f"{key} = {json.dumps(value)}", user_file=True
+    )
