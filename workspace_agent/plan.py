@@ -273,10 +273,7 @@ def _apply_file(file_plan: FilePlan) -> dict[str, str | None]:
     try:
         fact = fsio.read_fact(file_plan.path)
         if file_plan.user_file and fact.exists and not fsio.writable_by_owner(fact):
-            raise AgentError(
-                f"{file_plan.path} is read-only (mode {fact.mode:04o}), so the agent leaves it as it is; "
-                "make it writable (chmod u+w) to let the agent keep its settings there"
-            )
+            raise AgentError(_read_only_message(fact))
         if fact.text == file_plan.fact.text and fact.mode == file_plan.fact.mode:
             text, mode = file_plan.desired_text, file_plan.desired_mode
         else:  # changed under us since the plan: fold again on what is there now
@@ -291,6 +288,17 @@ def _apply_file(file_plan: FilePlan) -> dict[str, str | None]:
     except AgentError as exc:
         return {rule_id: exc.message for rule_id in rule_ids}
     return {rule_id: None for rule_id in rule_ids}
+
+
+def _read_only_message(fact: fsio.FileFact) -> str:
+    mode = fact.mode or 0
+    if not mode & 0o200:
+        why = f"is read-only (mode {mode:04o})"
+        fix = "make it writable (chmod u+w)"
+    else:
+        why = f"belongs to another user (uid {fact.uid}, mode {mode:04o}) and is not writable by this one"
+        fix = "give it to the workspace user (chown)"
+    return f"{fact.path} {why}, so the agent leaves it as it is; {fix} to let the agent keep its settings there"
 
 
 def render_diff(plan: Plan, show_path: Callable[[Path], str] = str) -> str:

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.faults.workspace import NEW_KEY, OLD_KEY, REPO, STATE, Snapshot, Workspace, snapshot
+from tests.faults.workspace import NEW_KEY, OLD_KEY, REPO, STATE, Snapshot, Workspace, clone, snapshot
 
 TRACE_SET = "%file,%desc"
 _CALL = re.compile(r"^(?:\d+\s+)?([a-z0-9_]+)\(")
@@ -122,7 +122,7 @@ class Harness:
         self.args = args
         self.pristine = root / "pristine"
         template = prepare(root / "ws")
-        shutil.copytree(template.root, self.pristine, symlinks=True)
+        clone(template.root, self.pristine)
         self.ws = template
         self.method = method or ("strace" if shutil.which("strace") else "delay")
         self.extra = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}

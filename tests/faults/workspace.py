@@ -81,7 +81,7 @@ class Workspace:
         the absolute paths the agent writes into files are the same in every run."""
         if self.root.exists():
             shutil.rmtree(self.root)
-        shutil.copytree(pristine, self.root, symlinks=True)
+        clone(pristine, self.root)
 
     def env(self, **extra: str) -> dict[str, str]:
         """A clean environment: nothing of this machine's agent, XDG or Coder variables."""
@@ -107,6 +107,15 @@ class Workspace:
         )
 
 
+def clone(source: Path, target: Path) -> None:
+    """Copy a tree with modes, links and (as root) owners."""
+    shutil.copytree(source, target, symlinks=True)
+    if os.geteuid() == 0:  # copies are root's: give each path its original owner back
+        for path in [source, *source.rglob("*")]:
+            info = path.lstat()
+            os.chown(target / path.relative_to(source), info.st_uid, info.st_gid, follow_symlinks=False)
+
+
 def write(path: Path, text: str, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -130,3 +139,24 @@ def snapshot(root: Path, *, skip: tuple[str, ...] = ()) -> Snapshot:
 
 
 STATE = ".local/state/workspace-agent"  # the agent's own state (last run, lock): not managed files
+
+
+# Run as the unprivileged user `nobody`, keeping only CAP_DAC_READ_SEARCH: it may read and search
+# any directory (this machine's Python lives under /root, mode 0700) but every write is checked
+# as for any other user.
+NOBODY = 65534
+AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search")
+
+
+def can_run_as_nobody() -> bool:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return False
+    probe = subprocess.run([*AS_NOBODY, sys.executable, "-c", "import os; print(os.geteuid())"],
+                           capture_output=True, text=True, check=False)
+    return probe.returncode == 0 and probe.stdout.strip() == str(NOBODY)
+
+
+def give_to_nobody(root: Path) -> None:
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
