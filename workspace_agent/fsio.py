@@ -133,7 +133,7 @@ def writable_by_owner(fact: FileFact) -> bool:
         return True
     if os.geteuid() == 0:
         return bool(fact.mode & stat.S_IWUSR)
-    return os.access(fact.path, os.W_OK, follow_symlinks=False)
+    return os.access(fact.path, os.W_OK, effective_ids=True, follow_symlinks=False)
 
 
 def sweep_temps(directory: Path, name_pattern: str, min_age_s: float = 0.0) -> list[Path]:
@@ -205,7 +205,10 @@ def write_error(path: Path, exc: OSError) -> AgentError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return AgentError(f"cannot write {path}: the disk is full; free some space and run again")
     if exc.errno == errno.EFBIG:
-        return AgentError(f"cannot write {path}: file size limit exceeded")
+        return AgentError(
+            f"cannot write {path}: it would be larger than this process may write (the file size "
+            "limit, `ulimit -f`); raise the limit and run again"
+        )
     if exc.errno == errno.EROFS:
         return AgentError(f"cannot write {path}: the file system is read-only")
     if exc.errno == errno.EACCES:

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,10 +101,11 @@ class Workspace:
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "workspace_agent", *args]
 
-    def run(self, *args: str, timeout: float = 120, prefix: tuple[str, ...] = (), **extra: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 120, prefix: tuple[str, ...] = (),
+            preexec_fn: Callable[[], None] | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*prefix, *self.command(*args)], capture_output=True, text=True, env=self.env(**extra),
-            timeout=timeout, cwd=REPO, check=False,
+            timeout=timeout, cwd=REPO, check=False, preexec_fn=preexec_fn,
         )
 
 
@@ -160,3 +162,25 @@ def can_run_as_nobody() -> bool:
 def give_to_nobody(root: Path) -> None:
     for path in [root, *root.rglob("*")]:
         os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+
+
+def old_or_new(before: Snapshot, after: Snapshot, now: Snapshot, *, skip: tuple[str, ...] = ()) -> list[str]:
+    """Every file in `now` is byte-and-mode identical to its `before` or its `after` version (or
+    absent where one of them is); no other files. Directories are not compared."""
+    problems: list[str] = []
+    for rel in sorted(set(before) | set(after) | set(now)):
+        if any(rel == s or rel.startswith(s + "/") for s in skip):
+            continue
+        seen, old, new = now.get(rel), before.get(rel), after.get(rel)
+        if seen is not None and seen[1] is None:
+            continue
+        if seen is None:
+            if old is not None and new is not None:
+                problems.append(f"{rel}: gone (it exists before and after a normal run)")
+        elif seen != old and seen != new:
+            problems.append(f"{rel}: neither the old nor the new version")
+    return problems
+
+
+def temp_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*.tmp"))
