@@ -56,6 +56,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("guardrail_action", "GUARDRAIL_ACTION", "LiteLLM guardrail action requested for the key"),
     Setting("provision_deadline", "WORKSPACE_AGENT_PROVISION_DEADLINE", "seconds to keep retrying the provisioner"),
     Setting("managed_dir", "WORKSPACE_AGENT_MANAGED_DIR", "root-owned OpenCode managed config dir (used when writable)"),
+    Setting(
+        "claude_managed_dir",
+        "WORKSPACE_AGENT_CLAUDE_MANAGED_DIR",
+        "root-owned Claude Code managed settings dir (used when writable, else ~/.claude)",
+    ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -79,6 +84,7 @@ class AgentConfig(BaseModel):
     guardrail_action: GuardrailAction = "block"
     provision_deadline: float = Field(default=60.0, gt=0, le=3600)
     managed_dir: Path = Path("/etc/opencode")
+    claude_managed_dir: Path = Path("/etc/claude-code")
 
     @field_validator("gateway_url", "provisioner_url")
     @classmethod
@@ -95,7 +101,7 @@ class AgentConfig(BaseModel):
             raise ValueError("must not contain spaces or control characters")
         return value
 
-    @field_validator("home", "managed_dir")
+    @field_validator("home", "managed_dir", "claude_managed_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         if not value.is_absolute():
