@@ -21,6 +21,7 @@ default the template's "unrestricted".
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ from workspace_agent.config import ENFORCEMENT_LEVELS
 from workspace_agent.desired import Desired
 from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
-from workspace_agent.plan import Rule
+from workspace_agent.plan import FileRule, Rule
 from workspace_agent.resources import generated_file, json_entries, json_key
 
 MANAGED_FILE = "managed-settings.json"
@@ -110,6 +111,24 @@ def validate(document: dict[str, Any]) -> list[str]:
     return problems
 
 
+def strict_json_rule(path: Path) -> FileRule:
+    """Claude Code parses settings as strict JSON: a comment or trailing comma makes it ignore the
+    whole file (measured with 2.1.332: "Invalid or malformed JSON"), and with it our keys."""
+
+    def render(current: str | None) -> str | None:
+        if current is not None and current.strip():
+            try:
+                json.loads(current)
+            except json.JSONDecodeError as exc:
+                raise AgentError(
+                    f"{path} is not strict JSON (line {exc.lineno}: {exc.msg}); Claude Code ignores the whole "
+                    "file then: remove its comments and trailing commas"
+                ) from None
+        return current
+
+    return FileRule("claude.settings-json", path, render, title="strict JSON")
+
+
 def settings_file(desired: Desired) -> Path:
     """The managed file when the agent may write it (admin scope), else the user's file."""
     managed = desired.config.claude_managed_dir
@@ -124,6 +143,7 @@ def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
     target = settings_file(desired)
     prompt = data.prompt_text(enforcement_level(desired))
     return [
+        strict_json_rule(target),
         json_key("claude.api-key-helper", target, "apiKeyHelper", document["apiKeyHelper"], title="key from the key file"),
         json_entries("claude.env", target, "env", document["env"], title="gateway, models, no telemetry"),
         json_key("claude.model", target, "model", document["model"]),
