@@ -181,7 +181,7 @@ def _claude(binary: str, home: Path, *args: str, extra: dict[str, str] | None = 
     }
     project = home / "project"
     project.mkdir(exist_ok=True)
-    return subprocess.run([binary, *args], capture_output=True, text=True, env=env, cwd=project, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run([binary, *args], capture_output=True, text=True, env=env, cwd=project, timeout=120, stdin=subprocess.DEVNULL, check=False)
 
 
 @pytest.mark.claude

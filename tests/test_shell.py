@@ -96,7 +96,9 @@ def test_shell_presence_follows_path_and_start_files(tmp_path: Path) -> None:
 def _shell_env(home: Path, argv: list[str], extra: dict[str, str] | None = None) -> dict[str, str]:
     """A new interactive shell with only HOME/PATH from outside (as a fresh terminal would)."""
     env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin", "TERM": "dumb", **(extra or {})}
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=home, timeout=60, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=env, cwd=home, timeout=60, stdin=subprocess.DEVNULL, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
 
@@ -254,5 +256,6 @@ def test_bootstrap_installs_bash_completion_that_bash_loads(home: Path, keyed_en
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,
     )
     assert proc.returncode == 0 and "workspace-agent" in proc.stdout
