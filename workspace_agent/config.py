@@ -56,6 +56,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("guardrail_action", "GUARDRAIL_ACTION", "LiteLLM guardrail action requested for the key"),
     Setting("provision_deadline", "WORKSPACE_AGENT_PROVISION_DEADLINE", "seconds to keep retrying the provisioner"),
     Setting("managed_dir", "WORKSPACE_AGENT_MANAGED_DIR", "root-owned OpenCode managed config dir (used when writable)"),
+    Setting("project_roots", "WORKSPACE_AGENT_PROJECT_ROOTS", "where repositories live, ':'-separated (default ~): their .vscode/settings.json and *.code-workspace are audited"),
+    Setting("code_server_bin", "WORKSPACE_AGENT_CODE_SERVER_BIN", "code-server executable (default: code-server on PATH)"),
+    Setting("coder_url", "WORKSPACE_AGENT_CODER_URL", "Coder URL, to verify the Coder server's AI settings (optional)"),
+    Setting("coder_token", "WORKSPACE_AGENT_CODER_TOKEN", "Coder token with the Owner or Auditor role, for coder_url", True),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -79,6 +83,10 @@ class AgentConfig(BaseModel):
     guardrail_action: GuardrailAction = "block"
     provision_deadline: float = Field(default=60.0, gt=0, le=3600)
     managed_dir: Path = Path("/etc/opencode")
+    project_roots: str = ""
+    code_server_bin: str = ""
+    coder_url: str = ""
+    coder_token: str = Field(default="", repr=False)
 
     @field_validator("gateway_url", "provisioner_url")
     @classmethod
@@ -105,7 +113,7 @@ class AgentConfig(BaseModel):
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be shown."""
-        return tuple(s for s in (self.api_key, self.provisioner_secret) if s)
+        return tuple(s for s in (self.api_key, self.provisioner_secret, self.coder_token) if s)
 
     def wants(self, client: str) -> bool:
         """Whether `ai_assistant` asks for this client (roo-code, opencode, claude-code)."""

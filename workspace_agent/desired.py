@@ -16,6 +16,8 @@ from workspace_agent import data
 from workspace_agent.config import AgentConfig
 from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
+from workspace_agent.lockdown.spec import Lockdown
+from workspace_agent.lockdown.spec import load as load_lockdown
 from workspace_agent.paths import Paths
 from workspace_agent.plan import Rule
 
@@ -37,6 +39,7 @@ class Desired:
     prompt: str
     clients: dict[str, Any]
     policy: dict[str, Any] = field(default_factory=dict)
+    lockdown: Lockdown | None = None  # None: built from `policy` when the rules are made
 
     @property
     def gateway_v1(self) -> str:
@@ -56,6 +59,7 @@ class Desired:
             "prompt": self.prompt_sha256,
             "clients": self.clients,
             "policy": self.policy,
+            "lockdown": (self.lockdown or load_lockdown(self.policy)).as_data(),
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -96,11 +100,16 @@ def build_desired(config: AgentConfig, policy: dict[str, Any], paths: Paths | No
         prompt=data.prompt_text(config.enforcement_level),
         clients=clients,
         policy=policy,
+        lockdown=load_lockdown(policy),
     )
 
 
-def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
-    """Every managed resource of this workspace, in the order they are applied."""
+def rules(desired: Desired, key: KeyResolution, *, online: bool = False) -> list[Rule]:
+    """Every managed resource of this workspace, in the order they are applied.
+
+    `online`: the rules may use the network (bootstrap); plan and check never do.
+    """
+    from workspace_agent import lockdown
     from workspace_agent.clients import keyfile, opencode, roo_code
 
     found: list[Rule] = []
@@ -111,4 +120,5 @@ def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
         found += roo_code.rules(desired, key)
     if config.wants("opencode"):
         found += opencode.rules(desired, key)
+    found += lockdown.rules(desired, online=online)  # whatever ai_assistant is, `none` included
     return found

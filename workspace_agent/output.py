@@ -47,6 +47,8 @@ def render_text(outcome: Outcome, *, colour: bool = False, quiet: bool = False, 
             detail = f": {r.message}"
         elif r.state in ("drift", "corrected") and r.before is not None and r.before != r.after:
             detail = f"  {r.before} → {r.after}"
+        if r.state != "error" and r.message:
+            detail += f" ({r.message})"
         lines.append(f"  {_style(word, colour)} {r.rule_id:<{width}}  {target}{detail}")
     if not quiet:
         lines.append(f"key: {outcome.key.describe()}")
