@@ -33,6 +33,6 @@ def rules(desired: Desired, *, online: bool = False) -> list[Rule]:
     roots = overrides.project_roots(config.project_roots, config.home)
     found: list[Rule] = settings.rules(lockdown, paths, roots)
     found += [removal.rule(ext_id, paths.extensions_dir, paths.code_server_dir, config.code_server_bin) for ext_id in lockdown.forbidden]
-    found.append(codeserver.builtin_copilot_rule(config.code_server_bin, lockdown.settings.get("chat.disableAIFeatures") is True))
+    found.append(codeserver.builtin_copilot_rule(config.code_server_bin))
     found.append(coder.server_env_rule(lockdown.coder_env, config.coder_url, config.coder_token, online=online))
     return found

@@ -22,6 +22,10 @@ from workspace_agent.plan import ActionFact, ActionRule
 BUILTIN_COPILOT = Path("lib/vscode/extensions/copilot")
 _ENTRY_JS = re.compile(r"(/[^\s\"'`$]+)/out/node/entry\.js")
 MAX_SCRIPT_BYTES = 64 * 1024
+REPORT_ONLY = (
+    "report only: the installation is not changed at run time; dockerfile/Dockerfile deletes it. Until then the "
+    "locked User settings (vscode.setting.* rules) hide it and keep the Agent Host from starting"
+)
 
 
 def find_binary(setting: str) -> Path | None:
@@ -73,7 +77,7 @@ def version_of(directory: Path) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def builtin_copilot_rule(setting: str, disable_ai_locked: bool) -> ActionRule:
+def builtin_copilot_rule(setting: str) -> ActionRule:
     def observe() -> ActionFact:
         binary = find_binary(setting)
         if binary is None:
@@ -86,15 +90,7 @@ def builtin_copilot_rule(setting: str, disable_ai_locked: bool) -> ActionRule:
         copilot = root / BUILTIN_COPILOT
         if not copilot.is_dir():
             return ActionFact(True)
-        shipped = f"code-server {version_of(root) or '?'}"
-        before = f"built-in GitHub.copilot-chat {version_of(copilot) or '?'} in {copilot} ({shipped})"
-        effect = (
-            "chat.disableAIFeatures=true hides it and keeps the Agent Host from starting"
-            if disable_ai_locked
-            else "nothing in the lockdown hides it: lock chat.disableAIFeatures"
-        )
-        return ActionFact(
-            False, before, "deleted in the image", message=f"report only (delete it in the image: dockerfile/Dockerfile); {effect}"
-        )
+        before = f"built-in GitHub.copilot-chat {version_of(copilot) or '?'} in {copilot} (code-server {version_of(root) or '?'})"
+        return ActionFact(False, before, "deleted in the image", message=REPORT_ONLY)
 
     return ActionRule("codeserver.builtin-copilot", "code-server", observe, None, title="code-server's built-in Copilot Chat")

@@ -68,7 +68,7 @@ class Found:
 
 
 def folder_id(name: str) -> tuple[str, str | None] | None:
-    """`GitHub.copilot-chat-0.22.4-linux-x64` → ("github.copilot-chat", "0.22.4-linux-x64")."""
+    """`MS-Python.vscode-pylance-2024.1.1-linux-x64` → ("ms-python.vscode-pylance", "2024.1.1-linux-x64")."""
     match = _FOLDER.match(name)
     if match:
         return match.group("id").lower(), match.group("version")

@@ -104,7 +104,7 @@ def _settings(table: Any, where: str) -> dict[str, Any]:
         if "." not in key and not (key.startswith("[") and key.endswith("]")):
             raise AgentError(
                 f"{where}: {key!r} is not a VS Code setting key; quote dotted keys in TOML "
-                f'("chat.agent.enabled" = false), or TOML nests them'
+                f'("editor.fontSize" = 14), or TOML nests them'
             )
         if key == DERIVED_KEY:
             raise AgentError(f"{where}: {DERIVED_KEY} is built from the forbidden extension ids; add ids instead")
