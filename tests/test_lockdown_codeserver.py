@@ -92,3 +92,4 @@ def test_real_code_server_ships_the_builtin_copilot_chat() -> None:
     result = build_plan([codeserver.builtin_copilot_rule(binary)]).results[0]
     assert result.state == "drift"
     assert "built-in GitHub.copilot-chat" in (result.before or "") and "(code-server 4.139.1)" in (result.before or "")
+    assert f"the Agent Host's Copilot runtime: {root}/lib/vscode/node_modules/@github/copilot-sdk" in (result.before or "")

@@ -145,3 +145,39 @@ def test_unusable_code_server_setting_fails_that_rule_only(tmp_path: Path) -> No
     result = apply_plan(build_plan([rule]))[0]
     assert result.state == "error" and "is not an executable file" in (result.message or "")
     assert (ext / "sourcegraph.cody-ai-1.0.0").exists()
+
+
+@pytest.mark.codeserver
+def test_real_cli_removes_a_user_builtin_extension_and_its_stray_copies(tmp_path: Path) -> None:
+    """code-server's own CLI, one id per call, with --force (needed for a user built-in)."""
+    import os
+    import subprocess
+    import zipfile
+
+    from tests.heavy import require
+
+    code_server = require("WA_CODE_SERVER", "code-server 4.139.1 (npm, run with Node 24)")
+    data_dir = tmp_path / "code-server"
+    ext = data_dir / "extensions"
+    vsix = tmp_path / "cody.vsix"
+    with zipfile.ZipFile(vsix, "w") as archive:
+        manifest = {"name": "cody-ai", "publisher": "sourcegraph", "version": "1.2.0", "engines": {"vscode": "^1.80.0"}}
+        archive.writestr("extension/package.json", json.dumps(manifest))
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".config")}
+    installed = subprocess.run(
+        [code_server, "--install-extension", str(vsix), "--extensions-dir", str(ext), "--user-data-dir", str(data_dir)],
+        capture_output=True, text=True, env=env, timeout=180,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    index = json.loads((ext / extensions.INDEX).read_text())
+    index[0]["metadata"]["isBuiltin"] = True  # as `--install-extension … ` marks a user built-in
+    (ext / extensions.INDEX).write_text(json.dumps(index))
+    add_extension(ext, "SourceGraph.Cody-AI-1.1.0", "sourcegraph", "cody-ai", "1.1.0", index=False)
+
+    rule = removal.rule("sourcegraph.cody-ai", ext, data_dir, code_server)
+    plan = build_plan([rule])
+    assert "marked built-in by the user" in (plan.results[0].before or "")
+    assert apply_plan(plan)[0].state == "corrected"
+    assert json.loads((ext / extensions.INDEX).read_text()) == []
+    assert sorted(p.name for p in ext.iterdir()) == [".obsolete", extensions.INDEX], "the CLI's own bookkeeping stays"
+    assert build_plan([rule]).results[0].state == "compliant"

@@ -20,6 +20,7 @@ from workspace_agent.errors import AgentError
 from workspace_agent.plan import ActionFact, ActionRule
 
 BUILTIN_COPILOT = Path("lib/vscode/extensions/copilot")
+COPILOT_RUNTIME = Path("lib/vscode/node_modules/@github/copilot-sdk*")  # what the Agent Host runs
 _ENTRY_JS = re.compile(r"(/[^\s\"'`$]+)/out/node/entry\.js")
 MAX_SCRIPT_BYTES = 64 * 1024
 REPORT_ONLY = (
@@ -91,6 +92,9 @@ def builtin_copilot_rule(setting: str) -> ActionRule:
         if not copilot.is_dir():
             return ActionFact(True)
         before = f"built-in GitHub.copilot-chat {version_of(copilot) or '?'} in {copilot} (code-server {version_of(root) or '?'})"
+        runtimes = sorted((root / COPILOT_RUNTIME).parent.glob(COPILOT_RUNTIME.name))
+        if runtimes:
+            before += "; the Agent Host's Copilot runtime: " + ", ".join(str(r) for r in runtimes)
         return ActionFact(False, before, "deleted in the image", message=REPORT_ONLY)
 
     return ActionRule("codeserver.builtin-copilot", "code-server", observe, None, title="code-server's built-in Copilot Chat")
