@@ -121,4 +121,7 @@ def test_bad_coder_url_is_bad_input(home: Path, keyed_env: str, cli, monkeypatch
     monkeypatch.setenv("WORKSPACE_AGENT_CODER_URL", "coder.example.com")
     result = cli("check")
     assert result.code == 1
-    assert result.err.strip() == "workspace-agent: coder_url='coder.example.com' is not valid: must be an http:// or https:// URL"
+    assert result.err.strip() == (
+        "workspace-agent: $WORKSPACE_AGENT_CODER_URL='coder.example.com' is not valid for coder_url: "
+        "must be an http:// or https:// URL"
+    )

@@ -88,7 +88,7 @@ class AgentConfig:
     project_roots: str = ""
     code_server_bin: str = ""
     coder_url: str = ""
-    coder_token: str = Field(default="", repr=False)
+    coder_token: str = field(default="", repr=False)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -171,6 +171,10 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "guardrail_action": _choice(get_args(GuardrailAction)),
     "provision_deadline": _seconds,
     "managed_dir": _absolute_path,
+    "project_roots": _text,  # split and checked against the home in lockdown/overrides.py
+    "code_server_bin": _text,
+    "coder_url": _http_url,
+    "coder_token": _token,
 }
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from workspace_agent.errors import AgentError
 from workspace_agent.lockdown import codeserver, coder, overrides, removal, settings
 from workspace_agent.lockdown.spec import Lockdown, load
 from workspace_agent.plan import Rule
@@ -28,8 +27,6 @@ def rules(desired: Desired, *, online: bool = False) -> list[Rule]:
     config = desired.config
     paths = desired.paths
     lockdown = desired.lockdown if desired.lockdown is not None else load(desired.policy)
-    if config.coder_url and not config.coder_url.startswith(("http://", "https://")):
-        raise AgentError(f"coder_url={config.coder_url!r} is not valid: must be an http:// or https:// URL")
     roots = overrides.project_roots(config.project_roots, config.home)
     found: list[Rule] = settings.rules(lockdown, paths, roots)
     found += [removal.rule(ext_id, paths.extensions_dir, paths.code_server_dir, config.code_server_bin) for ext_id in lockdown.forbidden]
