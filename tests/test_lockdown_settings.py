@@ -9,7 +9,8 @@ import pytest
 
 from workspace_agent import jsonc
 from workspace_agent.lockdown import settings
-from workspace_agent.lockdown.spec import load
+from workspace_agent import data
+from workspace_agent.lockdown.spec import build, load
 from workspace_agent.paths import Paths
 from workspace_agent.plan import apply_plan, build_plan
 
@@ -196,8 +197,8 @@ def test_unreadable_repository_settings_are_reported_not_guessed(tmp_path: Path)
 
 
 def test_walk_budget_is_reported(tmp_path: Path) -> None:
-    limited = load({})
-    object.__setattr__(limited.audit, "max_dirs", 3)  # frozen dataclass: a test-only narrower budget
+    shipped = data.settings_file("lockdown")
+    limited = build({**shipped, "workspace_audit": {**shipped["workspace_audit"], "max_dirs": 3}}, {})
     for n in range(6):
         (tmp_path / "src" / f"d{n}").mkdir(parents=True)
     result = by_id(build_plan(user_rules(tmp_path, limited)).results)["vscode.workspace-overrides"]

@@ -133,7 +133,7 @@ def _ids(values: Any, where: str) -> list[str]:
 def _limits(table: dict[str, Any]) -> AuditLimits:
     return AuditLimits(
         max_depth=int(table.get("max_depth", 4)),
-        max_dirs=int(table.get("max_dirs", 20000)),
+        max_dirs=int(table.get("max_dirs", 5000)),
         skip_dirs=frozenset(table.get("skip_dirs", ["node_modules", ".git"])),
         skip_hidden=bool(table.get("skip_hidden", True)),
     )
