@@ -63,13 +63,13 @@ def evaluate(document: Any, requirements: tuple[EnvRequirement, ...]) -> list[Se
     config = document.get("config") if isinstance(document, dict) else None
     seen: list[Seen] = []
     for requirement in requirements:
-        values = [
+        found: list[str | None] = [
             _text(option.get("value"))
             for option in (options if isinstance(options, list) else [])
             if isinstance(option, dict) and option.get("env") in requirement.names
         ]
-        values = [v for v in values if v is not None]
-        if not values:
+        values = [v for v in found if v is not None]
+        if not values:  # the typed config: the first path this version has
             values = [v for v in (_text(_lookup(config, p)) for p in requirement.config_paths) if v is not None][:1]
         wrong = [v for v in values if v != requirement.value]
         seen.append(Seen(requirement, wrong[0] if wrong else (values[0] if values else None)))
