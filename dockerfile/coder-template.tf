@@ -109,7 +109,8 @@ resource "coder_agent" "main" {
   arch = "amd64"
   os   = "linux"
 
-  # Everything workspace-agent reads (workspace-agent --help lists each variable).
+  # Everything workspace-agent reads (workspace-agent --help lists each variable). With drift
+  # reporting (coder-drift.tf next to this file): env = merge({ …this map… }, local.drift_env).
   env = {
     CODER_WORKSPACE_ID    = data.coder_workspace.me.id
     CODER_WORKSPACE_NAME  = data.coder_workspace.me.name
@@ -129,7 +130,7 @@ resource "coder_agent" "main" {
     #!/bin/sh
     set -u
     rc=0
-    workspace-agent bootstrap || rc=$?
+    workspace-agent bootstrap --report || rc=$?   # --report: only sends when DRIFT_SERVER_URL is set
     if ! code-server --list-extensions 2>/dev/null | grep -qix 'rooveterinaryinc.roo-cline'; then
       code-server --install-extension /opt/workspace-image/roo-cline.vsix || rc=1
     fi
@@ -138,13 +139,14 @@ resource "coder_agent" "main" {
     exit $rc
   EOT
 
-  # One line in the dashboard: the read-only drift check (no network, a few tens of ms).
+  # One line in the dashboard from the last bootstrap/check (reads two small files, no network).
+  # The scheduled `workspace-agent check --report` is coder-drift.tf's coder_script.
   metadata {
-    display_name = "AI lockdown"
-    key          = "ai_lockdown"
-    script       = "workspace-agent check --quiet --no-diff >/dev/null 2>&1; case $? in 0) echo compliant;; 2) echo drift;; *) echo 'check failed';; esac"
-    interval     = 300
-    timeout      = 10
+    display_name = "AI setup"
+    key          = "0_ai_setup"
+    script       = "workspace-agent status --short"
+    interval     = 10
+    timeout      = 5
   }
 }
 

@@ -59,6 +59,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("guardrail_action", "GUARDRAIL_ACTION", "LiteLLM guardrail action requested for the key"),
     Setting("provision_deadline", "WORKSPACE_AGENT_PROVISION_DEADLINE", "seconds to keep retrying the provisioner"),
     Setting("managed_dir", "WORKSPACE_AGENT_MANAGED_DIR", "root-owned OpenCode managed config dir (used when writable)"),
+    Setting("drift_server_url", "DRIFT_SERVER_URL", "drift server base URL (used by `report` and --report)"),
+    Setting("enrollment_secret", "DRIFT_ENROLLMENT_SECRET", "the drift server's shared enrollment secret", True),
     Setting("project_roots", "WORKSPACE_AGENT_PROJECT_ROOTS", "where repositories live, ':'-separated (default ~): their .vscode/settings.json and *.code-workspace are audited"),
     Setting("code_server_bin", "WORKSPACE_AGENT_CODE_SERVER_BIN", "code-server executable (default: code-server on PATH)"),
     Setting("coder_url", "WORKSPACE_AGENT_CODER_URL", "Coder URL, to verify the Coder server's AI settings (optional)"),
@@ -85,6 +87,8 @@ class AgentConfig:
     guardrail_action: GuardrailAction = "block"
     provision_deadline: float = 60.0
     managed_dir: Path = Path("/etc/opencode")
+    drift_server_url: str = ""  # empty: no drift server; reporting then says what to set
+    enrollment_secret: str = field(default="", repr=False)
     project_roots: str = ""
     code_server_bin: str = ""
     coder_url: str = ""
@@ -93,7 +97,7 @@ class AgentConfig:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be shown."""
-        return tuple(s for s in (self.api_key, self.provisioner_secret, self.coder_token) if s)
+        return tuple(s for s in (self.api_key, self.provisioner_secret, self.enrollment_secret, self.coder_token) if s)
 
     def wants(self, client: str) -> bool:
         """Whether `ai_assistant` asks for this client (roo-code, opencode, claude-code)."""
@@ -129,6 +133,11 @@ def _http_url(value: Any) -> str:
     if not value.startswith(("http://", "https://")) or len(value) < 10 or any(c.isspace() for c in value):
         raise _Invalid("must be an http:// or https:// URL")
     return value.rstrip("/")
+
+
+def _optional_http_url(value: Any) -> str:
+    value = _text(value).strip()
+    return _http_url(value) if value else ""
 
 
 def _token(value: Any) -> str:
@@ -171,9 +180,11 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "guardrail_action": _choice(get_args(GuardrailAction)),
     "provision_deadline": _seconds,
     "managed_dir": _absolute_path,
+    "drift_server_url": _optional_http_url,
+    "enrollment_secret": _token,
     "project_roots": _text,  # split and checked against the home in lockdown/overrides.py
     "code_server_bin": _text,
-    "coder_url": _http_url,
+    "coder_url": _optional_http_url,
     "coder_token": _token,
 }
 

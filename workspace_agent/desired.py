@@ -109,13 +109,14 @@ def rules(desired: Desired, key: KeyResolution, *, online: bool = False) -> list
 
     `online`: the rules may use the network (bootstrap); plan and check never do.
     """
-    from workspace_agent import lockdown
+    from workspace_agent import keylevel, lockdown
     from workspace_agent.clients import keyfile, opencode, roo_code
 
     found: list[Rule] = []
     config = desired.config
     if config.ai_assistant != "none":
         found += keyfile.rules(desired, key)
+    found += keylevel.rules(desired, key)  # report-only; present once `report` learned the key's level
     if config.wants("roo-code"):
         found += roo_code.rules(desired, key)
     if config.wants("opencode"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from workspace_agent.redact import redact
 from workspace_agent.run import Outcome
@@ -75,8 +75,9 @@ def show_target(target: str, show: Callable[[Path], str]) -> str:
     return show(Path(target)) if target.startswith("/") else target
 
 
-def render_json(outcome: Outcome, stream: IO[str]) -> None:
+def render_json(outcome: Outcome, stream: IO[str], extra: dict[str, Any] | None = None) -> None:
     data = outcome.summary()
     data["diff"] = outcome.diff
+    data.update(extra or {})
     text = json.dumps(data, indent=2, ensure_ascii=False)
     stream.write(redact(text, outcome.desired.config.secrets) + "\n")

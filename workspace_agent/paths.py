@@ -54,6 +54,31 @@ class Paths:
     def last_run_file(self) -> Path:
         return self.state_dir / "last-run.json"
 
+    # Drift reporting (token is a secret: config dir, 0600; the rest is state).
+    @property
+    def drift_token_file(self) -> Path:
+        return self.agent_config_dir / "drift-token.json"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.state_dir / "report"
+
+    @property
+    def report_state_file(self) -> Path:
+        return self.report_dir / "state.json"
+
+    @property
+    def report_lock_file(self) -> Path:
+        return self.report_dir / "lock"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.report_dir / "spool"
+
+    @property
+    def key_level_file(self) -> Path:
+        return self.state_dir / "key-level.json"
+
     # Roo Code.
     @property
     def roo_import_file(self) -> Path:
