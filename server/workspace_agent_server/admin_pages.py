@@ -53,13 +53,13 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
-def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+def render(ctx: Ctx, template: str, code: int = 200, **values: Any) -> HTMLResponse:
     now = ctx.clock()
     env = _env.overlay()
     env.filters["ts"] = _ts
     env.filters["ago"] = lambda v: _ago(v, now)
     html = env.get_template(template).render(**values)
-    return HTMLResponse(html, status, headers=SECURITY_HEADERS)
+    return HTMLResponse(html, code, headers=SECURITY_HEADERS)
 
 
 async def _gate(request: Request) -> Response | None:
@@ -71,7 +71,7 @@ async def _gate(request: Request) -> Response | None:
         if exc.status == 401 and auth.bearer(request.headers.get("authorization")) is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse("/login?" + urlencode({"next": target}), 303)
-        return render(ctx_of(request), "error.html", exc.status, status=exc.status,
+        return render(ctx_of(request), "error.html", exc.status,
                       title="Not allowed" if exc.status == 403 else "Unavailable", detail=exc.detail)
 
 
@@ -113,7 +113,7 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
     ctx = ctx_of(request)
     found = await run_in_threadpool(detail_data, ctx, workspace_id)
     if found is None:
-        return render(ctx, "error.html", 404, status=404, title="No such workspace",
+        return render(ctx, "error.html", 404, title="No such workspace",
                       detail=f"No workspace with id {workspace_id!r} has enrolled.", signed_in=True)
     return render(ctx, "workspace.html", w=found, refresh=60, signed_in=True)
 

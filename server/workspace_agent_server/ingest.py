@@ -9,6 +9,7 @@ is corrected, so an admin sees both "failed at" and "corrected at".
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -59,12 +60,12 @@ class IngestPlan:
         return any(t.rule_id is None and t.to_state == "drifted" for t in self.transitions)
 
 
-def workspace_state(report: Report) -> str:
+def workspace_state(rule_states: Iterable[str], exit_code: int) -> str:
     """Drift wins (the setup is known to be wrong), then error (could not tell), else compliant."""
-    states = {rule.state for rule in report.rules}
+    states = set(rule_states)
     if "drift" in states:
         return "drifted"
-    if "error" in states or report.exit_code == 1:
+    if "error" in states or exit_code == 1:
         return "error"
     return "compliant"
 
@@ -105,7 +106,7 @@ def plan_ingest(
         for rule_id in sorted(set(old_rules) - seen):
             deletes.append(rule_id)
             moves.append(Transition(rule_id, old_rules[rule_id].state, "removed"))
-    state = workspace_state(report)
+    state = workspace_state(kept, report.exit_code)
     if state != old_state:
         # Recorded last, so that newest-first it heads the rule changes that caused it.
         moves.append(Transition(None, None if old_state == "unknown" else old_state, state))

@@ -7,6 +7,7 @@ validation, then "this token may write this workspace". Each refusal is counted 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request
@@ -137,6 +138,15 @@ def parse(model: type[M], body: bytes, what: str, count: bool) -> M:
         raise ApiError(422, "invalid", detail, count_as="invalid" if count else None) from exc
 
 
+def _first_repeat(ids: Iterable[str]) -> str | None:
+    seen: set[str] = set()
+    for rule_id in ids:
+        if rule_id in seen:
+            return rule_id
+        seen.add(rule_id)
+    return None
+
+
 # --- routes ----------------------------------------------------------------------------------
 
 
@@ -186,6 +196,10 @@ async def post_report(request: Request) -> wire.ReportAccepted:
         raise ApiError(422, "wire_version", f"report wire_version {report.wire_version} is not "
                        f"understood here (this server speaks {wire.WIRE_VERSION}): upgrade the "
                        "server or the agent", count_as="invalid")
+    repeated = _first_repeat(r.rule_id for r in report.rules)
+    if repeated is not None:
+        raise ApiError(422, "invalid", f"the report is not valid: rule {repeated!r} appears more "
+                       "than once", count_as="invalid")
     if report.workspace.id != workspace_id:
         raise ApiError(403, "wrong_workspace", "this token belongs to another workspace: a "
                        "workspace token can only report for its own workspace",

@@ -30,6 +30,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from workspace_agent import wire  # noqa: E402
 
+REAL_HOME = Path.home()  # read at import, before the autouse fixture points HOME at tmp_path
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN = "admin-token-Ahx8Lq2Vb7Rt9Wz3"
 SECRET = "enroll-secret-Km4Xy7Pq1Ns8Dv5"
@@ -209,3 +210,41 @@ def api_factory(db_url: str, clock: Clock) -> Callable[..., Any]:
 async def api(api_factory: Callable[..., Any]) -> AsyncIterator[Api]:
     async with api_factory() as a:
         yield a
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    """Environment for a real server process: the worktree's packages first, our secrets."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFT_")}
+    env.update({"PYTHONPATH": os.pathsep.join([str(REPO), str(SERVER_SRC)]),
+                "DRIFT_ENROLLMENT_SECRET": SECRET, "DRIFT_ADMIN_TOKENS": ADMIN})
+    env.update(extra)
+    return env
+
+
+def heavy_require(name: str, what: str) -> str:
+    """tests.heavy.require when it is there (it lands in main separately), else the same lookup."""
+    try:
+        from tests.heavy import require  # type: ignore[import-not-found]
+    except ImportError:
+        import os
+
+        value = os.environ.get(name)
+        env_sh = REAL_HOME / ".cache/workspace-agent-test/env.sh"
+        if not value and env_sh.exists():
+            for line in env_sh.read_text().splitlines():
+                if line.startswith(f"export {name}="):
+                    value = line.split("=", 1)[1].strip().strip("'\"")
+        if not value or not Path(value).exists():
+            pytest.skip(f"{what} is not installed ({name}; run scripts/install-test-deps)")
+        return value
+    return str(require(name, what))

@@ -130,6 +130,7 @@ async def test_oversized_report_is_413_and_changes_nothing(api_factory) -> None:
     (b'{"report_id": "short"}', "report_id"),
     (None, "rules.0.state"),
     (None, "extra"),
+    (None, "appears more than once"),
 ])
 async def test_malformed_report_is_422_with_a_message(api: Api, body: bytes | None,
                                                       where: str) -> None:
@@ -140,6 +141,8 @@ async def test_malformed_report_is_422_with_a_message(api: Api, body: bytes | No
         good = make_report("ws-1", [rule("a")])
         if where == "extra":
             good["surprise"] = 1
+        elif where.startswith("appears"):
+            good["rules"].append(dict(good["rules"][0]))
         else:
             good["rules"][0]["state"] = "fine"
         body = json.dumps(good).encode()
