@@ -28,9 +28,10 @@ _LINE = r"//[^\r\n]*"
 _STRING = r'"[^"\\\r\n]*(?:\\[^\r\n][^"\\\r\n]*)*"'
 
 # For loads(): 1 string (kept), 2 comment (blanked), 3 trailing comma (blanked),
-# 4 a quote that starts no complete string, 5 a block comment that never ends.
+# 4 a quote that starts no complete string, 5 a block comment that never ends.  In the lookahead
+# a line comment must run to its newline, or backtracking could find a `}` inside the comment.
 _CLEAN_RE = re.compile(
-    rf"({_STRING})|({_LINE}|{_BLOCK})|(,)(?=(?:[ \t\r\n]|{_LINE}|{_BLOCK})*[}}\]])|(\")|(/\*)"
+    rf"({_STRING})|({_LINE}|{_BLOCK})|(,)(?=(?:[ \t\r\n]|{_LINE}[\r\n]|{_BLOCK})*[}}\]])|(\")|(/\*)"
 )
 _NOT_NEWLINE = re.compile(r"[^\r\n]")
 _NON_WS = re.compile(r"[^ \t\r\n]")
@@ -330,7 +331,8 @@ def _delete_member(body: str, doc: _Doc, index: int) -> str:
         else:
             edits.append((start, after_ws, ""))
     else:
-        edits.append((max(_back_over(body, start, _WS), prev_comma + 1), end, ""))
+        # Not over newlines: one may end a line comment before the property.
+        edits.append((max(_back_over(body, start, " \t"), prev_comma + 1), end, ""))
     return _apply(body, edits)
 
 

@@ -1,0 +1,87 @@
+"""Where the heavy real components for the tests are (installed by scripts/install-test-deps).
+
+Each component is found through an environment variable; when the variable is not set, the
+`export NAME=VALUE` lines of `$WA_TEST_CACHE/env.sh` (default
+`~/.cache/workspace-agent-test/env.sh`, with the HOME of when this module was imported) are
+read, without running a shell. A component whose path does not exist is treated as missing,
+so its tests skip with a reason.
+
+    from tests.heavy import component, require
+
+    code_server = require("WA_CODE_SERVER", "code-server 4.139.1")  # or "code-server"
+    node24_bin = component("node")                                  # None when missing
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+# Component name (as given to scripts/install-test-deps) -> variable in env.sh.
+VARIABLES = {
+    "node": "WA_NODE24_BIN",  # directory holding Node 24's `node`
+    "code-server": "WA_CODE_SERVER",  # executable (runs code-server with Node 24)
+    "opencode": "WA_OPENCODE",  # the opencode binary
+    "roo-types": "WA_ROO_TYPES_DIR",  # directory whose node_modules has @roo-code/types
+    "litellm": "WA_LITELLM_VENV",  # venv with litellm[proxy] and prisma
+    "chromium": "WA_CHROMIUM",  # /usr/bin/chromium
+}
+
+
+# The real home, taken when the tests are collected: tests run with a throwaway HOME
+# (conftest.isolated_env), which must not hide the cache.
+_HOME_AT_IMPORT = Path.home()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("WA_TEST_CACHE")
+    return Path(root) if root else _HOME_AT_IMPORT / ".cache" / "workspace-agent-test"
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """The `export NAME=VALUE` lines of an env file (VALUE may be shell-quoted)."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("export "):
+            continue
+        name, sep, raw = line[len("export ") :].strip().partition("=")
+        if not sep or not name.isidentifier():
+            continue
+        try:
+            words = shlex.split(raw)
+        except ValueError:
+            continue
+        values[name] = words[0] if len(words) == 1 else ""
+    return values
+
+
+def _env_file_values() -> dict[str, str]:
+    try:
+        return parse_env_file((cache_dir() / "env.sh").read_text(encoding="utf-8"))
+    except OSError:
+        return {}
+
+
+def component(name: str) -> str | None:
+    """Path of a component, by component name ("code-server") or variable ("WA_CODE_SERVER").
+
+    None when it is not installed (not set, or set to a path that does not exist).
+    """
+    variable = VARIABLES.get(name, name)
+    value = os.environ.get(variable) or _env_file_values().get(variable)
+    if not value or not os.path.exists(value):
+        return None
+    return value
+
+
+def require(name: str, what: str) -> str:
+    """The component's path; skips the calling test when it is not installed."""
+    __tracebackhide__ = True  # report the skip at the caller's line
+    value = component(name)
+    if value is None:
+        pytest.skip(f"{what} is not installed: run scripts/install-test-deps")
+    return value
