@@ -16,6 +16,11 @@ from pydantic import ValidationError
 
 from . import __version__
 from .db import DbError
+from .settings import Settings
+
+
+class StartError(Exception):
+    """The server cannot start; the message says why."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,14 +55,11 @@ def _read_secret(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise SystemExit(f"workspace-agent-server: cannot read the {what} file {path}: "
-                         f"{exc.strerror or exc}") from None
+        raise StartError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
 
 
-def settings_from_args(argv: list[str] | None) -> Any:
-    """Flags over environment over defaults; returns Settings or exits with a sentence."""
-    from .settings import Settings
-
+def settings_from_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
+    """Flags over environment over defaults; raises StartError with a sentence."""
     args = _parser().parse_args(argv)
     values: dict[str, Any] = {k: v for k, v in vars(args).items()
                               if v is not None and k in Settings.model_fields}
@@ -75,7 +77,7 @@ def settings_from_args(argv: list[str] | None) -> Any:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors(include_input=False))
-        raise SystemExit(f"workspace-agent-server: bad settings: {problems}") from None
+        raise StartError(f"bad settings: {problems}") from None
     return settings, args
 
 
@@ -84,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import create_app
 
-    settings, args = settings_from_args(argv)
+    try:
+        settings, args = settings_from_args(argv)
+    except StartError as exc:
+        print(f"workspace-agent-server: {exc}", file=sys.stderr)
+        return 1
     if settings.enrollment_secret is None:
         print("workspace-agent-server: DRIFT_ENROLLMENT_SECRET is not set: workspaces cannot "
               "enroll until it is", file=sys.stderr)

@@ -30,7 +30,6 @@ import sqlalchemy as sa  # noqa: E402
 
 from workspace_agent import wire  # noqa: E402
 
-REAL_HOME = Path.home()  # read at import, before the autouse fixture points HOME at tmp_path
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN = "admin-token-Ahx8Lq2Vb7Rt9Wz3"
 SECRET = "enroll-secret-Km4Xy7Pq1Ns8Dv5"
@@ -42,6 +41,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture(autouse=True)
+def no_drift_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server reads DRIFT_* variables: none from the machine may leak into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("DRIFT_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture
@@ -229,22 +238,3 @@ def server_env(**extra: str) -> dict[str, str]:
                 "DRIFT_ENROLLMENT_SECRET": SECRET, "DRIFT_ADMIN_TOKENS": ADMIN})
     env.update(extra)
     return env
-
-
-def heavy_require(name: str, what: str) -> str:
-    """tests.heavy.require when it is there (it lands in main separately), else the same lookup."""
-    try:
-        from tests.heavy import require  # type: ignore[import-not-found]
-    except ImportError:
-        import os
-
-        value = os.environ.get(name)
-        env_sh = REAL_HOME / ".cache/workspace-agent-test/env.sh"
-        if not value and env_sh.exists():
-            for line in env_sh.read_text().splitlines():
-                if line.startswith(f"export {name}="):
-                    value = line.split("=", 1)[1].strip().strip("'\"")
-        if not value or not Path(value).exists():
-            pytest.skip(f"{what} is not installed ({name}; run scripts/install-test-deps)")
-        return value
-    return str(require(name, what))

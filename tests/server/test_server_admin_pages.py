@@ -22,11 +22,11 @@ from tests.server.conftest import (
     Api,
     Clock,
     free_port,
-    heavy_require,
     make_report,
     make_settings,
     rule,
 )
+from tests.heavy import require
 from workspace_agent import wire
 
 XSS = "<script>alert(1)</script>"
@@ -167,7 +167,8 @@ def seed_fleet(url: str, clock: Clock) -> dict[str, Any]:
         ("c90e11aa", "carol-frontend", "carol", "design-first", "design-first",
          [(240, {"vscode.setting.inlineChat.mode": "corrected"}, "bootstrap"), (2, {}, "heartbeat")]),
         ("d4c3b2a1", "dave-infra", "dave", "standard", "standard",
-         [(30, {"extension.absent.sourcegraph.cody-ai": "error"}, "check")]),
+         [(30, {"extension.absent.sourcegraph.cody-ai": "error"}, "check"),
+          (4, {"extension.absent.sourcegraph.cody-ai": "error"}, "heartbeat")]),
         ("e5f60718", "erin-sandbox", "erin", "unrestricted", "unrestricted",
          [(600, {}, "bootstrap"), (190, {}, "heartbeat")]),
         ("f1e2d3c4", "frank-data-pipeline", "frank", "standard", "standard",
@@ -196,7 +197,7 @@ def seed_fleet(url: str, clock: Clock) -> dict[str, Any]:
 
 @pytest.fixture
 def chromium_bin() -> str:
-    return heavy_require("WA_CHROMIUM", "Debian chromium (headless)")
+    return require("WA_CHROMIUM", "Debian chromium (headless)")
 
 
 @pytest.mark.slow

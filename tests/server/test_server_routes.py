@@ -296,6 +296,7 @@ async def test_fleet_filters_and_counts(api: Api) -> None:
     assert await ids(q="car") == ["w4"]
     bad = await api.admin(wire.WORKSPACES_PATH, status="sideways")
     assert bad.status_code == 422 and "status" in bad.json()["detail"]
+    assert 'drift_workspaces{state="stale"} 5' in (await api.client.get("/metrics")).text
     stale_w2 = next(w for w in fleet["workspaces"] if w["id"] == "w2")
     assert stale_w2["status"] == "stale" and stale_w2["state"] == "drifted"
 
