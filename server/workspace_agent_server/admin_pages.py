@@ -23,7 +23,7 @@ router = APIRouter(include_in_schema=False)
 LEVELS = ("standard", "design-first", "unrestricted")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
@@ -71,8 +71,13 @@ async def _gate(request: Request) -> Response | None:
         if exc.status == 401 and auth.bearer(request.headers.get("authorization")) is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse("/login?" + urlencode({"next": target}), 303)
-        return render(ctx_of(request), "error.html", exc.status,
-                      title="Not allowed" if exc.status == 403 else "Unavailable", detail=exc.detail)
+        return render(
+            ctx_of(request),
+            "error.html",
+            exc.status,
+            title="Not allowed" if exc.status == 403 else "Unavailable",
+            detail=exc.detail,
+        )
 
 
 def _flag(value: str | None) -> bool | None:
@@ -88,22 +93,43 @@ async def fleet_page(request: Request) -> Response:
     status = p.get("status") or None
     flt = queries.FleetFilter(
         status=status if status in queries.STATUSES else None,
-        level=(p.get("level") or None), owner=(p.get("owner") or "").strip()[:200] or None,
-        mismatch=_flag(p.get("mismatch")) or None, q=(p.get("q") or "").strip()[:200] or None,
-        drifted=_flag(p.get("drifted")), stale=_flag(p.get("stale")),
+        level=(p.get("level") or None),
+        owner=(p.get("owner") or "").strip()[:200] or None,
+        mismatch=_flag(p.get("mismatch")) or None,
+        q=(p.get("q") or "").strip()[:200] or None,
+        drifted=_flag(p.get("drifted")),
+        stale=_flag(p.get("stale")),
     )
     data = await run_in_threadpool(fleet_data, ctx, flt)
-    base = {k: v for k, v in {"q": flt.q, "level": flt.level, "owner": flt.owner,
-                               "mismatch": "true" if flt.mismatch else None}.items() if v}
+    base = {
+        k: v
+        for k, v in {
+            "q": flt.q,
+            "level": flt.level,
+            "owner": flt.owner,
+            "mismatch": "true" if flt.mismatch else None,
+        }.items()
+        if v
+    }
 
     def link(**changes: str) -> str:
         return "/?" + urlencode({**base, **changes})
 
-    levels = sorted(set(LEVELS) | {w["enforcement_level"] for w in data["workspaces"]
-                                   if w["enforcement_level"]})
-    return render(ctx, "fleet.html", data=data, flt=flt, link=link, levels=levels, refresh=60,
-                  signed_in=True, stale_text=_duration(ctx.settings.stale_after_s),
-                  heartbeats=ctx.settings.stale_after_heartbeats)
+    levels = sorted(
+        set(LEVELS) | {w["enforcement_level"] for w in data["workspaces"] if w["enforcement_level"]}
+    )
+    return render(
+        ctx,
+        "fleet.html",
+        data=data,
+        flt=flt,
+        link=link,
+        levels=levels,
+        refresh=60,
+        signed_in=True,
+        stale_text=_duration(ctx.settings.stale_after_s),
+        heartbeats=ctx.settings.stale_after_heartbeats,
+    )
 
 
 @router.get("/workspaces/{workspace_id:path}", response_class=HTMLResponse)
@@ -113,8 +139,14 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
     ctx = ctx_of(request)
     found = await run_in_threadpool(detail_data, ctx, workspace_id)
     if found is None:
-        return render(ctx, "error.html", 404, title="No such workspace",
-                      detail=f"No workspace with id {workspace_id!r} has enrolled.", signed_in=True)
+        return render(
+            ctx,
+            "error.html",
+            404,
+            title="No such workspace",
+            detail=f"No workspace with id {workspace_id!r} has enrolled.",
+            signed_in=True,
+        )
     return render(ctx, "workspace.html", w=found, refresh=60, signed_in=True)
 
 
@@ -137,16 +169,28 @@ async def login(request: Request) -> Response:
     form = parse_qs(body[:8192].decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe_next((form.get("next") or ["/"])[0])
-    match = next((t for t in ctx.settings.admin_tokens
-                  if auth.matches(token, t)), None) if token else None
+    match = (
+        next((t for t in ctx.settings.admin_tokens if auth.matches(token, t)), None)
+        if token
+        else None
+    )
     if match is None:
-        problem = ("this server has no admin tokens (set DRIFT_ADMIN_TOKENS)"
-                   if not ctx.settings.admin_tokens else "that is not an admin token of this server")
+        problem = (
+            "this server has no admin tokens (set DRIFT_ADMIN_TOKENS)"
+            if not ctx.settings.admin_tokens
+            else "that is not an admin token of this server"
+        )
         return render(ctx, "login.html", 401, next=target, error=problem.capitalize() + ".")
     response = RedirectResponse(target, 303)
-    response.set_cookie(auth.SESSION_COOKIE, auth.make_session(match, ctx.settings.session_hours),
-                        max_age=ctx.settings.session_hours * 3600, httponly=True,
-                        samesite="strict", secure=ctx.settings.cookie_secure, path="/")
+    response.set_cookie(
+        auth.SESSION_COOKIE,
+        auth.make_session(match, ctx.settings.session_hours),
+        max_age=ctx.settings.session_hours * 3600,
+        httponly=True,
+        samesite="strict",
+        secure=ctx.settings.cookie_secure,
+        path="/",
+    )
     return response
 
 

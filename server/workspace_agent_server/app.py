@@ -89,8 +89,9 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     if exc.count_as:
         request.app.state.ctx.metrics.reject(exc.count_as)
-    return JSONResponse({"detail": exc.detail, "reason": exc.reason}, exc.status,
-                        headers=exc.headers)
+    return JSONResponse(
+        {"detail": exc.detail, "reason": exc.reason, **exc.extra}, exc.status, headers=exc.headers
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -121,8 +122,11 @@ async def maintenance_round(ctx: Ctx) -> int:
 def _maintenance_tx(ctx: Ctx) -> list[dict[str, Any]]:
     now = ctx.clock()
     with ctx.engine.begin() as conn:
-        stale = (queries.mark_newly_stale(conn, now, ctx.settings.stale_after_s)
-                 if ctx.notifier is not None else [])
+        stale = (
+            queries.mark_newly_stale(conn, now, ctx.settings.stale_after_s)
+            if ctx.notifier is not None
+            else []
+        )
         queries.prune_reports(conn, now - timedelta(days=ctx.settings.report_retention_days))
     return stale
 
@@ -132,8 +136,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     size before parsing)."""
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                         routes=app.routes)
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for model, path in ((wire.Report, wire.REPORTS_PATH), (wire.EnrollRequest, wire.ENROLL_PATH)):
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -141,8 +146,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components[model.__name__] = body
         schema["paths"][path]["post"]["requestBody"] = {
             "required": True,
-            "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
         }
     app.openapi_schema = schema
     return schema

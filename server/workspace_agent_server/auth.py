@@ -59,7 +59,9 @@ def make_session(token: SecretStr, hours: int, now: float | None = None) -> str:
     return f"{payload}.{sig}"
 
 
-def check_session(cookie: str | None, admin_tokens: list[SecretStr], now: float | None = None) -> bool:
+def check_session(
+    cookie: str | None, admin_tokens: list[SecretStr], now: float | None = None
+) -> bool:
     if not cookie or cookie.count(".") != 2:
         return False
     token_id, expiry, sig = cookie.split(".")
@@ -67,8 +69,9 @@ def check_session(cookie: str | None, admin_tokens: list[SecretStr], now: float 
         return False
     for token in admin_tokens:
         if hmac.compare_digest(_token_id(token), token_id):
-            want = hmac.new(token.get_secret_value().encode(), f"{token_id}.{expiry}".encode(),
-                            hashlib.sha256).hexdigest()
+            want = hmac.new(
+                token.get_secret_value().encode(), f"{token_id}.{expiry}".encode(), hashlib.sha256
+            ).hexdigest()
             return hmac.compare_digest(want, sig)
     return False
 

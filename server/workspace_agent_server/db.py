@@ -105,8 +105,12 @@ workspaces = Table(
 rule_states = Table(
     "rule_states",
     metadata,
-    Column("workspace_id", String(200), ForeignKey("workspaces.id", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "workspace_id",
+        String(200),
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("rule_id", String(200), primary_key=True),
     Column("target", String(1000), nullable=False),
     Column("state", String(20), nullable=False),
@@ -122,8 +126,9 @@ transitions = Table(
     "transitions",
     metadata,
     Column("id", _BigId, primary_key=True, autoincrement=True),
-    Column("workspace_id", String(200), ForeignKey("workspaces.id", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "workspace_id", String(200), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
     Column("rule_id", String(200), nullable=True),  # None: the workspace's overall state
     Column("from_state", String(20), nullable=True),  # None: first seen
     Column("to_state", String(20), nullable=False),
@@ -138,8 +143,12 @@ transitions = Table(
 reports = Table(
     "reports",
     metadata,
-    Column("workspace_id", String(200), ForeignKey("workspaces.id", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "workspace_id",
+        String(200),
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     Column("report_id", String(64), primary_key=True),
     Column("kind", String(20), nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
@@ -207,7 +216,8 @@ def migrate(engine: Engine) -> int:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif version < SCHEMA_VERSION:
                 conn.execute(
-                    meta.update().where(meta.c.key == "schema_version")
+                    meta.update()
+                    .where(meta.c.key == "schema_version")
                     .values(value=str(SCHEMA_VERSION))
                 )
             return SCHEMA_VERSION

@@ -84,23 +84,48 @@ def plan_ingest(
             continue  # a repeated id in one report: the first one counts
         seen.add(rule.rule_id)
         kept.append(rule.state)
-        new = RuleRow(rule.rule_id, rule.target, rule.state, rule.before, rule.after,
-                      rule.message, at, None, None)
+        new = RuleRow(
+            rule.rule_id,
+            rule.target,
+            rule.state,
+            rule.before,
+            rule.after,
+            rule.message,
+            at,
+            None,
+            None,
+        )
         old = old_rules.get(rule.rule_id)
         if old is None:
             inserts.append(_episode(new, None, at))
             if rule.state != "compliant":
-                moves.append(Transition(rule.rule_id, None, rule.state, rule.before, rule.after,
-                                        rule.message))
+                moves.append(
+                    Transition(
+                        rule.rule_id, None, rule.state, rule.before, rule.after, rule.message
+                    )
+                )
         elif old.state != rule.state or rule.state == "corrected":
             updates.append(_episode(new, old, at))
-            moves.append(Transition(rule.rule_id, old.state, rule.state, rule.before, rule.after,
-                                    rule.message))
+            moves.append(
+                Transition(
+                    rule.rule_id, old.state, rule.state, rule.before, rule.after, rule.message
+                )
+            )
         elif (old.target, old.before, old.after, old.message) != (
-            rule.target, rule.before, rule.after, rule.message
+            rule.target,
+            rule.before,
+            rule.after,
+            rule.message,
         ):
-            updates.append(replace(old, target=rule.target, before=rule.before, after=rule.after,
-                                   message=rule.message))
+            updates.append(
+                replace(
+                    old,
+                    target=rule.target,
+                    before=rule.before,
+                    after=rule.after,
+                    message=rule.message,
+                )
+            )
     deletes: list[str] = []
     if report.rules:  # a report without rules (could not check) says nothing about them
         for rule_id in sorted(set(old_rules) - seen):

@@ -58,14 +58,18 @@ class Metrics:
                 "# HELP drift_reports_rejected_total Reports refused, by reason.",
                 "# TYPE drift_reports_rejected_total counter",
             ]
-            lines += [f'drift_reports_rejected_total{{reason="{r}"}} {n}'
-                      for r, n in sorted(self.rejected.items())]
+            lines += [
+                f'drift_reports_rejected_total{{reason="{r}"}} {n}'
+                for r, n in sorted(self.rejected.items())
+            ]
             lines += [
                 "# HELP drift_ingest_seconds Time to validate and store one report.",
                 "# TYPE drift_ingest_seconds histogram",
             ]
-            lines += [f'drift_ingest_seconds_bucket{{le="{b}"}} {n}'
-                      for b, n in zip(LATENCY_BUCKETS, self._latency_counts, strict=True)]
+            lines += [
+                f'drift_ingest_seconds_bucket{{le="{b}"}} {n}'
+                for b, n in zip(LATENCY_BUCKETS, self._latency_counts, strict=True)
+            ]
             lines += [
                 f'drift_ingest_seconds_bucket{{le="+Inf"}} {self._latency_n}',
                 f"drift_ingest_seconds_sum {self._latency_sum:.6f}",
@@ -73,14 +77,17 @@ class Metrics:
                 "# HELP drift_webhook_notices_total Webhook notices by result.",
                 "# TYPE drift_webhook_notices_total counter",
             ]
-            lines += [f'drift_webhook_notices_total{{result="{r}"}} {n}'
-                      for r, n in sorted(self.webhook.items())]
+            lines += [
+                f'drift_webhook_notices_total{{result="{r}"}} {n}'
+                for r, n in sorted(self.webhook.items())
+            ]
         lines += [
             "# HELP drift_workspaces Workspaces by status (stale overrides the last state).",
             "# TYPE drift_workspaces gauge",
         ]
-        lines += [f'drift_workspaces{{state="{s}"}} {n}'
-                  for s, n in workspaces.items() if s != "total"]
+        lines += [
+            f'drift_workspaces{{state="{s}"}} {n}' for s, n in workspaces.items() if s != "total"
+        ]
         if webhook_queue is not None:
             lines += [
                 "# HELP drift_webhook_queue Notices waiting to be sent.",

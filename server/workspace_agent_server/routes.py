@@ -64,21 +64,30 @@ async def require_admin(request: Request) -> None:
     """Admin token as Bearer, or the session cookie of the login form; nothing else."""
     ctx = ctx_of(request)
     if not ctx.settings.admin_tokens:
-        raise ApiError(503, "admin_off", "the admin API is off: start the server with "
-                       "DRIFT_ADMIN_TOKENS set to one or more admin tokens")
+        raise ApiError(
+            503,
+            "admin_off",
+            "the admin API is off: start the server with "
+            "DRIFT_ADMIN_TOKENS set to one or more admin tokens",
+        )
     token = auth.bearer(request.headers.get("authorization"))
     if token is None:
         if auth.check_session(request.cookies.get(auth.SESSION_COOKIE), ctx.settings.admin_tokens):
             return
-        raise ApiError(401, "unauthorized", "this needs an admin token: send "
-                       "'Authorization: Bearer <admin token>'", headers=_BEARER)
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this needs an admin token: send 'Authorization: Bearer <admin token>'",
+            headers=_BEARER,
+        )
     kind, _ = await identify(ctx, token)
     if kind == "admin":
         return
     if kind in ("workspace", "revoked", "enrollment"):
         what = "the enrollment secret" if kind == "enrollment" else "a workspace token"
-        raise ApiError(403, "forbidden", f"this needs an admin token; {what} cannot read or "
-                       "change the fleet")
+        raise ApiError(
+            403, "forbidden", f"this needs an admin token; {what} cannot read or change the fleet"
+        )
     raise ApiError(401, "unauthorized", "the token is not a valid admin token", headers=_BEARER)
 
 
@@ -87,26 +96,49 @@ async def require_workspace(request: Request) -> str:
     ctx = ctx_of(request)
     token = auth.bearer(request.headers.get("authorization"))
     if token is None:
-        raise ApiError(401, "unauthorized", "reports need the workspace token from enrollment: "
-                       "send 'Authorization: Bearer <workspace token>'",
-                       count_as="unauthorized", headers=_BEARER)
+        raise ApiError(
+            401,
+            "unauthorized",
+            "reports need the workspace token from enrollment: "
+            "send 'Authorization: Bearer <workspace token>'",
+            count_as="unauthorized",
+            headers=_BEARER,
+        )
     kind, workspace_id = await identify(ctx, token)
     if kind == "workspace":
         assert workspace_id is not None
         return workspace_id
     if kind == "admin":
-        raise ApiError(403, "forbidden", "admin tokens cannot post reports; a report must come "
-                       "with its workspace's own token", count_as="forbidden")
+        raise ApiError(
+            403,
+            "forbidden",
+            "admin tokens cannot post reports; a report must come with its workspace's own token",
+            count_as="forbidden",
+        )
     if kind == "enrollment":
-        raise ApiError(403, "forbidden", "the enrollment secret cannot post reports: enroll at "
-                       f"{wire.ENROLL_PATH} first and use the workspace token it returns",
-                       count_as="forbidden")
+        raise ApiError(
+            403,
+            "forbidden",
+            "the enrollment secret cannot post reports: enroll at "
+            f"{wire.ENROLL_PATH} first and use the workspace token it returns",
+            count_as="forbidden",
+        )
     if kind == "revoked":
-        raise ApiError(401, "revoked", "this workspace token was revoked by an admin; enroll "
-                       "again to get a new one", count_as="revoked", headers=_BEARER)
-    raise ApiError(401, "unauthorized", "unknown workspace token (the server may have been "
-                   "reset or the workspace re-enrolled): enroll again", count_as="unauthorized",
-                   headers=_BEARER)
+        raise ApiError(
+            401,
+            "revoked",
+            "this workspace token was revoked by an admin; enroll again to get a new one",
+            count_as="revoked",
+            headers=_BEARER,
+        )
+    raise ApiError(
+        401,
+        "unauthorized",
+        "unknown workspace token (the server may have been "
+        "reset or the workspace re-enrolled): enroll again",
+        count_as="unauthorized",
+        headers=_BEARER,
+    )
 
 
 # --- bodies ----------------------------------------------------------------------------------
@@ -114,9 +146,13 @@ async def require_workspace(request: Request) -> str:
 
 async def read_body(request: Request, limit: int, count: bool) -> bytes:
     """The body, refused with 413 as soon as it is known to be larger than `limit`."""
-    too_big = ApiError(413, "too_large", f"the body is larger than this server accepts "
-                       f"({limit} bytes); send fewer or shorter rule results",
-                       count_as="too_large" if count else None)
+    too_big = ApiError(
+        413,
+        "too_large",
+        f"the body is larger than this server accepts "
+        f"({limit} bytes); send fewer or shorter rule results",
+        count_as="too_large" if count else None,
+    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_big
@@ -135,7 +171,9 @@ def parse(model: type[M], body: bytes, what: str, count: bool) -> M:
         return model.model_validate_json(body)
     except ValidationError as exc:
         detail, errors = describe_validation(what, exc.errors(include_input=False))
-        raise ApiError(422, "invalid", detail, count_as="invalid" if count else None) from exc
+        raise ApiError(
+            422, "invalid", detail, count_as="invalid" if count else None, extra={"errors": errors}
+        ) from exc
 
 
 def _first_repeat(ids: Iterable[str]) -> str | None:
@@ -150,40 +188,66 @@ def _first_repeat(ids: Iterable[str]) -> str | None:
 # --- routes ----------------------------------------------------------------------------------
 
 
-@router.post(wire.ENROLL_PATH, response_model=wire.EnrollResponse, tags=["workspace"],
-             summary="Trade the enrollment secret for a workspace token")
+@router.post(
+    wire.ENROLL_PATH,
+    response_model=wire.EnrollResponse,
+    tags=["workspace"],
+    summary="Trade the enrollment secret for a workspace token",
+)
 async def enroll(request: Request) -> wire.EnrollResponse:
     """`Authorization: Bearer <enrollment secret>`. Returns a new token for the workspace (an
     earlier token of the same workspace stops working). Only a hash of the token is stored."""
     ctx = ctx_of(request)
     if ctx.settings.enrollment_secret is None:
-        raise ApiError(503, "enrollment_off", "enrollment is off: start the server with "
-                       "DRIFT_ENROLLMENT_SECRET set")
+        raise ApiError(
+            503,
+            "enrollment_off",
+            "enrollment is off: start the server with DRIFT_ENROLLMENT_SECRET set",
+        )
     token = auth.bearer(request.headers.get("authorization"))
     if token is None or not auth.matches(token, ctx.settings.enrollment_secret):
-        raise ApiError(401, "unauthorized", "enrollment needs the enrollment secret: send "
-                       "'Authorization: Bearer <enrollment secret>' (check DRIFT_ENROLLMENT_SECRET "
-                       "on the server and the workspace's setting)", headers=_BEARER)
-    req = parse(wire.EnrollRequest, await read_body(request, ENROLL_MAX_BYTES, False),
-                "the enrollment request", False)
+        raise ApiError(
+            401,
+            "unauthorized",
+            "enrollment needs the enrollment secret: send "
+            "'Authorization: Bearer <enrollment secret>' (check DRIFT_ENROLLMENT_SECRET "
+            "on the server and the workspace's setting)",
+            headers=_BEARER,
+        )
+    req = parse(
+        wire.EnrollRequest,
+        await read_body(request, ENROLL_MAX_BYTES, False),
+        "the enrollment request",
+        False,
+    )
     new_token = auth.new_workspace_token()
 
     def tx() -> None:
         with ctx.engine.begin() as conn:
-            queries.enroll(conn, req.workspace, req.agent_version, auth.token_hash(new_token),
-                           ctx.clock())
+            queries.enroll(
+                conn, req.workspace, req.agent_version, auth.token_hash(new_token), ctx.clock()
+            )
 
     await run_in_threadpool(tx)
-    return wire.EnrollResponse(workspace_id=req.workspace.id, workspace_token=new_token,
-                               heartbeat_interval_s=ctx.settings.heartbeat_interval_s)
+    return wire.EnrollResponse(
+        workspace_id=req.workspace.id,
+        workspace_token=new_token,
+        heartbeat_interval_s=ctx.settings.heartbeat_interval_s,
+    )
 
 
-@router.post(wire.REPORTS_PATH, response_model=wire.ReportAccepted, tags=["workspace"],
-             summary="Send one drift report",
-             responses={401: {"description": "no, unknown or revoked workspace token"},
-                        403: {"description": "not a workspace token, or another workspace"},
-                        413: {"description": "body too large"},
-                        422: {"description": "not a valid report"}})
+@router.post(
+    wire.REPORTS_PATH,
+    response_model=wire.ReportAccepted,
+    tags=["workspace"],
+    summary="Send one drift report",
+    responses={
+        401: {"description": "no, unknown or revoked workspace token"},
+        403: {"description": "not a workspace token, or another workspace"},
+        413: {"description": "body too large"},
+        422: {"description": "not a valid report"},
+    },
+)
 async def post_report(request: Request) -> wire.ReportAccepted:
     """`Authorization: Bearer <workspace token>`. A report id already stored → 200 with
     `duplicate: true` and nothing changes. One transaction per report."""
@@ -193,17 +257,30 @@ async def post_report(request: Request) -> wire.ReportAccepted:
     body = await read_body(request, ctx.settings.max_body_bytes, True)
     report = parse(wire.Report, body, "the report", True)
     if report.wire_version != wire.WIRE_VERSION:
-        raise ApiError(422, "wire_version", f"report wire_version {report.wire_version} is not "
-                       f"understood here (this server speaks {wire.WIRE_VERSION}): upgrade the "
-                       "server or the agent", count_as="invalid")
+        raise ApiError(
+            422,
+            "wire_version",
+            f"report wire_version {report.wire_version} is not "
+            f"understood here (this server speaks {wire.WIRE_VERSION}): upgrade the "
+            "server or the agent",
+            count_as="invalid",
+        )
     repeated = _first_repeat(r.rule_id for r in report.rules)
     if repeated is not None:
-        raise ApiError(422, "invalid", f"the report is not valid: rule {repeated!r} appears more "
-                       "than once", count_as="invalid")
+        raise ApiError(
+            422,
+            "invalid",
+            f"the report is not valid: rule {repeated!r} appears more than once",
+            count_as="invalid",
+        )
     if report.workspace.id != workspace_id:
-        raise ApiError(403, "wrong_workspace", "this token belongs to another workspace: a "
-                       "workspace token can only report for its own workspace",
-                       count_as="wrong_workspace")
+        raise ApiError(
+            403,
+            "wrong_workspace",
+            "this token belongs to another workspace: a "
+            "workspace token can only report for its own workspace",
+            count_as="wrong_workspace",
+        )
 
     def tx() -> queries.IngestResult:
         with ctx.engine.begin() as conn:
@@ -233,9 +310,17 @@ async def list_workspaces(
     the latest report arrived. `drifted` is the last known state, also for stale workspaces."""
     await require_admin(request)
     ctx = ctx_of(request)
-    flt = queries.FleetFilter(status=status, drifted=drifted, stale=stale, level=level or None,
-                              owner=owner or None, mismatch=mismatch, q=q or None, limit=limit,
-                              offset=offset)
+    flt = queries.FleetFilter(
+        status=status,
+        drifted=drifted,
+        stale=stale,
+        level=level or None,
+        owner=owner or None,
+        mismatch=mismatch,
+        q=q or None,
+        limit=limit,
+        offset=offset,
+    )
     return await run_in_threadpool(fleet_data, ctx, flt)
 
 
@@ -249,8 +334,11 @@ def detail_data(ctx: Ctx, workspace_id: str) -> dict[str, Any] | None:
         return queries.workspace_detail(conn, workspace_id, ctx.clock(), ctx.settings.stale_after_s)
 
 
-@router.get(wire.WORKSPACES_PATH + "/{workspace_id:path}", tags=["admin"],
-            summary="One workspace: rule states, first failing, transitions")
+@router.get(
+    wire.WORKSPACES_PATH + "/{workspace_id:path}",
+    tags=["admin"],
+    summary="One workspace: rule states, first failing, transitions",
+)
 async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
     await require_admin(request)
     found = await run_in_threadpool(detail_data, ctx_of(request), workspace_id)
@@ -259,8 +347,11 @@ async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
     return found
 
 
-@router.post(wire.WORKSPACES_PATH + "/{workspace_id:path}/revoke", tags=["admin"],
-             summary="Revoke a workspace's token")
+@router.post(
+    wire.WORKSPACES_PATH + "/{workspace_id:path}/revoke",
+    tags=["admin"],
+    summary="Revoke a workspace's token",
+)
 async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
     """Later reports with that token get 401. The workspace can enroll again with the enrollment
     secret (rotate the secret to keep it out for good)."""
@@ -288,12 +379,20 @@ async def health(request: Request) -> JSONResponse:
     try:
         await run_in_threadpool(ping)
     except SQLAlchemyError as exc:
-        return JSONResponse({"status": "degraded", "db": "unreachable",
-                             "detail": str(getattr(exc, "orig", exc)).splitlines()[0]}, 503)
+        return JSONResponse(
+            {
+                "status": "degraded",
+                "db": "unreachable",
+                "detail": str(getattr(exc, "orig", exc)).splitlines()[0],
+            },
+            503,
+        )
     return JSONResponse({"status": "ok", "db": "ok"})
 
 
-@router.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
+@router.get(
+    "/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse
+)
 async def metrics(request: Request) -> PlainTextResponse:
     ctx = ctx_of(request)
 
@@ -303,5 +402,6 @@ async def metrics(request: Request) -> PlainTextResponse:
 
     by_state = await run_in_threadpool(read)
     queued = ctx.notifier.queue.qsize() if ctx.notifier is not None else None
-    return PlainTextResponse(ctx.metrics.render(by_state, queued),
-                             media_type="text/plain; version=0.0.4; charset=utf-8")
+    return PlainTextResponse(
+        ctx.metrics.render(by_state, queued), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

@@ -54,9 +54,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        for name, secret in [("DRIFT_ENROLLMENT_SECRET", self.enrollment_secret),
-                             ("DRIFT_WEBHOOK_SECRET", self.webhook_secret),
-                             *[("DRIFT_ADMIN_TOKENS", t) for t in self.admin_tokens]]:
+        for name, secret in [
+            ("DRIFT_ENROLLMENT_SECRET", self.enrollment_secret),
+            ("DRIFT_WEBHOOK_SECRET", self.webhook_secret),
+            *[("DRIFT_ADMIN_TOKENS", t) for t in self.admin_tokens],
+        ]:
             if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_CHARS:
                 raise ValueError(
                     f"{name} is too short: use at least {MIN_SECRET_CHARS} random characters "

@@ -78,13 +78,22 @@ class Notifier:
                 await self._deliver(client, batch)
 
     async def _deliver(self, client: httpx.AsyncClient, events: list[dict[str, Any]]) -> bool:
-        body = json.dumps({
-            "source": "workspace-agent-server", "version": __version__,
-            "sent_at": datetime.now(UTC).isoformat(), "events": events,
-        }, separators=(",", ":"), default=str).encode()
-        headers = {"Content-Type": "application/json", "X-Drift-Signature": sign_body(body, self.secret),
-                   "X-Drift-Delivery": uuid.uuid4().hex,
-                   "User-Agent": f"workspace-agent-server/{__version__}"}
+        body = json.dumps(
+            {
+                "source": "workspace-agent-server",
+                "version": __version__,
+                "sent_at": datetime.now(UTC).isoformat(),
+                "events": events,
+            },
+            separators=(",", ":"),
+            default=str,
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Drift-Signature": sign_body(body, self.secret),
+            "X-Drift-Delivery": uuid.uuid4().hex,
+            "User-Agent": f"workspace-agent-server/{__version__}",
+        }
         delay = self.settings.webhook_backoff_s
         for attempt in range(1, self.settings.webhook_max_attempts + 1):
             try:
@@ -94,14 +103,22 @@ class Notifier:
                     return True
                 problem = f"HTTP {resp.status_code}"
                 if resp.status_code < 500 and resp.status_code not in (408, 429):
-                    log.warning("webhook: %s refused %d notice(s) with %s; not retrying",
-                                self.url, len(events), problem)
+                    log.warning(
+                        "webhook: %s refused %d notice(s) with %s; not retrying",
+                        self.url,
+                        len(events),
+                        problem,
+                    )
                     break
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if attempt == self.settings.webhook_max_attempts:
-                log.warning("webhook: giving up on %d notice(s) after %d attempts (%s)",
-                            len(events), attempt, problem)
+                log.warning(
+                    "webhook: giving up on %d notice(s) after %d attempts (%s)",
+                    len(events),
+                    attempt,
+                    problem,
+                )
                 break
             self.metrics.count_webhook("retried")
             await asyncio.sleep(delay * random.uniform(0.8, 1.0))

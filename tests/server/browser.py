@@ -18,9 +18,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--remote-debugging-port=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--remote-debugging-port=0",
+]
 
 
 class Page:
@@ -57,8 +66,9 @@ class Page:
         await self.wait_event("Page.loadEventFired")
 
     async def js(self, expression: str) -> Any:
-        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True,
-                                 awaitPromise=True)
+        result = await self.send(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"JS failed: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -71,8 +81,13 @@ class Page:
 
     async def screenshot(self, path: Path, width: int = 1440, max_height: int = 2400) -> None:
         height = int(await self.js("document.documentElement.scrollHeight"))
-        await self.send("Emulation.setDeviceMetricsOverride", width=width,
-                        height=min(max(height, 600), max_height), deviceScaleFactor=1, mobile=False)
+        await self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=min(max(height, 600), max_height),
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         shot = await self.send("Page.captureScreenshot", format="png")
         path.write_bytes(base64.b64decode(shot["data"]))
 
@@ -81,8 +96,11 @@ class Page:
 async def chromium(binary: str, profile: Path) -> AsyncIterator[Page]:
     import websockets
 
-    proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
@@ -91,13 +109,20 @@ async def chromium(binary: str, profile: Path) -> AsyncIterator[Page]:
                 raise RuntimeError(f"chromium did not start (exit {proc.poll()})")
             await asyncio.sleep(0.1)
         port = int(port_file.read_text().split()[0])
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
+        targets = json.load(
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10)
+        )
         page_ws = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
         async with websockets.connect(page_ws, max_size=64 * 1024 * 1024) as ws:
             page = Page(ws)
             await page.send("Page.enable")
-            await page.send("Emulation.setDeviceMetricsOverride", width=1440, height=900,
-                            deviceScaleFactor=1, mobile=False)
+            await page.send(
+                "Emulation.setDeviceMetricsOverride",
+                width=1440,
+                height=900,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
             yield page
     finally:
         proc.terminate()

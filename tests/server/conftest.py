@@ -25,10 +25,10 @@ if str(SERVER_SRC) not in sys.path:
 pytest.importorskip("fastapi", reason="the drift server needs `pip install ./server`")
 pytest.importorskip("sqlalchemy", reason="the drift server needs `pip install ./server`")
 
-import httpx  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
+import httpx
+import sqlalchemy as sa
 
-from workspace_agent import wire  # noqa: E402
+from workspace_agent import wire
 
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN = "admin-token-Ahx8Lq2Vb7Rt9Wz3"
@@ -62,10 +62,11 @@ def _pg_reachable() -> str | None:
     try:
         import psycopg
 
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test",
-                             connect_timeout=3):
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3
+        ):
             return None
-    except Exception as exc:  # the reason goes into the skip message
+    except Exception as exc:  # noqa: BLE001 (any reason becomes the skip message)
         return f"PostgreSQL at 127.0.0.1:5432 (db test) is not reachable: {exc}"
 
 
@@ -111,34 +112,66 @@ def clock() -> Clock:
 def make_settings(db_url: str, **overrides: Any) -> Any:
     from workspace_agent_server.settings import Settings
 
-    values: dict[str, Any] = {"db_url": db_url, "enrollment_secret": SECRET, "admin_tokens": ADMIN,
-                              "heartbeat_interval_s": 60, "stale_after_heartbeats": 3}
+    values: dict[str, Any] = {
+        "db_url": db_url,
+        "enrollment_secret": SECRET,
+        "admin_tokens": ADMIN,
+        "heartbeat_interval_s": 60,
+        "stale_after_heartbeats": 3,
+    }
     values.update(overrides)
     return Settings(**values)
 
 
-def rule(rule_id: str, state: str = "compliant", before: str | None = None,
-         after: str | None = None, target: str = "~/.config/x.json", message: str | None = None
-         ) -> dict[str, Any]:
-    return {"rule_id": rule_id, "target": target, "state": state, "before": before,
-            "after": after, "message": message}
+def rule(
+    rule_id: str,
+    state: str = "compliant",
+    before: str | None = None,
+    after: str | None = None,
+    target: str = "~/.config/x.json",
+    message: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "rule_id": rule_id,
+        "target": target,
+        "state": state,
+        "before": before,
+        "after": after,
+        "message": message,
+    }
 
 
-def make_report(workspace_id: str, rules: list[dict[str, Any]], *, name: str = "",
-                owner: str = "alice", report_id: str | None = None, kind: str = "check",
-                at: datetime | None = None, exit_code: int | None = None,
-                level: str = "standard", key_level: str | None = "standard") -> dict[str, Any]:
+def make_report(
+    workspace_id: str,
+    rules: list[dict[str, Any]],
+    *,
+    name: str = "",
+    owner: str = "alice",
+    report_id: str | None = None,
+    kind: str = "check",
+    at: datetime | None = None,
+    exit_code: int | None = None,
+    level: str = "standard",
+    key_level: str | None = "standard",
+) -> dict[str, Any]:
     """A valid wire.Report as JSON-able dict (checked against the shared model)."""
     at = at or datetime.now(UTC)
     if exit_code is None:
         states = {r["state"] for r in rules}
         exit_code = (2 if states & {"drift", "corrected"} else 0) | (4 if "error" in states else 0)
     report = wire.Report(
-        report_id=report_id or uuid.uuid4().hex, kind=kind,  # type: ignore[arg-type]
+        report_id=report_id or uuid.uuid4().hex,
+        kind=kind,  # type: ignore[arg-type]
         workspace=wire.WorkspaceIdentity(id=workspace_id, name=name or workspace_id, owner=owner),
-        agent_version="0.1.0", desired_sha256=HASH, prompt_sha256="b" * 64,
-        enforcement_level=level, key_enforcement_level=key_level, key_source="provisioner",
-        exit_code=exit_code, started_at=at - timedelta(seconds=1), finished_at=at,
+        agent_version="0.1.0",
+        desired_sha256=HASH,
+        prompt_sha256="b" * 64,
+        enforcement_level=level,
+        key_enforcement_level=key_level,
+        key_source="provisioner",
+        exit_code=exit_code,
+        started_at=at - timedelta(seconds=1),
+        finished_at=at,
         rules=[wire.RuleResultWire(**r) for r in rules],
     )
     return report.model_dump(mode="json")
@@ -155,22 +188,30 @@ class Api:
 
     async def enroll(self, workspace_id: str, name: str = "", owner: str = "alice") -> str:
         resp = await self.client.post(
-            wire.ENROLL_PATH, headers={"Authorization": f"Bearer {SECRET}"},
-            json={"workspace": {"id": workspace_id, "name": name or workspace_id, "owner": owner},
-                  "agent_version": "0.1.0"})
+            wire.ENROLL_PATH,
+            headers={"Authorization": f"Bearer {SECRET}"},
+            json={
+                "workspace": {"id": workspace_id, "name": name or workspace_id, "owner": owner},
+                "agent_version": "0.1.0",
+            },
+        )
         assert resp.status_code == 200, resp.text
         return str(wire.EnrollResponse.model_validate(resp.json()).workspace_token)
 
     async def report(self, token: str, body: dict[str, Any] | bytes) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"}
         if isinstance(body, bytes):
-            return await self.client.post(wire.REPORTS_PATH, content=body,
-                                          headers={**headers, "Content-Type": "application/json"})
+            return await self.client.post(
+                wire.REPORTS_PATH,
+                content=body,
+                headers={**headers, "Content-Type": "application/json"},
+            )
         return await self.client.post(wire.REPORTS_PATH, json=body, headers=headers)
 
     async def admin(self, path: str, method: str = "GET", **params: Any) -> httpx.Response:
-        return await self.client.request(method, path, params=params or None,
-                                         headers={"Authorization": f"Bearer {ADMIN}"})
+        return await self.client.request(
+            method, path, params=params or None, headers={"Authorization": f"Bearer {ADMIN}"}
+        )
 
     def rows(self) -> dict[str, int]:
         """Row count of every table: to prove a refused request changed nothing."""
@@ -178,8 +219,10 @@ class Api:
         try:
             with engine.connect() as conn:
                 names = ["workspaces", "rule_states", "transitions", "reports"]
-                return {n: conn.execute(sa.text(f"SELECT count(*) FROM {n}")).scalar_one()
-                        for n in names}
+                return {
+                    n: conn.execute(sa.text(f"SELECT count(*) FROM {n}")).scalar_one()
+                    for n in names
+                }
         finally:
             engine.dispose()
 
@@ -190,8 +233,9 @@ class Api:
             with engine.connect() as conn:
                 out = {}
                 for n in ["workspaces", "rule_states", "transitions", "reports"]:
-                    out[n] = sorted((tuple(map(str, r)) for r in conn.execute(
-                        sa.text(f"SELECT * FROM {n}"))))
+                    out[n] = sorted(
+                        tuple(map(str, r)) for r in conn.execute(sa.text(f"SELECT * FROM {n}"))
+                    )
                 return out
         finally:
             engine.dispose()
@@ -234,7 +278,12 @@ def server_env(**extra: str) -> dict[str, str]:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFT_")}
-    env.update({"PYTHONPATH": os.pathsep.join([str(REPO), str(SERVER_SRC)]),
-                "DRIFT_ENROLLMENT_SECRET": SECRET, "DRIFT_ADMIN_TOKENS": ADMIN})
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(REPO), str(SERVER_SRC)]),
+            "DRIFT_ENROLLMENT_SECRET": SECRET,
+            "DRIFT_ADMIN_TOKENS": ADMIN,
+        }
+    )
     env.update(extra)
     return env

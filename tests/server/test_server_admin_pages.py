@@ -7,14 +7,14 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
 
+from tests.heavy import require
 from tests.server.conftest import (
     ADMIN,
     REPO,
@@ -26,7 +26,6 @@ from tests.server.conftest import (
     make_settings,
     rule,
 )
-from tests.heavy import require
 from workspace_agent import wire
 
 XSS = "<script>alert(1)</script>"
@@ -40,7 +39,9 @@ def db_url(tmp_path: Path) -> str:  # pages are the same on both databases: SQLi
 @pytest.mark.anyio
 async def test_pages_need_sign_in_and_the_cookie_works(api: Api) -> None:
     resp = await api.client.get("/?status=drifted")
-    assert resp.status_code == 303 and resp.headers["location"] == "/login?next=%2F%3Fstatus%3Ddrifted"
+    assert (
+        resp.status_code == 303 and resp.headers["location"] == "/login?next=%2F%3Fstatus%3Ddrifted"
+    )
     login = await api.client.get("/login?next=/workspaces/x")
     assert login.status_code == 200 and 'value="/workspaces/x"' in login.text
     wrong = await api.client.post("/login", data={"token": "nope", "next": "/"})
@@ -69,9 +70,13 @@ async def test_workspace_token_gets_403_page(api: Api) -> None:
 @pytest.mark.anyio
 async def test_everything_is_escaped(api: Api) -> None:
     token = await api.enroll("ws-x", name=XSS, owner="<b>mallory</b>")
-    body = make_report("ws-x", [rule("<img src=x onerror=alert(2)>", "drift",
-                                     "<i>before</i>", "\"after'")], name=XSS,
-                       owner="<b>mallory</b>", key_level="<u>lvl</u>")
+    body = make_report(
+        "ws-x",
+        [rule("<img src=x onerror=alert(2)>", "drift", "<i>before</i>", "\"after'")],
+        name=XSS,
+        owner="<b>mallory</b>",
+        key_level="<u>lvl</u>",
+    )
     assert (await api.report(token, body)).status_code == 200
     headers = {"Authorization": f"Bearer {ADMIN}"}
     for path in ("/", "/workspaces/ws-x"):
@@ -88,19 +93,29 @@ async def test_everything_is_escaped(api: Api) -> None:
 # --- the real thing: uvicorn on loopback + headless Chromium ---------------------------------
 
 RULES = [
-    "roo.import", "roo.rules.enforcement", "opencode.config", "opencode.instructions",
-    "key.file", "key.enforcement_level", "shell.no_plaintext_key",
-    "vscode.setting.chat.disableAIFeatures", "vscode.setting.github.copilot.enable",
-    "vscode.setting.inlineChat.mode", "vscode.setting.telemetry.telemetryLevel",
-    "vscode.setting.roo-cline.autoImportSettingsPath", "extension.absent.github.copilot",
+    "roo.import",
+    "roo.rules.enforcement",
+    "opencode.config",
+    "opencode.instructions",
+    "key.file",
+    "key.enforcement_level",
+    "shell.no_plaintext_key",
+    "vscode.setting.chat.disableAIFeatures",
+    "vscode.setting.github.copilot.enable",
+    "vscode.setting.inlineChat.mode",
+    "vscode.setting.telemetry.telemetryLevel",
+    "vscode.setting.roo-cline.autoImportSettingsPath",
+    "extension.absent.github.copilot",
     "extension.absent.sourcegraph.cody-ai",
 ]
-VALUES = {"vscode.setting.chat.disableAIFeatures": ("false", "true"),
-          "vscode.setting.github.copilot.enable": ('{"*": true}', '{"*": false}'),
-          "vscode.setting.inlineChat.mode": ('"live"', '"off"'),
-          "extension.absent.github.copilot": ("installed 1.250.0", "absent"),
-          "extension.absent.sourcegraph.cody-ai": ("installed 1.80.0", "absent"),
-          "key.enforcement_level": ("unrestricted", "standard")}
+VALUES = {
+    "vscode.setting.chat.disableAIFeatures": ("false", "true"),
+    "vscode.setting.github.copilot.enable": ('{"*": true}', '{"*": false}'),
+    "vscode.setting.inlineChat.mode": ('"live"', '"off"'),
+    "extension.absent.github.copilot": ("installed 1.250.0", "absent"),
+    "extension.absent.sourcegraph.cody-ai": ("installed 1.80.0", "absent"),
+    "key.enforcement_level": ("unrestricted", "standard"),
+}
 
 
 def _rules(states: dict[str, str]) -> list[dict[str, Any]]:
@@ -118,8 +133,11 @@ def _target(rule_id: str) -> str:
         return "~/.local/share/code-server/User/settings.json"
     if rule_id.startswith("extension."):
         return "~/.local/share/code-server/extensions"
-    return {"roo.import": "~/.config/roo-code/settings.json", "key.file": "~/.config/workspace-agent/key",
-            "opencode.config": "~/.config/opencode/opencode.json"}.get(rule_id, "~")
+    return {
+        "roo.import": "~/.config/roo-code/settings.json",
+        "key.file": "~/.config/workspace-agent/key",
+        "opencode.config": "~/.config/opencode/opencode.json",
+    }.get(rule_id, "~")
 
 
 class ThreadServer:
@@ -130,11 +148,12 @@ class ThreadServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> ThreadServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -152,44 +171,119 @@ def seed_fleet(url: str, clock: Clock) -> dict[str, Any]:
     now = clock.now
     fleet = [
         # id, name, owner, level, key level, timeline [(minutes ago, states, kind)]
-        ("3f2a9c1e", "alice-payments-api", "alice", "standard", "standard",
-         [(180, {}, "bootstrap"), (5, {}, "heartbeat")]),
-        ("7b1d44e0", "bob-ml-notebooks", "bob", "standard", "unrestricted",
-         [(300, {}, "bootstrap"),
-          (95, {"vscode.setting.chat.disableAIFeatures": "drift"}, "check"),
-          (70, {"vscode.setting.chat.disableAIFeatures": "corrected"}, "bootstrap"),
-          (42, {"vscode.setting.chat.disableAIFeatures": "drift",
-                "extension.absent.github.copilot": "drift", "key.enforcement_level": "drift"},
-           "check"),
-          (3, {"vscode.setting.chat.disableAIFeatures": "drift",
-               "extension.absent.github.copilot": "drift", "key.enforcement_level": "drift"},
-           "heartbeat")]),
-        ("c90e11aa", "carol-frontend", "carol", "design-first", "design-first",
-         [(240, {"vscode.setting.inlineChat.mode": "corrected"}, "bootstrap"), (2, {}, "heartbeat")]),
-        ("d4c3b2a1", "dave-infra", "dave", "standard", "standard",
-         [(30, {"extension.absent.sourcegraph.cody-ai": "error"}, "check"),
-          (4, {"extension.absent.sourcegraph.cody-ai": "error"}, "heartbeat")]),
-        ("e5f60718", "erin-sandbox", "erin", "unrestricted", "unrestricted",
-         [(600, {}, "bootstrap"), (190, {}, "heartbeat")]),
-        ("f1e2d3c4", "frank-data-pipeline", "frank", "standard", "standard",
-         [(400, {"vscode.setting.github.copilot.enable": "drift"}, "check")]),
-        ("0a9b8c7d", "grace-docs", "grace", "design-first", "design-first",
-         [(60, {}, "bootstrap"), (1, {}, "heartbeat")]),
+        (
+            "3f2a9c1e",
+            "alice-payments-api",
+            "alice",
+            "standard",
+            "standard",
+            [(180, {}, "bootstrap"), (5, {}, "heartbeat")],
+        ),
+        (
+            "7b1d44e0",
+            "bob-ml-notebooks",
+            "bob",
+            "standard",
+            "unrestricted",
+            [
+                (300, {}, "bootstrap"),
+                (95, {"vscode.setting.chat.disableAIFeatures": "drift"}, "check"),
+                (70, {"vscode.setting.chat.disableAIFeatures": "corrected"}, "bootstrap"),
+                (
+                    42,
+                    {
+                        "vscode.setting.chat.disableAIFeatures": "drift",
+                        "extension.absent.github.copilot": "drift",
+                        "key.enforcement_level": "drift",
+                    },
+                    "check",
+                ),
+                (
+                    3,
+                    {
+                        "vscode.setting.chat.disableAIFeatures": "drift",
+                        "extension.absent.github.copilot": "drift",
+                        "key.enforcement_level": "drift",
+                    },
+                    "heartbeat",
+                ),
+            ],
+        ),
+        (
+            "c90e11aa",
+            "carol-frontend",
+            "carol",
+            "design-first",
+            "design-first",
+            [
+                (240, {"vscode.setting.inlineChat.mode": "corrected"}, "bootstrap"),
+                (2, {}, "heartbeat"),
+            ],
+        ),
+        (
+            "d4c3b2a1",
+            "dave-infra",
+            "dave",
+            "standard",
+            "standard",
+            [
+                (30, {"extension.absent.sourcegraph.cody-ai": "error"}, "check"),
+                (4, {"extension.absent.sourcegraph.cody-ai": "error"}, "heartbeat"),
+            ],
+        ),
+        (
+            "e5f60718",
+            "erin-sandbox",
+            "erin",
+            "unrestricted",
+            "unrestricted",
+            [(600, {}, "bootstrap"), (190, {}, "heartbeat")],
+        ),
+        (
+            "f1e2d3c4",
+            "frank-data-pipeline",
+            "frank",
+            "standard",
+            "standard",
+            [(400, {"vscode.setting.github.copilot.enable": "drift"}, "check")],
+        ),
+        (
+            "0a9b8c7d",
+            "grace-docs",
+            "grace",
+            "design-first",
+            "design-first",
+            [(60, {}, "bootstrap"), (1, {}, "heartbeat")],
+        ),
         ("x55", XSS, "mallory", "standard", "standard", [(8, {}, "bootstrap")]),
     ]
     with httpx.Client(base_url=url, timeout=10) as client:
         for ws, name, owner, level, key_level, timeline in fleet:
             clock.now = now - timedelta(minutes=timeline[0][0] + 1)
-            enrolled = client.post(wire.ENROLL_PATH, headers={"Authorization": f"Bearer {SECRET}"},
-                                   json={"workspace": {"id": ws, "name": name, "owner": owner},
-                                         "agent_version": "0.1.0"})
+            enrolled = client.post(
+                wire.ENROLL_PATH,
+                headers={"Authorization": f"Bearer {SECRET}"},
+                json={
+                    "workspace": {"id": ws, "name": name, "owner": owner},
+                    "agent_version": "0.1.0",
+                },
+            )
             token = enrolled.json()["workspace_token"]
             for minutes_ago, states, kind in timeline:
                 clock.now = now - timedelta(minutes=minutes_ago)
-                body = make_report(ws, _rules(states), name=name, owner=owner, kind=kind,
-                                   at=clock.now, level=level, key_level=key_level)
-                resp = client.post(wire.REPORTS_PATH, json=body,
-                                   headers={"Authorization": f"Bearer {token}"})
+                body = make_report(
+                    ws,
+                    _rules(states),
+                    name=name,
+                    owner=owner,
+                    kind=kind,
+                    at=clock.now,
+                    level=level,
+                    key_level=key_level,
+                )
+                resp = client.post(
+                    wire.REPORTS_PATH, json=body, headers={"Authorization": f"Bearer {token}"}
+                )
                 assert resp.status_code == 200, resp.text
         clock.now = now
         return client.get(wire.WORKSPACES_PATH, headers={"Authorization": f"Bearer {ADMIN}"}).json()
@@ -204,16 +298,27 @@ def chromium_bin() -> str:
 @pytest.mark.anyio
 async def test_pages_in_headless_chromium(tmp_path: Path, chromium_bin: str) -> None:
     pytest.importorskip("websockets", reason="the page test drives Chromium with `websockets`")
-    from tests.server.browser import chromium
     from workspace_agent_server.app import create_app
 
+    from tests.server.browser import chromium
+
     clock = Clock(datetime.now(UTC).replace(microsecond=0))
-    app = create_app(make_settings(f"sqlite:///{tmp_path / 'drift.db'}", heartbeat_interval_s=300,
-                                   stale_after_heartbeats=3), clock=clock)
+    app = create_app(
+        make_settings(
+            f"sqlite:///{tmp_path / 'drift.db'}", heartbeat_interval_s=300, stale_after_heartbeats=3
+        ),
+        clock=clock,
+    )
     with ThreadServer(app) as srv:
         expected = seed_fleet(srv.url, clock)
-        assert expected["counts"] == {"drifted": 1, "error": 1, "stale": 2, "unknown": 0,
-                                      "compliant": 4, "total": 8}
+        assert expected["counts"] == {
+            "drifted": 1,
+            "error": 1,
+            "stale": 2,
+            "unknown": 0,
+            "compliant": 4,
+            "total": 8,
+        }
         profile = tmp_path / "chromium-profile"
         profile.mkdir()
         async with chromium(chromium_bin, profile) as page:
@@ -221,14 +326,19 @@ async def test_pages_in_headless_chromium(tmp_path: Path, chromium_bin: str) -> 
             assert await page.js("location.pathname") == "/login"
             await page.submit_and_wait(
                 f"document.querySelector('#token').value = {ADMIN!r};"
-                "document.querySelector('form[action=\"/login\"]').submit()")
+                "document.querySelector('form[action=\"/login\"]').submit()"
+            )
             assert await page.js("location.pathname") == "/"
             shown = await page.js(
                 "Object.fromEntries([...document.querySelectorAll('[data-count]')]"
-                ".map(c => [c.dataset.count, +c.querySelector('.n').textContent]))")
-            assert shown == {k: expected["counts"][k] for k in ("compliant", "drifted", "error", "stale")}
-            rows = await page.js("[...document.querySelectorAll('#fleet tbody tr')]"
-                                 ".map(r => r.dataset.workspace)")
+                ".map(c => [c.dataset.count, +c.querySelector('.n').textContent]))"
+            )
+            assert shown == {
+                k: expected["counts"][k] for k in ("compliant", "drifted", "error", "stale")
+            }
+            rows = await page.js(
+                "[...document.querySelectorAll('#fleet tbody tr')].map(r => r.dataset.workspace)"
+            )
             assert rows[0] == "7b1d44e0" and len(rows) == 8  # worst first
             # The XSS name is text on the page, and nothing ran.
             assert XSS in await page.js("document.body.innerText")
@@ -243,8 +353,9 @@ async def test_pages_in_headless_chromium(tmp_path: Path, chromium_bin: str) -> 
             await page.goto(srv.url + "/workspaces/7b1d44e0")
             assert await page.js("document.querySelector('#status').textContent") == "drifted"
             first = await page.js(
-                "document.querySelector('tr[data-rule=\"vscode.setting.chat.disableAIFeatures\"]"
-                " .first-failing').innerText")
+                'document.querySelector(\'tr[data-rule="vscode.setting.chat.disableAIFeatures"]'
+                " .first-failing').innerText"
+            )
             since = clock.now - timedelta(minutes=42)
             assert since.strftime("%Y-%m-%d %H:%M") in first
             history = await page.js("document.querySelectorAll('#history tbody tr').length")

@@ -7,7 +7,6 @@ import hmac
 import time
 
 from pydantic import SecretStr
-
 from workspace_agent_server import auth
 
 A = SecretStr("admin-token-Ahx8Lq2Vb7Rt9Wz3")

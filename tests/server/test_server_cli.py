@@ -20,9 +20,15 @@ from workspace_agent import wire
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workspace_agent_server", *args],
-                          capture_output=True, text=True, env=env or server_env(), cwd=REPO,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "workspace_agent_server", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env or server_env(),
+        cwd=REPO,
+        timeout=60,
+    )
 
 
 @contextmanager
@@ -30,9 +36,24 @@ def serving(db_url: str, log: Path, **env: str) -> Iterator[str]:
     port = free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workspace_agent_server", "--db", db_url, "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=REPO, env=server_env(**env), stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "workspace_agent_server",
+                "--db",
+                db_url,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=server_env(**env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -60,11 +81,18 @@ def serving(db_url: str, log: Path, **env: str) -> Iterator[str]:
 @pytest.mark.slow
 def test_real_uvicorn_process_end_to_end(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    with serving(db_url, log, DRIFT_MAX_BODY_BYTES="8192") as url, httpx.Client(
-            base_url=url, timeout=10) as client:
-        enrolled = client.post(wire.ENROLL_PATH, headers={"Authorization": f"Bearer {SECRET}"},
-                               json={"workspace": {"id": "ws-live", "name": "live", "owner": "o"},
-                                     "agent_version": "0.1.0"})
+    with (
+        serving(db_url, log, DRIFT_MAX_BODY_BYTES="8192") as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        enrolled = client.post(
+            wire.ENROLL_PATH,
+            headers={"Authorization": f"Bearer {SECRET}"},
+            json={
+                "workspace": {"id": "ws-live", "name": "live", "owner": "o"},
+                "agent_version": "0.1.0",
+            },
+        )
         assert enrolled.status_code == 200, enrolled.text
         token = enrolled.json()["workspace_token"]
         auth = {"Authorization": f"Bearer {token}"}
@@ -98,12 +126,15 @@ def test_bad_settings_are_one_sentence(tmp_path: Path) -> None:
     assert "Traceback" not in hook.stderr
 
 
-@pytest.mark.parametrize("url, says", [
-    ("sqlite:////nonexistent-dir/sub/drift.db", "cannot open the database"),
-    ("mysql://x@127.0.0.1/db", "unsupported database"),
-    ("not a url", "is not valid"),
-    ("postgresql+psycopg://nobody:pw@127.0.0.1:1/x", "cannot open the database"),
-])
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("sqlite:////nonexistent-dir/sub/drift.db", "cannot open the database"),
+        ("mysql://x@127.0.0.1/db", "unsupported database"),
+        ("not a url", "is not valid"),
+        ("postgresql+psycopg://nobody:pw@127.0.0.1:1/x", "cannot open the database"),
+    ],
+)
 def test_bad_database_is_one_sentence(url: str, says: str) -> None:
     result = run_cli("--db", url)
     assert result.returncode == 1, result.stderr
@@ -116,14 +147,26 @@ def test_secret_files(tmp_path: Path) -> None:
 
     (tmp_path / "admins").write_text("# admins\nadmin-one-Xq9Wm2Lk5Rv8\n\nadmin-two-Pz4Ty7Bn1Cs3\n")
     (tmp_path / "secret").write_text("enroll-file-Hw6Jd3Ka8Fe2\n")
-    settings, _ = settings_from_args(["--admin-tokens-file", str(tmp_path / "admins"),
-                                      "--enrollment-secret-file", str(tmp_path / "secret"),
-                                      "--db", "sqlite:///x.db", "--stale-after", "5"])
+    settings, _ = settings_from_args(
+        [
+            "--admin-tokens-file",
+            str(tmp_path / "admins"),
+            "--enrollment-secret-file",
+            str(tmp_path / "secret"),
+            "--db",
+            "sqlite:///x.db",
+            "--stale-after",
+            "5",
+        ]
+    )
     assert [t.get_secret_value() for t in settings.admin_tokens] == [
-        "admin-one-Xq9Wm2Lk5Rv8", "admin-two-Pz4Ty7Bn1Cs3"]
+        "admin-one-Xq9Wm2Lk5Rv8",
+        "admin-two-Pz4Ty7Bn1Cs3",
+    ]
     assert settings.enrollment_secret.get_secret_value() == "enroll-file-Hw6Jd3Ka8Fe2"
     assert settings.stale_after_heartbeats == 5
     assert "enroll-file" not in repr(settings) and "admin-one" not in json.dumps(
-        settings.model_dump(mode="json"))
+        settings.model_dump(mode="json")
+    )
     missing = run_cli("--enrollment-secret-file", str(tmp_path / "nope"))
     assert missing.returncode != 0 and "cannot read the enrollment secret file" in missing.stderr

@@ -3,9 +3,8 @@ refused with a sentence."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 import pytest
-
+import sqlalchemy as sa
 from workspace_agent_server.db import SCHEMA_VERSION, DbError, make_engine, meta, migrate
 
 
@@ -14,10 +13,14 @@ def test_migrate_twice_is_harmless(db_url: str) -> None:
     try:
         assert migrate(engine) == SCHEMA_VERSION
         with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO workspaces (id, name, owner, agent_version, enrolled_at,"
-                                 " state, notes, rules_total, rules_failing, rules_corrected,"
-                                 " stale_notified) VALUES ('w', '', '', '', '2026-01-01', 'unknown',"
-                                 " '[]', 0, 0, 0, false)"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO workspaces (id, name, owner, agent_version, enrolled_at,"
+                    " state, notes, rules_total, rules_failing, rules_corrected,"
+                    " stale_notified) VALUES ('w', '', '', '', '2026-01-01', 'unknown',"
+                    " '[]', 0, 0, 0, false)"
+                )
+            )
         assert migrate(engine) == SCHEMA_VERSION
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM workspaces")).scalar_one() == 1

@@ -20,15 +20,22 @@ async def test_enroll_stores_only_a_hash_of_the_token(api: Api) -> None:
     assert len(snap["workspaces"]) == 1
     assert not any(token in cell for row in snap["workspaces"] for cell in row)
     import hashlib
+
     assert any(hashlib.sha256(token.encode()).hexdigest() in row for row in snap["workspaces"])
 
 
 async def test_enroll_refuses_a_wrong_secret_and_bad_body(api: Api) -> None:
-    resp = await api.client.post(wire.ENROLL_PATH, headers={"Authorization": "Bearer nope"},
-                                 json={"workspace": {"id": "x"}, "agent_version": "1"})
+    resp = await api.client.post(
+        wire.ENROLL_PATH,
+        headers={"Authorization": "Bearer nope"},
+        json={"workspace": {"id": "x"}, "agent_version": "1"},
+    )
     assert resp.status_code == 401 and "enrollment secret" in resp.json()["detail"]
-    resp = await api.client.post(wire.ENROLL_PATH, headers={"Authorization": f"Bearer {SECRET}"},
-                                 json={"workspace": {}, "agent_version": "1"})
+    resp = await api.client.post(
+        wire.ENROLL_PATH,
+        headers={"Authorization": f"Bearer {SECRET}"},
+        json={"workspace": {}, "agent_version": "1"},
+    )
     assert resp.status_code == 422
     assert "workspace.id" in resp.json()["detail"]
     assert api.rows()["workspaces"] == 0
@@ -36,13 +43,20 @@ async def test_enroll_refuses_a_wrong_secret_and_bad_body(api: Api) -> None:
 
 async def test_report_is_stored_and_shown(api: Api) -> None:
     token = await api.enroll("ws-1", name="alice-dev")
-    body = make_report("ws-1", [rule("roo.import"), rule("vscode.setting.chat.disableAIFeatures",
-                                                         "drift", "false", "true")],
-                       name="alice-dev", key_level="unrestricted")
+    body = make_report(
+        "ws-1",
+        [
+            rule("roo.import"),
+            rule("vscode.setting.chat.disableAIFeatures", "drift", "false", "true"),
+        ],
+        name="alice-dev",
+        key_level="unrestricted",
+    )
     resp = await api.report(token, body)
     assert resp.status_code == 200, resp.text
     assert wire.ReportAccepted.model_validate(resp.json()) == wire.ReportAccepted(
-        report_id=body["report_id"], duplicate=False)
+        report_id=body["report_id"], duplicate=False
+    )
     assert api.rows() == {"workspaces": 1, "rule_states": 2, "transitions": 2, "reports": 1}
 
     fleet = (await api.admin(wire.WORKSPACES_PATH)).json()
@@ -50,7 +64,11 @@ async def test_report_is_stored_and_shown(api: Api) -> None:
     assert fleet["updated_at"] is not None
     (w,) = fleet["workspaces"]
     assert (w["id"], w["name"], w["status"], w["failing_rules"]) == (
-        "ws-1", "alice-dev", "drifted", ["vscode.setting.chat.disableAIFeatures"])
+        "ws-1",
+        "alice-dev",
+        "drifted",
+        ["vscode.setting.chat.disableAIFeatures"],
+    )
     assert w["level_mismatch"] is True and w["key_enforcement_level"] == "unrestricted"
     assert (w["rules_total"], w["rules_failing"]) == (2, 1)
 
@@ -62,8 +80,10 @@ async def test_duplicate_report_id_changes_nothing(api: Api) -> None:
     before = api.snapshot()
     api.clock.advance(30)
     again = await api.report(token, body)
-    assert again.status_code == 200 and again.json() == {"report_id": body["report_id"],
-                                                         "duplicate": True}
+    assert again.status_code == 200 and again.json() == {
+        "report_id": body["report_id"],
+        "duplicate": True,
+    }
     assert api.snapshot() == before
     metrics = (await api.client.get("/metrics")).text
     assert "drift_reports_duplicate_total 1" in metrics
@@ -115,25 +135,32 @@ async def test_oversized_report_is_413_and_changes_nothing(api_factory) -> None:
         async def chunks():  # type: ignore[no-untyped-def]
             data = json.dumps(big).encode()
             for i in range(0, len(data), 1000):
-                yield data[i:i + 1000]
+                yield data[i : i + 1000]
 
-        resp = await api.client.post(wire.REPORTS_PATH, content=chunks(),
-                                     headers={"Authorization": f"Bearer {token}"})
+        resp = await api.client.post(
+            wire.REPORTS_PATH, content=chunks(), headers={"Authorization": f"Bearer {token}"}
+        )
         assert resp.status_code == 413
         assert api.snapshot() == before
-        assert 'drift_reports_rejected_total{reason="too_large"} 2' in (
-            await api.client.get("/metrics")).text
+        assert (
+            'drift_reports_rejected_total{reason="too_large"} 2'
+            in (await api.client.get("/metrics")).text
+        )
 
 
-@pytest.mark.parametrize("body, where", [
-    (b"{not json", "Invalid JSON"),
-    (b'{"report_id": "short"}', "report_id"),
-    (None, "rules.0.state"),
-    (None, "extra"),
-    (None, "appears more than once"),
-])
-async def test_malformed_report_is_422_with_a_message(api: Api, body: bytes | None,
-                                                      where: str) -> None:
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        (b"{not json", "Invalid JSON"),
+        (b'{"report_id": "short"}', "report_id"),
+        (None, "rules.0.state"),
+        (None, "extra"),
+        (None, "appears more than once"),
+    ],
+)
+async def test_malformed_report_is_422_with_a_message(
+    api: Api, body: bytes | None, where: str
+) -> None:
     import json
 
     token = await api.enroll("ws-1")
@@ -174,12 +201,17 @@ async def test_auth_kinds_are_kept_apart(api: Api) -> None:
     assert (await api.report("wat_bogus", make_report("ws-1", [rule("a")]))).status_code == 401
     # A workspace token (or the secret) on admin routes → 403; nothing → 401.
     for cred in (token, SECRET):
-        resp = await api.client.get(wire.WORKSPACES_PATH, headers={"Authorization": f"Bearer {cred}"})
+        resp = await api.client.get(
+            wire.WORKSPACES_PATH, headers={"Authorization": f"Bearer {cred}"}
+        )
         assert resp.status_code == 403 and "admin token" in resp.json()["detail"]
     assert (await api.client.get(wire.WORKSPACES_PATH)).status_code == 401
     assert (await api.client.get(f"{wire.WORKSPACES_PATH}/ws-1")).status_code == 401
-    assert (await api.client.post(f"{wire.WORKSPACES_PATH}/ws-1/revoke",
-                                  headers={"Authorization": f"Bearer {token}"})).status_code == 403
+    assert (
+        await api.client.post(
+            f"{wire.WORKSPACES_PATH}/ws-1/revoke", headers={"Authorization": f"Bearer {token}"}
+        )
+    ).status_code == 403
     assert api.rows()["reports"] == 0
     metrics = (await api.client.get("/metrics")).text
     assert 'drift_reports_rejected_total{reason="forbidden"} 2' in metrics
@@ -192,12 +224,21 @@ async def test_detail_first_failing_and_history(api: Api) -> None:
     setting = "vscode.setting.chat.disableAIFeatures"
     reports = [
         (t0, [rule("roo.import"), rule(setting)], "check"),
-        (t0 + timedelta(minutes=5), [rule("roo.import"), rule(setting, "drift", "false", "true")],
-         "check"),
-        (t0 + timedelta(minutes=10), [rule("roo.import"), rule(setting, "drift", "false", "true")],
-         "heartbeat"),
-        (t0 + timedelta(minutes=15), [rule("roo.import"),
-                                      rule(setting, "corrected", "false", "true")], "bootstrap"),
+        (
+            t0 + timedelta(minutes=5),
+            [rule("roo.import"), rule(setting, "drift", "false", "true")],
+            "check",
+        ),
+        (
+            t0 + timedelta(minutes=10),
+            [rule("roo.import"), rule(setting, "drift", "false", "true")],
+            "heartbeat",
+        ),
+        (
+            t0 + timedelta(minutes=15),
+            [rule("roo.import"), rule(setting, "corrected", "false", "true")],
+            "bootstrap",
+        ),
         (t0 + timedelta(minutes=20), [rule("roo.import"), rule(setting)], "heartbeat"),
     ]
     for at, rules, kind in reports:
@@ -235,8 +276,9 @@ async def test_rule_gone_from_a_report_is_recorded_as_removed(api: Api) -> None:
     await api.report(token, make_report("ws-1", [rule("a")], at=api.clock.now))
     d = (await api.admin(f"{wire.WORKSPACES_PATH}/ws-1")).json()
     assert [r["rule_id"] for r in d["rules"]] == ["a"]
-    assert ("b", "drift", "removed") in [(t["rule_id"], t["from_state"], t["to_state"])
-                                         for t in d["transitions"]]
+    assert ("b", "drift", "removed") in [
+        (t["rule_id"], t["from_state"], t["to_state"]) for t in d["transitions"]
+    ]
     # A report that could not check anything (no rules, exit 1) keeps the rules, shows error.
     api.clock.advance(60)
     await api.report(token, make_report("ws-1", [], at=api.clock.now, exit_code=1))
@@ -272,8 +314,9 @@ async def test_fleet_filters_and_counts(api: Api) -> None:
     # w5 keeps reporting; the rest go silent past 3 × 60 s.
     api.clock.advance(100)
     token5 = await api.enroll("w5", owner="dave")
-    await api.report(token5, make_report("w5", [rule("a", "drift")], owner="dave",
-                                         at=api.clock.now))
+    await api.report(
+        token5, make_report("w5", [rule("a", "drift")], owner="dave", at=api.clock.now)
+    )
 
     async def ids(**params: object) -> list[str]:
         resp = await api.admin(wire.WORKSPACES_PATH, **params)
@@ -281,8 +324,14 @@ async def test_fleet_filters_and_counts(api: Api) -> None:
         return sorted(w["id"] for w in resp.json()["workspaces"])
 
     fleet = (await api.admin(wire.WORKSPACES_PATH)).json()
-    assert fleet["counts"] == {"drifted": 1, "error": 0, "stale": 5, "unknown": 0,
-                               "compliant": 0, "total": 6}
+    assert fleet["counts"] == {
+        "drifted": 1,
+        "error": 0,
+        "stale": 5,
+        "unknown": 0,
+        "compliant": 0,
+        "total": 6,
+    }
     assert fleet["workspaces"][0]["id"] == "w5"  # worst first
     assert await ids(drifted="true") == ["w2", "w5"]
     assert await ids(stale="true") == ["w1", "w2", "w3", "w4", "w6"]
@@ -307,10 +356,27 @@ async def test_health_metrics_openapi(api: Api) -> None:
     await api.report(token, make_report("ws-1", [rule("a", "drift")]))
     metrics = (await api.client.get("/metrics")).text
     assert 'drift_workspaces{state="drifted"} 1' in metrics
-    assert 'drift_ingest_seconds_count 1' in metrics
+    assert "drift_ingest_seconds_count 1" in metrics
     assert 'drift_ingest_seconds_bucket{le="+Inf"} 1' in metrics
     spec = (await api.client.get("/openapi.json")).json()
     assert wire.REPORTS_PATH in spec["paths"] and wire.ENROLL_PATH in spec["paths"]
     body = spec["paths"][wire.REPORTS_PATH]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]["$ref"].endswith("/Report")
     assert "RuleResultWire" in spec["components"]["schemas"]
+
+
+async def test_concurrent_reports_of_one_workspace(api: Api) -> None:
+    import asyncio
+
+    token = await api.enroll("ws-1")
+    base = api.clock.now
+    bodies = [
+        make_report("ws-1", [rule("a", "drift" if i % 2 else "compliant")],
+                    at=base + timedelta(seconds=i))
+        for i in range(12)
+    ]
+    results = await asyncio.gather(*(api.report(token, b) for b in bodies))
+    assert [r.status_code for r in results] == [200] * 12, [r.text for r in results]
+    assert api.rows()["reports"] == 12
+    d = (await api.admin(f"{wire.WORKSPACES_PATH}/ws-1")).json()
+    assert len(d["rules"]) == 1 and d["last_report_id"] in {b["report_id"] for b in bodies}

@@ -15,9 +15,9 @@ from typing import Any
 
 import anyio
 import pytest
+from workspace_agent_server.app import maintenance_round
 
 from tests.server.conftest import make_report, rule
-from workspace_agent_server.app import maintenance_round
 
 pytestmark = pytest.mark.anyio
 HOOK_SECRET = "hook-secret-Qm3Zr8Tn2Wx6Yp4"
@@ -42,7 +42,7 @@ def receiver() -> Iterator[Receiver]:
     rec = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             rec.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
             time.sleep(rec.delay_s)
@@ -65,8 +65,13 @@ def receiver() -> Iterator[Receiver]:
 
 
 def hook_settings(receiver: Receiver, **extra: Any) -> dict[str, Any]:
-    return {"webhook_url": receiver.url, "webhook_secret": HOOK_SECRET,
-            "webhook_batch_window_s": 0.3, "webhook_backoff_s": 0.05, **extra}
+    return {
+        "webhook_url": receiver.url,
+        "webhook_secret": HOOK_SECRET,
+        "webhook_batch_window_s": 0.3,
+        "webhook_backoff_s": 0.05,
+        **extra,
+    }
 
 
 def signature_ok(headers: dict[str, str], body: bytes) -> bool:
@@ -79,7 +84,9 @@ async def test_newly_drifted_batched_signed_and_retried(api_factory, receiver: R
     async with api_factory(**hook_settings(receiver)) as api:
         for ws in ("ws-a", "ws-b"):
             token = await api.enroll(ws)
-            assert (await api.report(token, make_report(ws, [rule("x", "drift")]))).status_code == 200
+            assert (
+                await api.report(token, make_report(ws, [rule("x", "drift")]))
+            ).status_code == 200
         await receiver.wait_for(2)
         (h1, b1), (h2, b2) = receiver.got
         assert b1 == b2 and h1["x-drift-delivery"] == h2["x-drift-delivery"]  # the same notice
@@ -87,7 +94,9 @@ async def test_newly_drifted_batched_signed_and_retried(api_factory, receiver: R
         assert not signature_ok({"x-drift-signature": h2["x-drift-signature"]}, b2 + b" ")
         events = json.loads(b2)["events"]
         assert sorted((e["type"], e["workspace"]["id"]) for e in events) == [
-            ("drifted", "ws-a"), ("drifted", "ws-b")]
+            ("drifted", "ws-a"),
+            ("drifted", "ws-b"),
+        ]
         assert events[0]["workspace"]["failing_rules"] == ["x"]
         # Still drifted: no new notice.
         api.clock.advance(60)
@@ -113,10 +122,12 @@ async def test_newly_stale_notified_once_per_silence(api_factory, receiver: Rece
         assert signature_ok(headers, body)
         (event,) = json.loads(body)["events"]
         assert (event["type"], event["workspace"]["id"], event["workspace"]["owner"]) == (
-            "stale", "ws-quiet", "bob")
+            "stale",
+            "ws-quiet",
+            "bob",
+        )
         # Back, then silent again: a new notice.
-        await api.report(token, make_report("ws-quiet", [rule("x")], owner="bob",
-                                            at=api.clock.now))
+        await api.report(token, make_report("ws-quiet", [rule("x")], owner="bob", at=api.clock.now))
         api.clock.advance(3 * 60 + 1)
         assert await maintenance_round(ctx) == 1
         await receiver.wait_for(2)
@@ -124,8 +135,11 @@ async def test_newly_stale_notified_once_per_silence(api_factory, receiver: Rece
 
 async def test_full_queue_drops_and_ingest_stays_fast(api_factory, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
     receiver.delay_s = 3.0  # a receiver that hangs
-    async with api_factory(**hook_settings(receiver, webhook_batch_window_s=0,
-                                           webhook_queue_size=1, webhook_timeout_s=5)) as api:
+    async with api_factory(
+        **hook_settings(
+            receiver, webhook_batch_window_s=0, webhook_queue_size=1, webhook_timeout_s=5
+        )
+    ) as api:
         tokens = {ws: await api.enroll(ws) for ws in ("w1", "w2", "w3", "w4", "w5")}
         started = time.monotonic()
         for ws, token in tokens.items():
@@ -135,6 +149,9 @@ async def test_full_queue_drops_and_ingest_stays_fast(api_factory, receiver: Rec
         elapsed = time.monotonic() - started
         assert elapsed < 2.0, f"ingest waited for the webhook ({elapsed:.2f}s)"
         metrics = (await api.client.get("/metrics")).text
-        dropped = [line for line in metrics.splitlines()
-                   if line.startswith('drift_webhook_notices_total{result="dropped"}')]
+        dropped = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith('drift_webhook_notices_total{result="dropped"}')
+        ]
         assert dropped and int(dropped[0].split()[-1]) >= 2, metrics
