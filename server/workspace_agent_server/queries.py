@@ -7,6 +7,7 @@ and its rules, write only what changed, update the workspace.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ def utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _insert(conn: Connection, table: Any) -> Any:
+def _insert(conn: Connection, table: Any) -> Any:  # a dialect's INSERT … ON CONFLICT
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
@@ -116,40 +117,62 @@ class IngestResult:
     workspace: dict[str, Any] = field(default_factory=dict)  # for the webhook
 
 
+@functools.cache
+def _ingest_statements(dialect: str) -> dict[str, Any]:
+    """Ingest's statements, built once per dialect with bind parameters (building Core
+    statements with literal values on every report cost more than running them)."""
+    add_report = (
+        (postgresql if dialect == "postgresql" else sqlite)
+        .insert(reports)
+        .on_conflict_do_nothing()
+        .returning(reports.c.report_id)
+    )
+    read_ws = select(workspaces.c.state, workspaces.c.last_report_at).where(
+        workspaces.c.id == bindparam("k_id")
+    )
+    if dialect == "postgresql":
+        # Two reports of one workspace apply one after the other. NO KEY UPDATE: the KEY SHARE
+        # locks that the foreign keys of the rows inserted above take must not deadlock with it.
+        read_ws = read_ws.with_for_update(key_share=True)
+    return {
+        "add_report": add_report,
+        "read_ws": read_ws,
+        "read_rules": select(rule_states).where(rule_states.c.workspace_id == bindparam("k_id")),
+        "update_ws": update(workspaces).where(workspaces.c.id == bindparam("k_id")),
+        "update_rule": update(rule_states).where(
+            and_(
+                rule_states.c.workspace_id == bindparam("k_ws"),
+                rule_states.c.rule_id == bindparam("k_rule"),
+            )
+        ),
+    }
+
+
 def ingest(
     conn: Connection, workspace_id: str, report: Report, received_at: datetime
 ) -> IngestResult:
     """Store one report (the caller's transaction). A known report id changes nothing."""
+    stmt = _ingest_statements(conn.dialect.name)
     finished = utc(report.finished_at)
     added = conn.execute(
-        _insert(conn, reports)
-        .values(
-            workspace_id=workspace_id,
-            report_id=report.report_id,
-            kind=report.kind,
-            received_at=received_at,
-            finished_at=finished,
-            exit_code=report.exit_code,
-        )
-        .on_conflict_do_nothing()
-        .returning(reports.c.report_id)
+        stmt["add_report"],
+        {
+            "workspace_id": workspace_id,
+            "report_id": report.report_id,
+            "kind": report.kind,
+            "received_at": received_at,
+            "finished_at": finished,
+            "exit_code": report.exit_code,
+        },
     ).first()
     if added is None:
         return IngestResult(duplicate=True)
-    query = select(workspaces.c.state, workspaces.c.last_report_at).where(
-        workspaces.c.id == workspace_id
-    )
-    if conn.dialect.name == "postgresql":
-        # Two reports of one workspace apply one after the other. NO KEY UPDATE: the KEY SHARE
-        # locks that the foreign keys of the rows inserted above take must not deadlock with it.
-        query = query.with_for_update(key_share=True)
-    ws = conn.execute(query).one()
+    ws = conn.execute(stmt["read_ws"], {"k_id": workspace_id}).one()
     if ws.last_report_at is not None and finished < ws.last_report_at:
         # Sent late (e.g. from the agent's queue) after a newer one: a sign of life, not state.
         conn.execute(
-            update(workspaces)
-            .where(workspaces.c.id == workspace_id)
-            .values(last_seen_at=received_at, stale_notified=False)
+            stmt["update_ws"],
+            {"k_id": workspace_id, "last_seen_at": received_at, "stale_notified": False},
         )
         return IngestResult(duplicate=False)
 
@@ -165,9 +188,7 @@ def ingest(
             row.failing_since,
             row.recovered_at,
         )
-        for row in conn.execute(
-            select(rule_states).where(rule_states.c.workspace_id == workspace_id)
-        )
+        for row in conn.execute(stmt["read_rules"], {"k_id": workspace_id})
     }
     plan = plan_ingest(old, ws.state, report, finished)
     if plan.inserts:
@@ -177,12 +198,7 @@ def ingest(
         )
     if plan.updates:
         conn.execute(
-            update(rule_states).where(
-                and_(
-                    rule_states.c.workspace_id == bindparam("k_ws"),
-                    rule_states.c.rule_id == bindparam("k_rule"),
-                )
-            ),
+            stmt["update_rule"],
             [
                 {"k_ws": workspace_id, "k_rule": r.rule_id, **_rule_values(r, key=False)}
                 for r in plan.updates
@@ -235,7 +251,7 @@ def ingest(
     }
     if plan.state != ws.state:
         values["state_since"] = finished
-    conn.execute(update(workspaces).where(workspaces.c.id == workspace_id).values(**values))
+    conn.execute(stmt["update_ws"], {"k_id": workspace_id, **values})
     failing = [r.rule_id for r in report.rules if r.state in FAILING]
     return IngestResult(
         duplicate=False,

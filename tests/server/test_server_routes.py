@@ -380,3 +380,15 @@ async def test_concurrent_reports_of_one_workspace(api: Api) -> None:
     assert api.rows()["reports"] == 12
     d = (await api.admin(f"{wire.WORKSPACES_PATH}/ws-1")).json()
     assert len(d["rules"]) == 1 and d["last_report_id"] in {b["report_id"] for b in bodies}
+
+
+async def test_without_secrets_enrollment_and_admin_are_off(api_factory) -> None:  # type: ignore[no-untyped-def]
+    async with api_factory(enrollment_secret=None, admin_tokens=[]) as api:
+        resp = await api.client.post(wire.ENROLL_PATH, headers={"Authorization": "Bearer x"},
+                                     json={"workspace": {"id": "w"}, "agent_version": "1"})
+        assert resp.status_code == 503 and "DRIFT_ENROLLMENT_SECRET" in resp.json()["detail"]
+        listing = await api.client.get(wire.WORKSPACES_PATH, headers={"Authorization": "Bearer x"})
+        assert listing.status_code == 503 and "DRIFT_ADMIN_TOKENS" in listing.json()["detail"]
+        page = await api.client.get("/")
+        assert page.status_code == 503 and "DRIFT_ADMIN_TOKENS" in page.text
+        assert api.rows()["workspaces"] == 0
