@@ -392,3 +392,14 @@ async def test_without_secrets_enrollment_and_admin_are_off(api_factory) -> None
         page = await api.client.get("/")
         assert page.status_code == 503 and "DRIFT_ADMIN_TOKENS" in page.text
         assert api.rows()["workspaces"] == 0
+
+
+async def test_report_from_a_clock_ahead_does_not_freeze_the_state(api: Api) -> None:
+    token = await api.enroll("ws-1")
+    ahead = make_report("ws-1", [rule("a", "drift")], at=api.clock.now + timedelta(days=1))
+    assert (await api.report(token, ahead)).status_code == 200
+    api.clock.advance(60)
+    fixed = make_report("ws-1", [rule("a")], at=api.clock.now)
+    assert (await api.report(token, fixed)).status_code == 200
+    d = (await api.admin(f"{wire.WORKSPACES_PATH}/ws-1")).json()
+    assert d["status"] == "compliant" and d["rules"][0]["recovered_at"] is not None
