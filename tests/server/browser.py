@@ -92,11 +92,16 @@ class Page:
         path.write_bytes(base64.b64decode(shot["data"]))
 
 
+def _fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return bytes(resp.read())
+
+
 @contextlib.asynccontextmanager
 async def chromium(binary: str, profile: Path) -> AsyncIterator[Page]:
     import websockets
 
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 (starting it does not wait for it)
         [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -109,9 +114,8 @@ async def chromium(binary: str, profile: Path) -> AsyncIterator[Page]:
                 raise RuntimeError(f"chromium did not start (exit {proc.poll()})")
             await asyncio.sleep(0.1)
         port = int(port_file.read_text().split()[0])
-        targets = json.load(
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10)
-        )
+        listing = f"http://127.0.0.1:{port}/json/list"
+        targets = json.loads(await asyncio.to_thread(_fetch, listing))
         page_ws = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
         async with websockets.connect(page_ws, max_size=64 * 1024 * 1024) as ws:
             page = Page(ws)

@@ -371,8 +371,9 @@ async def test_concurrent_reports_of_one_workspace(api: Api) -> None:
     token = await api.enroll("ws-1")
     base = api.clock.now
     bodies = [
-        make_report("ws-1", [rule("a", "drift" if i % 2 else "compliant")],
-                    at=base + timedelta(seconds=i))
+        make_report(
+            "ws-1", [rule("a", "drift" if i % 2 else "compliant")], at=base + timedelta(seconds=i)
+        )
         for i in range(12)
     ]
     results = await asyncio.gather(*(api.report(token, b) for b in bodies))
@@ -384,8 +385,11 @@ async def test_concurrent_reports_of_one_workspace(api: Api) -> None:
 
 async def test_without_secrets_enrollment_and_admin_are_off(api_factory) -> None:  # type: ignore[no-untyped-def]
     async with api_factory(enrollment_secret=None, admin_tokens=[]) as api:
-        resp = await api.client.post(wire.ENROLL_PATH, headers={"Authorization": "Bearer x"},
-                                     json={"workspace": {"id": "w"}, "agent_version": "1"})
+        resp = await api.client.post(
+            wire.ENROLL_PATH,
+            headers={"Authorization": "Bearer x"},
+            json={"workspace": {"id": "w"}, "agent_version": "1"},
+        )
         assert resp.status_code == 503 and "DRIFT_ENROLLMENT_SECRET" in resp.json()["detail"]
         listing = await api.client.get(wire.WORKSPACES_PATH, headers={"Authorization": "Bearer x"})
         assert listing.status_code == 503 and "DRIFT_ADMIN_TOKENS" in listing.json()["detail"]
