@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 router = APIRouter(include_in_schema=False)
 LEVELS = ("standard", "design-first", "unrestricted")
+PAGE_SIZE = 200
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -99,6 +100,8 @@ async def fleet_page(request: Request) -> Response:
         q=(p.get("q") or "").strip()[:200] or None,
         drifted=_flag(p.get("drifted")),
         stale=_flag(p.get("stale")),
+        limit=PAGE_SIZE,
+        offset=int(offset) if (offset := p.get("offset", "")).isdigit() else 0,
     )
     data = await run_in_threadpool(fleet_data, ctx, flt)
     base = {
@@ -112,8 +115,8 @@ async def fleet_page(request: Request) -> Response:
         if v
     }
 
-    def link(**changes: str) -> str:
-        return "/?" + urlencode({**base, **changes})
+    def link(**changes: object) -> str:
+        return "/?" + urlencode({k: v for k, v in {**base, **changes}.items() if v != ""})
 
     levels = sorted(
         set(LEVELS) | {w["enforcement_level"] for w in data["workspaces"] if w["enforcement_level"]}

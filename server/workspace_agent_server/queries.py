@@ -383,22 +383,23 @@ def fleet(conn: Connection, flt: FleetFilter, now: datetime, stale_after_s: int)
     }
 
 
-def _failing_rules(conn: Connection, ids: Sequence[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
+def _failing_rules(conn: Connection, ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """workspace id → [(rule id, state)] of its failing rules (drift first, then error)."""
+    out: dict[str, list[tuple[str, str]]] = {}
     if not ids:
         return out
     for chunk_start in range(0, len(ids), 500):  # stay under bind-parameter limits
         chunk = ids[chunk_start : chunk_start + 500]
         for row in conn.execute(
-            select(rule_states.c.workspace_id, rule_states.c.rule_id)
+            select(rule_states.c.workspace_id, rule_states.c.rule_id, rule_states.c.state)
             .where(rule_states.c.workspace_id.in_(chunk), rule_states.c.state.in_(sorted(FAILING)))
-            .order_by(rule_states.c.workspace_id, rule_states.c.rule_id)
+            .order_by(rule_states.c.workspace_id, rule_states.c.state, rule_states.c.rule_id)
         ):
-            out.setdefault(row.workspace_id, []).append(row.rule_id)
+            out.setdefault(row.workspace_id, []).append((row.rule_id, row.state))
     return out
 
 
-def _workspace_out(row: Any, failing: list[str]) -> dict[str, Any]:
+def _workspace_out(row: Any, failing: list[tuple[str, str]]) -> dict[str, Any]:
     level, key_level = row["enforcement_level"], row["key_enforcement_level"]
     return {
         "id": row["id"],
@@ -414,7 +415,8 @@ def _workspace_out(row: Any, failing: list[str]) -> dict[str, Any]:
         "rules_total": row["rules_total"],
         "rules_failing": row["rules_failing"],
         "rules_corrected": row["rules_corrected"],
-        "failing_rules": failing[:FAILING_RULES_SHOWN],
+        "failing_rules": [rule_id for rule_id, _ in failing[:FAILING_RULES_SHOWN]],
+        "error_rules": [rule_id for rule_id, state in failing if state == "error"],
         "failing_rules_more": max(0, len(failing) - FAILING_RULES_SHOWN),
         "agent_version": row["agent_version"],
         "last_seen_at": row["last_seen_at"],
@@ -471,7 +473,9 @@ def workspace_detail(
         .mappings()
         .all()
     )
-    out = _workspace_out(row, [r["rule_id"] for r in rule_list if r["state"] in FAILING])
+    out = _workspace_out(
+        row, [(r["rule_id"], r["state"]) for r in rule_list if r["state"] in FAILING]
+    )
     out.update(
         {
             "key_source": row["key_source"],

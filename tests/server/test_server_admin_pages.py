@@ -366,3 +366,25 @@ async def test_pages_in_headless_chromium(tmp_path: Path, chromium_bin: str) -> 
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
         if os.environ.get("WA_UPDATE_SCREENSHOTS") == "1":
             shutil.copy(png, REPO / "docs" / png.name)
+
+
+@pytest.mark.anyio
+async def test_fleet_page_pages(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from workspace_agent_server import admin_pages
+
+    monkeypatch.setattr(admin_pages, "PAGE_SIZE", 2)
+    for i in range(5):
+        token = await api.enroll(f"w{i}")
+        await api.report(token, make_report(f"w{i}", [rule("a")]))
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    seen: list[str] = []
+    url: str | None = "/?owner=alice"
+    while url:
+        html = (await api.client.get(url.replace("&amp;", "&"), headers=headers)).text
+        seen += re.findall(r'data-workspace="([^"]+)"', html)
+        found = re.search(r'href="([^"]+)" id="next"', html)
+        url = found.group(1) if found else None
+    assert sorted(seen) == ["w0", "w1", "w2", "w3", "w4"]
+    assert "1–2 of 5" in (await api.client.get("/", headers=headers)).text
