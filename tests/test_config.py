@@ -88,3 +88,17 @@ def test_policy_path_precedence() -> None:
 def test_ai_assistant_selects_clients(assistant: str, roo: bool, opencode: bool, claude: bool, tmp_path: Path) -> None:
     config = load_config({"ai_assistant": assistant}, {"HOME": str(tmp_path)}, {})
     assert (config.wants("roo-code"), config.wants("opencode"), config.wants("claude-code")) == (roo, opencode, claude)
+
+
+def test_drift_settings_are_optional_validated_and_the_secret_stays_hidden(tmp_path: Path) -> None:
+    home = {"HOME": str(tmp_path)}
+    assert load_config({}, home, {}).drift_server_url == ""  # no server: reporting says what to set
+    config = load_config({}, {**home, "DRIFT_ENROLLMENT_SECRET": "enr-Qw7"}, {"agent": {"drift_server_url": "https://drift.internal:8300/"}})
+    assert config.drift_server_url == "https://drift.internal:8300"
+    assert "enr-Qw7" in config.secrets and "enr-Qw7" not in repr(config)
+    with pytest.raises(AgentError) as info:
+        load_config({}, {**home, "DRIFT_SERVER_URL": "drift:8300"}, {})
+    assert info.value.message == "$DRIFT_SERVER_URL='drift:8300' is not valid for drift_server_url: must be an http:// or https:// URL"
+    with pytest.raises(AgentError) as info:
+        load_config({"enrollment_secret": "enr Qw7-leak"}, home, {})
+    assert "Qw7-leak" not in info.value.message and "(hidden)" in info.value.message

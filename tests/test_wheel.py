@@ -39,7 +39,8 @@ def test_installed_wheel_ships_prompts_and_settings(tmp_path: Path) -> None:
         "print(json.dumps({'file': workspace_agent.__file__, 'prompts': str(d.data_dir('prompts')),"
         " 'standard': d.prompt_text('standard')}))"
     )
-    shown = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True)
+    clean_env = {"PATH": "/usr/bin:/bin"}  # no PYTHONPATH: the installed wheel must stand alone
+    shown = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True, env=clean_env)
     found = json.loads(shown.stdout)
     assert found["file"].startswith(str(env_dir)), "the wheel's copy must be the one imported"
     assert found["prompts"].startswith(str(env_dir))
@@ -49,7 +50,7 @@ def test_installed_wheel_ships_prompts_and_settings(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin"},
+        env=clean_env,
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["counts"]["error"] == 0

@@ -1,6 +1,6 @@
-"""`python -m workspace_agent` runs the same CLI as the console script."""
+"""`python -m workspace_agent` runs the same entry point as the console script."""
 
-from workspace_agent.cli import main
+from workspace_agent.entry import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -59,6 +59,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("guardrail_action", "GUARDRAIL_ACTION", "LiteLLM guardrail action requested for the key"),
     Setting("provision_deadline", "WORKSPACE_AGENT_PROVISION_DEADLINE", "seconds to keep retrying the provisioner"),
     Setting("managed_dir", "WORKSPACE_AGENT_MANAGED_DIR", "root-owned OpenCode managed config dir (used when writable)"),
+    Setting("drift_server_url", "DRIFT_SERVER_URL", "drift server base URL (used by `report` and --report)"),
+    Setting("enrollment_secret", "DRIFT_ENROLLMENT_SECRET", "the drift server's shared enrollment secret", True),
+    Setting(
+        "claude_managed_dir",
+        "WORKSPACE_AGENT_CLAUDE_MANAGED_DIR",
+        "root-owned Claude Code managed settings dir (used when writable, else ~/.claude)",
+    ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -81,11 +88,14 @@ class AgentConfig:
     guardrail_action: GuardrailAction = "block"
     provision_deadline: float = 60.0
     managed_dir: Path = Path("/etc/opencode")
+    drift_server_url: str = ""  # empty: no drift server; reporting then says what to set
+    enrollment_secret: str = field(default="", repr=False)
+    claude_managed_dir: Path = Path("/etc/claude-code")
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be shown."""
-        return tuple(s for s in (self.api_key, self.provisioner_secret) if s)
+        return tuple(s for s in (self.api_key, self.provisioner_secret, self.enrollment_secret) if s)
 
     def wants(self, client: str) -> bool:
         """Whether `ai_assistant` asks for this client (roo-code, opencode, claude-code)."""
@@ -121,6 +131,11 @@ def _http_url(value: Any) -> str:
     if not value.startswith(("http://", "https://")) or len(value) < 10 or any(c.isspace() for c in value):
         raise _Invalid("must be an http:// or https:// URL")
     return value.rstrip("/")
+
+
+def _optional_http_url(value: Any) -> str:
+    value = _text(value).strip()
+    return _http_url(value) if value else ""
 
 
 def _token(value: Any) -> str:
@@ -163,6 +178,9 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "guardrail_action": _choice(get_args(GuardrailAction)),
     "provision_deadline": _seconds,
     "managed_dir": _absolute_path,
+    "drift_server_url": _optional_http_url,
+    "enrollment_secret": _token,
+    "claude_managed_dir": _absolute_path,
 }
 
 

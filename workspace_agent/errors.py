@@ -14,6 +14,14 @@ EXIT_PARTIAL = 4  # some rules failed (their error is in the output); the rest w
 EXIT_CHANGED_PARTIAL = 6  # changes made (or drift found) and some rules failed
 EXIT_INTERRUPTED = 130
 
+# ai-usage / ai-models: one code per thing a developer does differently next (docs/ai-usage.md).
+EXIT_NO_KEY = 10  # no key yet: run bootstrap or ask an admin
+EXIT_KEY_REFUSED = 11  # the gateway refused the key (401/403): expired, revoked, or not allowed
+EXIT_BUDGET = 12  # the key's budget is used up until it resets
+EXIT_UNREACHABLE = 13  # the gateway (or provisioner) could not be reached, or was too slow
+EXIT_NO_TRACKING = 14  # the gateway has no database: no keys, no usage tracking
+EXIT_BAD_ANSWER = 15  # the gateway answered something else (rate limited, unknown error, not LiteLLM)
+
 
 class AgentError(Exception):
     """An expected failure: `message` is shown as is, `exit_code` is returned by the CLI."""

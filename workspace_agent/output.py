@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from workspace_agent.redact import redact
 from workspace_agent.run import Outcome
@@ -47,6 +47,8 @@ def render_text(outcome: Outcome, *, colour: bool = False, quiet: bool = False, 
             detail = f": {r.message}"
         elif r.state in ("drift", "corrected") and r.before is not None and r.before != r.after:
             detail = f"  {r.before} → {r.after}"
+        if r.state == "drift" and r.message:
+            detail += f" ({r.message})"
         lines.append(f"  {_style(word, colour)} {r.rule_id:<{width}}  {target}{detail}")
     if not quiet:
         lines.append(f"key: {outcome.key.describe()}")
@@ -71,8 +73,9 @@ def show_target(target: str, show: Callable[[Path], str]) -> str:
     return show(Path(target)) if target.startswith("/") else target
 
 
-def render_json(outcome: Outcome, stream: IO[str]) -> None:
+def render_json(outcome: Outcome, stream: IO[str], extra: dict[str, Any] | None = None) -> None:
     data = outcome.summary()
     data["diff"] = outcome.diff
+    data.update(extra or {})
     text = json.dumps(data, indent=2, ensure_ascii=False)
     stream.write(redact(text, outcome.desired.config.secrets) + "\n")

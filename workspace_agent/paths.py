@@ -54,6 +54,31 @@ class Paths:
     def last_run_file(self) -> Path:
         return self.state_dir / "last-run.json"
 
+    # Drift reporting (token is a secret: config dir, 0600; the rest is state).
+    @property
+    def drift_token_file(self) -> Path:
+        return self.agent_config_dir / "drift-token.json"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.state_dir / "report"
+
+    @property
+    def report_state_file(self) -> Path:
+        return self.report_dir / "state.json"
+
+    @property
+    def report_lock_file(self) -> Path:
+        return self.report_dir / "lock"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.report_dir / "spool"
+
+    @property
+    def key_level_file(self) -> Path:
+        return self.state_dir / "key-level.json"
+
     # Roo Code.
     @property
     def roo_import_file(self) -> Path:
@@ -92,6 +117,36 @@ class Paths:
     @property
     def extensions_dir(self) -> Path:
         return self.code_server_dir / "extensions"
+
+    # Shells (the agent owns the env file; the rc files get one marked line).
+    @property
+    def shell_env_file(self) -> Path:
+        return self.agent_config_dir / "shell-env.sh"
+
+    @property
+    def fish_env_file(self) -> Path:
+        return self.config_home / "fish" / "conf.d" / "workspace-agent.fish"
+
+    @property
+    def bash_completion_file(self) -> Path:
+        return self.data_home / "bash-completion" / "completions" / "workspace-agent"
+
+    @property
+    def fish_completion_file(self) -> Path:
+        return self.config_home / "fish" / "completions" / "workspace-agent.fish"
+
+    # Claude Code (user scope; the managed scope is config.claude_managed_dir).
+    @property
+    def claude_dir(self) -> Path:
+        return self.home / ".claude"
+
+    @property
+    def claude_settings(self) -> Path:
+        return self.claude_dir / "settings.json"
+
+    @property
+    def claude_rule_file(self) -> Path:
+        return self.claude_dir / "rules" / "00-platform-enforcement.md"
 
     def show(self, path: Path) -> str:
         """A path as a person reads it: `~/…` inside the home."""

@@ -48,6 +48,7 @@ class ActionFact:
     compliant: bool
     before: str | None = None
     after: str | None = None
+    message: str | None = None  # what a person should do about it (e.g. a report-only drift)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ def build_plan(rules: Iterable[Rule], secrets: Sequence[str] = ()) -> Plan:
                 results.append(RuleResult(item.rule_id, item.target, "error", message=exc.message))
                 continue
             state: State = "compliant" if seen.compliant else "drift"
-            results.append(RuleResult(item.rule_id, item.target, state, seen.before, seen.after))
+            results.append(RuleResult(item.rule_id, item.target, state, seen.before, seen.after, seen.message))
             if not seen.compliant:
                 actions.append(item)
     return Plan(results, files, actions, tuple(secrets))

@@ -92,7 +92,9 @@ def execute(
     environ: Mapping[str, str] | None = None,
     wait: float = 60.0,
     log: Callable[[str], None] = lambda _m: None,
+    record_run: bool = True,
 ) -> Outcome:
+    """Run one mode; `record_run=False` leaves recording to the caller (reporting adds results first)."""
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     paths = Paths.for_home(config.home, environ)
@@ -102,8 +104,8 @@ def execute(
             outcome = _run(mode, desired, started, t0, log)
     else:
         outcome = _run(mode, desired, started, t0, log)
-    if mode != "plan":
-        _record(paths, outcome)
+    if mode != "plan" and record_run:
+        record(paths, outcome)
     return outcome
 
 
@@ -117,14 +119,14 @@ def _run(mode: Mode, desired: Desired, started: datetime, t0: float, log: Callab
     return Outcome(mode, desired, key, results, diff, started, time.perf_counter() - t0, notes)
 
 
-def _record(paths: Paths, outcome: Outcome) -> None:
+def record(paths: Paths, outcome: Outcome) -> None:
     """Keep the last outcome for `status` (best effort: a full disk must not fail the run)."""
-    record = outcome.summary()
-    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    summary = outcome.summary()
+    summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     try:
-        fsio.atomic_write(paths.last_run_file, json.dumps(record, indent=1) + "\n", 0o600)
+        fsio.atomic_write(paths.last_run_file, json.dumps(summary, indent=1) + "\n", 0o600)
     except AgentError as exc:
         outcome.notes.append(f"could not record this run for `status`: {exc.message}")
 
 
-__all__ = ["EXIT_CHANGED", "EXIT_OK", "Outcome", "execute"]
+__all__ = ["EXIT_CHANGED", "EXIT_OK", "Outcome", "execute", "record"]

@@ -1,0 +1,141 @@
+"""The enforcement level stored on the virtual key, compared with the level the template asks for.
+
+The provisioner keeps a key's first level (anti-downgrade): a workspace restarted with a stricter
+level still gets its old key and its old level, and LiteLLM enforces the key's level. The agent
+cannot fix that (only an admin rotating the key can), so this is a report-only rule,
+`key.enforcement-level`: drift, with the key's level before → the requested level after.
+
+Learning the key's level needs the network (GET {provisioner}/api/v1/keys/info with the key), so
+only reporting fetches it (`refresh`, short timeout, best effort) and keeps the answer in a small
+cache tied to the key (by hash, never the key itself). `rules()` reads that cache, so plan, check
+and bootstrap show the same rule without touching the network; with nothing known there is no
+rule rather than a guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from workspace_agent import fsio
+from workspace_agent.errors import AgentError
+from workspace_agent.paths import Paths
+from workspace_agent.plan import ActionFact, ActionRule, Rule
+from workspace_agent.redact import mask, redact
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+    from workspace_agent.desired import Desired
+    from workspace_agent.keysource import KeyResolution
+
+RULE_ID = "key.enforcement-level"
+INFO_PATH = "/api/v1/keys/info"
+FETCH_TIMEOUT_S = 3.0
+_MAX_LEVEL_LEN = 50
+_MAX_INFO_BYTES = 256 * 1024
+
+
+def key_id(key: str) -> str:
+    """A stable, non-reversible name for a key (what the cache is tied to)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+
+
+def cached_level(paths: Paths, key: str) -> str | None:
+    """The level last learned for this very key, or None (never learned, or another key)."""
+    try:
+        fact = fsio.read_fact(paths.key_level_file, max_bytes=16 * 1024)
+    except AgentError:
+        return None
+    if fact.text is None:
+        return None
+    try:
+        data = json.loads(fact.text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("key_id") != key_id(key):
+        return None
+    level = data.get("enforcement_level")
+    return level if isinstance(level, str) and 0 < len(level) <= _MAX_LEVEL_LEN else None
+
+
+def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
+    """The report-only rule, when the key's level is known for the current key."""
+    if not key.key or cached_level(desired.paths, key.key) is None:
+        return []
+    current_key, requested, paths = key.key, desired.config.enforcement_level, desired.paths
+
+    def observe() -> ActionFact:
+        level = cached_level(paths, current_key)
+        if level is None:  # the cache went away between rules() and observe()
+            raise AgentError("the key's enforcement level is no longer known; run `workspace-agent report`")
+        if level == requested:
+            return ActionFact(True, level, requested)
+        return ActionFact(False, level, requested, mismatch_message(level, requested))
+
+    return [ActionRule(RULE_ID, f"virtual key {mask(current_key)}", observe, None, title="enforcement level on the key")]
+
+
+def mismatch_message(on_key: str, requested: str) -> str:
+    return (
+        f"the key enforces {on_key!r} but the template asks for {requested!r}; the provisioner keeps a "
+        "key's first level (anti-downgrade), so an admin must rotate this workspace's key "
+        "(delete its LiteLLM key, then restart the workspace)"
+    )
+
+
+def refresh(paths: Paths, provisioner_url: str, key: str, *, timeout: float = FETCH_TIMEOUT_S,
+            transport: httpx.BaseTransport | None = None) -> tuple[str | None, str | None]:
+    """Ask the provisioner for the key's level and cache it: (level, note on failure). Never raises."""
+    level, problem = fetch_level(provisioner_url, key, timeout=timeout, transport=transport)
+    if level is None:
+        return None, f"could not learn the key's enforcement level from {provisioner_url}: {problem}"
+    record = {
+        "key_id": key_id(key),
+        "enforcement_level": level,
+        "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    try:
+        fsio.atomic_write(paths.key_level_file, json.dumps(record) + "\n", 0o600)
+    except AgentError as exc:
+        return level, f"could not remember the key's enforcement level: {exc.message}"
+    return level, None
+
+
+def fetch_level(provisioner_url: str, key: str, *, timeout: float = FETCH_TIMEOUT_S,
+                transport: httpx.BaseTransport | None = None) -> tuple[str | None, str]:
+    """GET {provisioner}/api/v1/keys/info with the key → info.metadata.enforcement_level."""
+    import httpx
+
+    try:
+        with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False) as client:
+            headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+            with client.stream("GET", provisioner_url.rstrip("/") + INFO_PATH, headers=headers) as response:
+                status, raw = response.status_code, bytearray()
+                for chunk in response.iter_bytes():
+                    raw += chunk
+                    if len(raw) > _MAX_INFO_BYTES:
+                        return None, "its answer was too large"
+    except httpx.TimeoutException:
+        return None, f"no answer within {timeout:g} s"
+    except (httpx.HTTPError, OSError) as exc:
+        return None, redact(f"cannot connect ({type(exc).__name__})", [key])
+    if status != 200:
+        return None, f"it answered HTTP {status}"
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        return None, "its answer was not JSON"
+    return level_from_info(body)
+
+
+def level_from_info(body: Any) -> tuple[str | None, str]:
+    """Pure: the level inside a LiteLLM key-info answer, or None and why."""
+    info = body.get("info") if isinstance(body, dict) else None
+    metadata = info.get("metadata") if isinstance(info, dict) else None
+    level = metadata.get("enforcement_level") if isinstance(metadata, dict) else None
+    if not isinstance(level, str) or not level or len(level) > _MAX_LEVEL_LEN:
+        return None, "its answer has no info.metadata.enforcement_level"
+    return level, ""
