@@ -4,18 +4,22 @@ restart on the same database, and sentences (not tracebacks) for bad settings.""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.server.conftest import ADMIN, REPO, SECRET, free_port, make_report, rule, server_env
+from tests.server.conftest import (
+    ADMIN,
+    REPO,
+    SECRET,
+    make_report,
+    rule,
+    server_env,
+    serving,
+)
 from workspace_agent import wire
 
 
@@ -29,53 +33,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         cwd=REPO,
         timeout=60,
     )
-
-
-@contextmanager
-def serving(db_url: str, log: Path, **env: str) -> Iterator[str]:
-    port = free_port()
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "workspace_agent_server",
-                "--db",
-                db_url,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            env=server_env(**env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"server exited: {log.read_text()}"
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"server did not answer: {log.read_text()}"
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
-    assert code == 0, log.read_text()
 
 
 @pytest.mark.slow
