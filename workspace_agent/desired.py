@@ -16,8 +16,11 @@ from workspace_agent import data
 from workspace_agent.config import AgentConfig
 from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
+from workspace_agent.lockdown.spec import Lockdown
+from workspace_agent.lockdown.spec import load as load_lockdown
 from workspace_agent.paths import Paths
 from workspace_agent.plan import Rule
+from workspace_agent.review import ReviewWorkflow
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class Desired:
     prompt: str
     clients: dict[str, Any]
     policy: dict[str, Any] = field(default_factory=dict)
+    reviews: tuple[ReviewWorkflow, ...] = ()  # prompts/review/: the same review workflows in every client
+    lockdown: Lockdown | None = None  # None: built from `policy` when the rules are made
 
     @property
     def gateway_v1(self) -> str:
@@ -56,6 +61,8 @@ class Desired:
             "prompt": self.prompt_sha256,
             "clients": self.clients,
             "policy": self.policy,
+            "reviews": [vars(r) for r in self.reviews],
+            "lockdown": (self.lockdown or load_lockdown(self.policy)).as_data(),
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -85,6 +92,8 @@ def resolve_model(value: str, choices: dict[str, ModelChoice]) -> ModelChoice:
 
 
 def build_desired(config: AgentConfig, policy: dict[str, Any], paths: Paths | None = None) -> Desired:
+    from workspace_agent import review
+
     choices, _default, small = model_table(policy)
     clients = data.settings_file("clients")
     return Desired(
@@ -96,13 +105,18 @@ def build_desired(config: AgentConfig, policy: dict[str, Any], paths: Paths | No
         prompt=data.prompt_text(config.enforcement_level),
         clients=clients,
         policy=policy,
+        reviews=review.load(),
+        lockdown=load_lockdown(policy),
     )
 
 
-def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
-    """Every managed resource of this workspace, in the order they are applied."""
-    from workspace_agent import keylevel
-    from workspace_agent.clients import keyfile, opencode, roo_code
+def rules(desired: Desired, key: KeyResolution, *, online: bool = False) -> list[Rule]:
+    """Every managed resource of this workspace, in the order they are applied.
+
+    `online`: the rules may use the network (bootstrap); plan and check never do.
+    """
+    from workspace_agent import keylevel, lockdown
+    from workspace_agent.clients import claude_code, keyfile, opencode, roo_code, shell
 
     found: list[Rule] = []
     config = desired.config
@@ -113,4 +127,8 @@ def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
         found += roo_code.rules(desired, key)
     if config.wants("opencode"):
         found += opencode.rules(desired, key)
+    if config.wants("claude-code"):
+        found += claude_code.rules(desired, key)
+    found += shell.rules(desired, key)  # also with `none`: an old plaintext key must still go
+    found += lockdown.rules(desired, online=online)  # whatever ai_assistant is, `none` included
     return found

@@ -31,12 +31,17 @@ def _key_value(text: str | None, key: str, path: Path) -> Any:
     return data.get(key, _UNSET)
 
 
+def _same(found: Any, value: Any) -> bool:
+    """JSON equality: `1` is not `true` (VS Code ignores a number where a boolean is required)."""
+    return found is not _UNSET and json.dumps(found, sort_keys=True) == json.dumps(value, sort_keys=True)
+
+
 def json_key(rule_id: str, path: Path, key: str, value: Any, *, title: str = "") -> FileRule:
     """One top-level key of a JSONC settings file, merged in place (the user's other keys,
     comments and formatting stay)."""
 
     def render(current: str | None) -> str:
-        if _key_value(current, key, path) == value:
+        if _same(_key_value(current, key, path), value):
             return current or ""
         return jsonc.set_key(current or "", key, value)
 
@@ -49,4 +54,35 @@ def json_key(rule_id: str, path: Path, key: str, value: Any, *, title: str = "")
 
     return FileRule(
         rule_id, path, render, summarize=summarize, title=title or f"{key} = {json.dumps(value)}", user_file=True
+    )
+
+
+def json_entries(rule_id: str, path: Path, key: str, entries: dict[str, Any], *, title: str = "") -> FileRule:
+    """Some entries inside one top-level object of a JSONC file (e.g. Claude Code's `env`): ours
+    are set, the user's other entries stay. A value of the wrong type is an error, not replaced."""
+
+    def current_object(text: str | None) -> dict[str, Any]:
+        found = _key_value(text, key, path)
+        if found is _UNSET:
+            return {}
+        if not isinstance(found, dict):
+            raise AgentError(f"{path}: {key!r} must be an object, not {type(found).__name__}; fix or remove it")
+        return found
+
+    def render(current: str | None) -> str:
+        found = current_object(current)
+        if all(k in found and found[k] == v for k, v in entries.items()):
+            return current or ""
+        return jsonc.set_key(current or "", key, {**found, **entries})
+
+    def summarize(text: str | None) -> str:
+        try:
+            found = current_object(text)
+        except AgentError:
+            return "(unreadable)"
+        ours = {k: found[k] for k in entries if k in found}
+        return json.dumps(ours, ensure_ascii=False, sort_keys=True) if ours else "(unset)"
+
+    return FileRule(
+        rule_id, path, render, summarize=summarize, title=title or f"{key}: {len(entries)} entries", user_file=True
     )

@@ -114,7 +114,7 @@ def execute(
 def _run(mode: Mode, desired: Desired, started: datetime, t0: float, log: Callable[[str], None]) -> Outcome:
     key = resolve_key(desired.config, desired.paths, network=(mode == "bootstrap"), log=log)
     secrets = tuple(s for s in (*desired.config.secrets, key.key or "") if s)
-    plan = build_plan(rules(desired, key), secrets)
+    plan = build_plan(rules(desired, key, online=(mode == "bootstrap")), secrets)
     notes = list(key.notes)
     if mode == "bootstrap":  # under the lock: temp files named for managed files are leftovers
         swept = sweep_interrupted(plan)
