@@ -34,6 +34,15 @@ OLD_ROO_IMPORT = json.dumps({"providerProfiles": {"currentApiConfigName": "old",
 OLD_OPENCODE = json.dumps({"$schema": "https://opencode.ai/config.json", "model": "litellm/old-model",
                            "provider": {"litellm": {"options": {"baseURL": "http://old-gateway:4000/v1"}}}}, indent=2) + "\n"
 OLD_PROMPT = "# Old enforcement text (an earlier platform version)\nBe careful.\n"
+# The user's ~/.bashrc, with the block the old platform script appended at every start.
+OLD_BASHRC = f"""# ~/.bashrc: mine
+alias ll='ls -l'
+export EDITOR=vim
+
+# AI Configuration (LiteLLM)
+export OPENAI_API_KEY={OLD_KEY}
+export OPENAI_API_BASE=http://old-gateway:4000/v1
+"""
 
 
 @dataclass
@@ -73,6 +82,7 @@ class Workspace:
             write(ws.home / ".config/opencode/opencode.json", OLD_OPENCODE, 0o644)
             write(ws.home / ".config/opencode/enforcement.md", OLD_PROMPT, 0o644)
             write(ws.managed_dir / "opencode.json", OLD_OPENCODE, 0o644)
+            write(ws.home / ".bashrc", OLD_BASHRC, 0o644)
         else:
             ws.managed_dir.mkdir(parents=True, exist_ok=True)
         return ws

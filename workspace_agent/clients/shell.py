@@ -204,7 +204,8 @@ def _rc_rule(rule_id: str, path: Path, line: str) -> Rule:
             rule_id, path, _count_sourcing, {"sourced", "via shell-init"}, 'add eval "$(workspace-agent shell-init)"'
         )
     return FileRule(
-        rule_id, path, lambda text: ensure_rc_line(text, line), summarize=_count_sourcing, title="sources the env file"
+        rule_id, path, lambda text: ensure_rc_line(text, line), summarize=_count_sourcing, title="sources the env file",
+        user_file=True,
     )
 
 
@@ -216,7 +217,8 @@ def legacy_rule(path: Path) -> Rule:
         return None if text is None else remove_legacy(text)[0]
 
     return FileRule(
-        "shell.legacy-plaintext-key", path, render, summarize=_count_legacy, title="old plaintext key block removed"
+        "shell.legacy-plaintext-key", path, render, summarize=_count_legacy, title="old plaintext key block removed",
+        user_file=True,
     )
 
 
