@@ -123,6 +123,10 @@ def _run(mode: Mode, desired: Desired, started: datetime, t0: float, log: Callab
             notes.append(f"removed {len(swept)} temp file(s) an interrupted earlier run left in {names}")
     results = apply_plan(plan) if mode == "bootstrap" else plan.results
     diff = render_diff(plan, desired.paths.show) if mode != "bootstrap" else ""
+    if diff:  # start files may hold raw provider keys: not even a diff's context lines show them
+        from workspace_agent.clients.bypass import hide_values, shown_names
+
+        diff = hide_values(diff, shown_names(desired.policy))
     return Outcome(mode, desired, key, results, diff, started, time.perf_counter() - t0, notes)
 
 

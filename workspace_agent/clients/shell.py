@@ -117,23 +117,31 @@ def _body(line: str) -> str:
     return line.rstrip("\r\n")
 
 
+def legacy_lines(text: str) -> set[int]:
+    """Indexes (0-based) of the lines of every `# AI Configuration (LiteLLM)` block: the header
+    and the lines the platform wrote under it."""
+    lines = text.splitlines()
+    inside: set[int] = set()
+    i = 0
+    while i < len(lines):
+        if lines[i].rstrip() == LEGACY_HEADER:
+            inside.add(i)
+            i += 1
+            while i < len(lines) and _LEGACY_LINE.match(lines[i]):
+                inside.add(i)
+                i += 1
+            continue
+        i += 1
+    return inside
+
+
 def remove_legacy(text: str) -> tuple[str, int]:
     """Drop every `# AI Configuration (LiteLLM)` block (the header and the lines the platform
     wrote under it); everything else stays byte-identical. Returns (text, blocks removed)."""
     lines = text.splitlines(keepends=True)
-    kept: list[str] = []
-    blocks = 0
-    i = 0
-    while i < len(lines):
-        if _body(lines[i]).rstrip() == LEGACY_HEADER:
-            blocks += 1
-            i += 1
-            while i < len(lines) and _LEGACY_LINE.match(_body(lines[i])):
-                i += 1
-            continue
-        kept.append(lines[i])
-        i += 1
-    return "".join(kept), blocks
+    inside = legacy_lines(text)
+    blocks = sum(1 for i in inside if _body(lines[i]).rstrip() == LEGACY_HEADER)
+    return "".join(line for i, line in enumerate(lines) if i not in inside), blocks
 
 
 def ensure_rc_line(text: str | None, line: str) -> str | None:
