@@ -169,10 +169,11 @@ def _fold(
             results.append(RuleResult(rule.rule_id, target, "compliant", *_values(rule, text, new)))
             continue
         before, after = _values(rule, text, new)
-        if new == text and mode_drift:
-            before, after = f"mode {fact.mode:04o}", f"mode {required_mode:04o}"
-        elif new == text and owner_drift:
-            before, after = f"owner uid {fact.uid}", f"owner uid {os.geteuid()}"
+        if new == text:  # only the mode and/or the owner differ
+            was = ([f"mode {fact.mode:04o}"] if mode_drift else []) + ([f"owner uid {fact.uid}"] if owner_drift else [])
+            will = ([f"mode {required_mode:04o}"] if mode_drift else []) + (
+                [f"owner uid {os.geteuid()}"] if owner_drift else [])
+            before, after = ", ".join(was), ", ".join(will)
         results.append(RuleResult(rule.rule_id, target, "drift", before, after))
         drifted.append(rule.rule_id)
         text = new
