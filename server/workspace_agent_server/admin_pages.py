@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from . import auth, queries
 from .errors import ApiError
-from .routes import ctx_of, detail_data, fleet_data, require_admin
+from .routes import MAX_OFFSET, ctx_of, detail_data, fleet_data, require_admin
 
 if TYPE_CHECKING:
     from .app import Ctx
@@ -91,17 +91,23 @@ async def fleet_page(request: Request) -> Response:
         return refused
     ctx = ctx_of(request)
     p = request.query_params
+
+    def text(name: str, limit: int) -> str | None:
+        # NUL cannot reach PostgreSQL; no stored value holds one anyway (the API refuses it).
+        return (p.get(name) or "").replace("\x00", "").strip()[:limit] or None
+
     status = p.get("status") or None
+    offset = p.get("offset", "")
     flt = queries.FleetFilter(
         status=status if status in queries.STATUSES else None,
-        level=(p.get("level") or None),
-        owner=(p.get("owner") or "").strip()[:200] or None,
+        level=text("level", 50),
+        owner=text("owner", 200),
         mismatch=_flag(p.get("mismatch")) or None,
-        q=(p.get("q") or "").strip()[:200] or None,
+        q=text("q", 200),
         drifted=_flag(p.get("drifted")),
         stale=_flag(p.get("stale")),
         limit=PAGE_SIZE,
-        offset=int(offset) if (offset := p.get("offset", "")).isdigit() else 0,
+        offset=min(int(offset), MAX_OFFSET) if offset.isascii() and offset.isdigit() else 0,
     )
     data = await run_in_threadpool(fleet_data, ctx, flt)
     base = {
@@ -140,7 +146,9 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
     if (refused := await _gate(request)) is not None:
         return refused
     ctx = ctx_of(request)
-    found = await run_in_threadpool(detail_data, ctx, workspace_id)
+    found = None
+    if "\x00" not in workspace_id:  # no stored id holds one
+        found = await run_in_threadpool(detail_data, ctx, workspace_id)
     if found is None:
         return render(
             ctx,

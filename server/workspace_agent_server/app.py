@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workspace_agent import wire
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
     app.state.ctx = ctx
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(routes.router)
     app.include_router(admin_pages.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -92,6 +94,19 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": exc.detail, "reason": exc.reason, **exc.extra}, exc.status, headers=exc.headers
     )
+
+
+_REASONS = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own refusals (no such route, wrong method) in the same shape as ours."""
+    assert isinstance(exc, StarletteHTTPException)
+    detail = {404: "no such page or API route", 405: "this route does not take that method"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    reason = _REASONS.get(exc.status_code, "http_error")
+    return JSONResponse({"detail": detail, "reason": reason}, exc.status_code, headers=exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

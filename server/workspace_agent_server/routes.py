@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from workspace_agent import wire
 
 from . import auth, queries
-from .errors import ApiError, describe_validation
+from .errors import ApiError, describe_validation, documented
 
 if TYPE_CHECKING:
     from .app import Ctx
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 router = APIRouter()
 M = TypeVar("M", bound=BaseModel)
 ENROLL_MAX_BYTES = 16 * 1024
+MAX_OFFSET = 10_000_000  # beyond any fleet; unbounded, a huge offset overflowed the database's integer
 Identity = Literal["admin", "enrollment", "workspace", "revoked", "unknown"]
 
 
@@ -168,12 +169,50 @@ async def read_body(request: Request, limit: int, count: bool) -> bytes:
 
 def parse(model: type[M], body: bytes, what: str, count: bool) -> M:
     try:
-        return model.model_validate_json(body)
+        # strict, as the schema says: no "0" for 0, no number for a time
+        parsed = model.model_validate_json(body, strict=True)
     except ValidationError as exc:
         detail, errors = describe_validation(what, exc.errors(include_input=False))
         raise ApiError(
             422, "invalid", detail, count_as="invalid" if count else None, extra={"errors": errors}
         ) from exc
+    where = _nul_at(parsed.model_dump())
+    if where is not None:
+        raise ApiError(
+            422,
+            "invalid",
+            f"{what} is not valid: {where}: text must not contain NUL characters",
+            count_as="invalid" if count else None,
+            extra={"errors": [{"loc": where, "msg": "text must not contain NUL characters"}]},
+        )
+    return parsed
+
+
+def _nul_at(value: Any, where: str = "") -> str | None:
+    """Where a NUL character sits in parsed JSON (PostgreSQL cannot store one), or None."""
+    if isinstance(value, str):
+        return (where or "(body)") if "\x00" in value else None
+    items: Iterable[tuple[Any, Any]] = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    for key, item in items:
+        found = _nul_at(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def no_nul(name: str, value: str | None) -> None:
+    """Query parameters: a NUL character is refused (422) before it reaches the database."""
+    if value is not None and "\x00" in value:
+        raise ApiError(
+            422,
+            "invalid",
+            f"the request is not valid: {name}: text must not contain NUL characters",
+            extra={"errors": [{"loc": f"query.{name}", "msg": "text must not contain NUL characters"}]},
+        )
 
 
 def _first_repeat(ids: Iterable[str]) -> str | None:
@@ -193,6 +232,7 @@ def _first_repeat(ids: Iterable[str]) -> str | None:
     response_model=wire.EnrollResponse,
     tags=["workspace"],
     summary="Trade the enrollment secret for a workspace token",
+    responses=documented(401, 413, 422, 503),
 )
 async def enroll(request: Request) -> wire.EnrollResponse:
     """`Authorization: Bearer <enrollment secret>`. Returns a new token for the workspace (an
@@ -241,12 +281,7 @@ async def enroll(request: Request) -> wire.EnrollResponse:
     response_model=wire.ReportAccepted,
     tags=["workspace"],
     summary="Send one drift report",
-    responses={
-        401: {"description": "no, unknown or revoked workspace token"},
-        403: {"description": "not a workspace token, or another workspace"},
-        413: {"description": "body too large"},
-        422: {"description": "not a valid report"},
-    },
+    responses=documented(401, 403, 413, 422),
 )
 async def post_report(request: Request) -> wire.ReportAccepted:
     """`Authorization: Bearer <workspace token>`. A report id already stored → 200 with
@@ -293,7 +328,12 @@ async def post_report(request: Request) -> wire.ReportAccepted:
     return wire.ReportAccepted(report_id=report.report_id, duplicate=result.duplicate)
 
 
-@router.get(wire.WORKSPACES_PATH, tags=["admin"], summary="The fleet, with counts and filters")
+@router.get(
+    wire.WORKSPACES_PATH,
+    tags=["admin"],
+    summary="The fleet, with counts and filters",
+    responses=documented(401, 403, 422, 503),
+)
 async def list_workspaces(
     request: Request,
     status: Literal["compliant", "drifted", "error", "stale", "unknown"] | None = None,
@@ -304,11 +344,13 @@ async def list_workspaces(
     mismatch: bool | None = None,
     q: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=500, ge=1, le=5000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     """Counts are for the whole fleet (stale overrides the last state); `updated_at` is when
     the latest report arrived. `drifted` is the last known state, also for stale workspaces."""
     await require_admin(request)
+    for name, value in (("level", level), ("owner", owner), ("q", q)):
+        no_nul(name, value)
     ctx = ctx_of(request)
     flt = queries.FleetFilter(
         status=status,
@@ -338,10 +380,13 @@ def detail_data(ctx: Ctx, workspace_id: str) -> dict[str, Any] | None:
     wire.WORKSPACES_PATH + "/{workspace_id:path}",
     tags=["admin"],
     summary="One workspace: rule states, first failing, transitions",
+    responses=documented(401, 403, 404, 422, 503),
 )
 async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
     await require_admin(request)
-    found = await run_in_threadpool(detail_data, ctx_of(request), workspace_id)
+    found = None
+    if "\x00" not in workspace_id:  # no stored id holds one (reports with NUL are refused)
+        found = await run_in_threadpool(detail_data, ctx_of(request), workspace_id)
     if found is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
     return found
@@ -351,6 +396,7 @@ async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
     wire.WORKSPACES_PATH + "/{workspace_id:path}/revoke",
     tags=["admin"],
     summary="Revoke a workspace's token",
+    responses=documented(401, 403, 404, 422, 503),
 )
 async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
     """Later reports with that token get 401. The workspace can enroll again with the enrollment
@@ -362,13 +408,18 @@ async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any
         with ctx.engine.begin() as conn:
             return queries.revoke(conn, workspace_id, ctx.clock())
 
-    revoked_at = await run_in_threadpool(tx)
+    revoked_at = await run_in_threadpool(tx) if "\x00" not in workspace_id else None
     if revoked_at is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
     return {"workspace_id": workspace_id, "revoked": True, "revoked_at": revoked_at}
 
 
-@router.get("/health", tags=["ops"], summary="Liveness and database check")
+@router.get(
+    "/health",
+    tags=["ops"],
+    summary="Liveness and database check",
+    responses={503: {"description": "the database cannot be reached"}},
+)
 async def health(request: Request) -> JSONResponse:
     ctx = ctx_of(request)
 
