@@ -29,3 +29,41 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+# -- the provisioner, in-process, against loopback stand-ins of Coder and LiteLLM ----------------
+
+from collections.abc import Iterator  # noqa: E402
+
+from tests.standins.coder import CoderStandin, run_coder  # noqa: E402
+from tests.standins.litellm_keys import LitellmKeys, run_litellm_keys  # noqa: E402
+
+PROVISIONER_SECRET = "Prov-Secret-7f3a9c2e1b"
+DERIVATION_SECRET = "derive-Lq2Vb7Rt9Wz3Ahx8Km4Xy7Pq1Ns8Dv5"
+
+
+@pytest.fixture
+def coder() -> Iterator[CoderStandin]:
+    with run_coder() as standin:
+        yield standin
+
+
+@pytest.fixture
+def litellm() -> Iterator[LitellmKeys]:
+    with run_litellm_keys() as standin:
+        yield standin
+
+
+@pytest.fixture
+def prov_env(coder: CoderStandin, litellm: LitellmKeys, tmp_path: Path) -> dict[str, str]:
+    """The environment of a hardened provisioner wired to the stand-ins."""
+    return {
+        "PROVISIONER_SECRET": PROVISIONER_SECRET,
+        "LITELLM_URL": litellm.url,
+        "LITELLM_MASTER_KEY": litellm.master_key,
+        "KEY_PROVISIONER_DERIVATION_SECRET": DERIVATION_SECRET,
+        "KEY_PROVISIONER_DB": str(tmp_path / "prov" / "key-provisioner.db"),
+        "CODER_URL": coder.url,
+        "CODER_API_TOKEN": coder.api_token,
+        "KEY_PROVISIONER_IDENTITY_CACHE_S": "0",
+    }
