@@ -62,6 +62,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("drift_server_url", "DRIFT_SERVER_URL", "drift server base URL (used by `report` and --report)"),
     Setting("enrollment_secret", "DRIFT_ENROLLMENT_SECRET", "the drift server's shared enrollment secret", True),
     Setting(
+        "agent_token",
+        "CODER_AGENT_TOKEN",
+        "this workspace's Coder agent token: proves the workspace to the key provisioner and the drift server",
+        True,
+    ),
+    Setting(
         "claude_managed_dir",
         "WORKSPACE_AGENT_CLAUDE_MANAGED_DIR",
         "root-owned Claude Code managed settings dir (used when writable, else ~/.claude)",
@@ -90,12 +96,14 @@ class AgentConfig:
     managed_dir: Path = Path("/etc/opencode")
     drift_server_url: str = ""  # empty: no drift server; reporting then says what to set
     enrollment_secret: str = field(default="", repr=False)
+    agent_token: str = field(default="", repr=False)  # CODER_AGENT_TOKEN: identity, never shown
     claude_managed_dir: Path = Path("/etc/claude-code")
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be shown."""
-        return tuple(s for s in (self.api_key, self.provisioner_secret, self.enrollment_secret) if s)
+        values = (self.api_key, self.provisioner_secret, self.enrollment_secret, self.agent_token)
+        return tuple(s for s in values if s)
 
     def wants(self, client: str) -> bool:
         """Whether `ai_assistant` asks for this client (roo-code, opencode, claude-code)."""
@@ -180,6 +188,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "managed_dir": _absolute_path,
     "drift_server_url": _optional_http_url,
     "enrollment_secret": _token,
+    "agent_token": _token,
     "claude_managed_dir": _absolute_path,
 }
 

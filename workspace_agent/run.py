@@ -67,6 +67,7 @@ class Outcome:
                 "masked": self.key.masked,
                 "reused": self.key.reused,
                 "problem": self.key.problem,
+                "identity": self.key.identity,
             },
             "counts": {s: self.count(s) for s in ("compliant", "corrected", "drift", "error")} | {"total": len(self.results)},
             "rules": [
