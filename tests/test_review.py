@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.heavy import require
+from tests.heavy import require, run_opencode
 from workspace_agent import data, review
 from workspace_agent.errors import AgentError
 from workspace_agent.paths import Paths
@@ -129,19 +129,6 @@ def test_the_roo_validator_can_fail(home: Path, keyed_env: str, cli, tmp_path: P
     assert _validate(types_dir, broken).returncode == code
 
 
-def _opencode(binary: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local/share"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_STATE_HOME": str(home / ".local/state"),
-        "OPENCODE_DISABLE_AUTOUPDATE": "1",
-        "OPENCODE_DISABLE_MODELS_FETCH": "1",
-        "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
-    }
-    return subprocess.run([binary, *args], capture_output=True, text=True, env=env, cwd=home, timeout=120, check=False)
 
 
 @pytest.mark.opencode
@@ -149,7 +136,7 @@ def _opencode(binary: str, home: Path, *args: str) -> subprocess.CompletedProces
 def test_opencode_loads_the_review_agents(home: Path, keyed_env: str, cli) -> None:
     binary = require("WA_OPENCODE", "the OpenCode binary (npm opencode-ai)")
     cli("bootstrap", "-q")
-    shown = _opencode(binary, home, "debug", "config")
+    shown = run_opencode(binary, home, "debug", "config")
     assert shown.returncode == 0, shown.stderr
     merged = json.loads(shown.stdout[shown.stdout.index("{"):])
     agents = merged["agent"]
@@ -158,7 +145,7 @@ def test_opencode_loads_the_review_agents(home: Path, keyed_env: str, cli) -> No
     assert agents["style-review"]["prompt"].startswith("You are a code reviewer")
     assert merged["instructions"] == [str(Paths.for_home(home).opencode_enforcement)], "enforcement applies on top"
 
-    listed = _opencode(binary, home, "agent", "list")
+    listed = run_opencode(binary, home, "agent", "list")
     assert listed.returncode == 0, listed.stderr
     for slug in ("security-review", "performance-review", "style-review"):
         assert f"{slug} (all)" in listed.stdout

@@ -35,7 +35,7 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
 
 from collections.abc import Iterator  # noqa: E402
 
-from tests.standins.coder import CoderStandin, run_coder  # noqa: E402
+from tests.standins.coder_agent_api import CoderStandin, run_coder  # noqa: E402
 from tests.standins.litellm_keys import LitellmKeys, run_litellm_keys  # noqa: E402
 
 PROVISIONER_SECRET = "Prov-Secret-7f3a9c2e1b"

@@ -11,7 +11,7 @@ import pytest
 
 from coder_identity import CoderIdentity, CoderUnavailable, IdentityRefused, VerifiedWorkspace
 from coder_identity.verify import IDENTITY_LOG_SOURCE_ID
-from tests.standins.coder import CoderStandin, run_coder
+from tests.standins.coder_agent_api import CoderStandin, run_coder
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ import pytest
 
 from key_provisioner.keys import alias
 from tests.identity.provisioner_client import events, exchange, key_body, run
-from tests.standins.coder import CoderStandin, Workspace
+from tests.standins.coder_agent_api import CoderStandin, Workspace
 from tests.standins.litellm_keys import LitellmKeys
 
 
