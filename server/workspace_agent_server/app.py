@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from coder_identity import CoderIdentity
 from workspace_agent import wire
 
 from . import __version__, admin_pages, queries, routes
@@ -47,12 +48,22 @@ class Ctx:
     metrics: Metrics
     clock: Clock
     notifier: Notifier | None = None
+    coder: CoderIdentity | None = None  # set when the server may ask Coder who enrolls
 
 
-def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
+def create_app(
+    settings: Settings, clock: Clock = _utcnow, coder: CoderIdentity | None = None
+) -> FastAPI:
     engine = make_engine(settings.db_url)
     migrate(engine)
-    ctx = Ctx(settings=settings, engine=engine, metrics=Metrics(), clock=clock)
+    ctx = Ctx(settings=settings, engine=engine, metrics=Metrics(), clock=clock, coder=coder)
+    if ctx.coder is None and settings.coder_url and settings.coder_api_token:
+        ctx.coder = CoderIdentity(
+            settings.coder_url,
+            settings.coder_api_token.get_secret_value(),
+            timeout=settings.coder_timeout_s,
+            cache_ttl=settings.coder_identity_cache_s,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
