@@ -213,3 +213,34 @@ def test_a_schema_1_database_gains_the_identity_columns(tmp_path: Path) -> None:
     assert {"identity_mode", "template_name"} <= columns and version == "2"
     assert db.migrate(engine) == 2  # idempotent
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_end_to_end_the_agent_enrolls_by_its_agent_token(
+    db_url: str, tmp_path: Path, coder: CoderStandin, cli_proc: Callable[..., Any], keyed_env: str,
+    home: Path,
+) -> None:
+    """The real agent (a process) reports to the real server (a uvicorn process) with only its
+    Coder agent token; a second workspace's token cannot make it report as the first."""
+    from tests.server.conftest import free_port, serving
+
+    ws, other = coder.add_workspace(owner="dana", name="dana-dev"), coder.add_workspace(owner="eve")
+    env = {"DRIFT_CODER_URL": coder.url, "DRIFT_CODER_API_TOKEN": coder.api_token}
+    with serving(db_url, tmp_path / "server.log", port=free_port(), **env) as url:
+        agent = {"DRIFT_SERVER_URL": url, "CODER_WORKSPACE_ID": ws.id, "CODER_WORKSPACE_NAME": "whatever",
+                 "CODER_WORKSPACE_OWNER": "dana", "PROVISIONER_URL": url, "CODER_AGENT_TOKEN": ws.agent.token}
+        first = cli_proc("bootstrap", "--report", "-q", env=agent)
+        assert first.code == 0, first.err
+        shown = httpx.get(f"{url}{wire.WORKSPACES_PATH}/{ws.id}", headers={"Authorization": f"Bearer {ADMIN}"},
+                          timeout=10).json()
+        assert (shown["identity_mode"], shown["name"], shown["owner"]) == ("coder-agent-token", "dana-dev", "dana")
+        assert "report identity: coder-agent-token" in cli_proc("status", env=agent).out
+
+        forged_home = tmp_path / "forged-home"
+        forged_home.mkdir()
+        forged = cli_proc("report", "--force", env={**agent, "HOME": str(forged_home),
+                                                    "CODER_AGENT_TOKEN": other.agent.token})
+        assert forged.code == 1
+        assert "refused this workspace's identity (HTTP 403" in forged.err
+        assert other.agent.token not in forged.all
+    assert ws.agent.token not in (tmp_path / "server.log").read_text()
