@@ -27,8 +27,14 @@ def prov() -> Iterator[Standin]:
         yield standin
 
 
-def workspace_env(monkeypatch: pytest.MonkeyPatch, prov: Standin, drift: DriftStandin, *,
-                  secret: bool, agent_token: bool) -> None:
+def workspace_env(
+    monkeypatch: pytest.MonkeyPatch,
+    prov: Standin,
+    drift: DriftStandin,
+    *,
+    secret: bool,
+    agent_token: bool,
+) -> None:
     env = {
         "CODER_WORKSPACE_ID": WORKSPACE,
         "CODER_WORKSPACE_NAME": "dev",
@@ -80,7 +86,10 @@ def test_the_shared_secret_is_the_fallback_and_is_called_weaker(
         assert token_file(home)["identity_mode"] == "enrollment-secret"
         assert [r["identity_mode"] for r in drift.received] == ["enrollment-secret"]
         status = cli("status")
-        assert "report identity: enrollment-secret (shared enrollment secret only: weaker" in status.out
+        assert (
+            "report identity: enrollment-secret (shared enrollment secret only: weaker"
+            in status.out
+        )
 
 
 def test_an_agent_token_alone_at_a_secret_only_server_says_what_to_set(

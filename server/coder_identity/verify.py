@@ -377,7 +377,9 @@ def _agents_of(build: dict[str, Any]) -> list[dict[str, Any]]:
     resources = build.get("resources")
     for resource in resources if isinstance(resources, list) else []:
         listed = resource.get("agents") if isinstance(resource, dict) else None
-        agents.extend(a for a in (listed if isinstance(listed, list) else []) if isinstance(a, dict))
+        agents.extend(
+            a for a in (listed if isinstance(listed, list) else []) if isinstance(a, dict)
+        )
     return agents
 
 

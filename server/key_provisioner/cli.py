@@ -24,8 +24,17 @@ from key_provisioner.settings import SettingsError, from_env
 from key_provisioner.store import Store, StoreError
 
 EVENT_KINDS = (
-    "key-issued", "key-reused", "key-rotated", "key-blocked", "level-mismatch", "identity-refused",
-    "identity-missing", "identity-unavailable", "legacy-request", "rate-limited", "litellm-failed",
+    "key-issued",
+    "key-reused",
+    "key-rotated",
+    "key-blocked",
+    "level-mismatch",
+    "identity-refused",
+    "identity-missing",
+    "identity-unavailable",
+    "legacy-request",
+    "rate-limited",
+    "litellm-failed",
 )
 
 
@@ -67,16 +76,26 @@ def _serve(args: argparse.Namespace) -> int:
 
     from key_provisioner.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",
-                proxy_headers=False, server_header=False)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        proxy_headers=False,
+        server_header=False,
+    )
     return 0
 
 
 def _events(args: argparse.Namespace) -> int:
     path = Path(os.environ.get("KEY_PROVISIONER_DB", "").strip() or "key-provisioner.db")
     if not path.exists():
-        raise StoreError(f"no provisioner database at {path}: set KEY_PROVISIONER_DB to the server's")
+        raise StoreError(
+            f"no provisioner database at {path}: set KEY_PROVISIONER_DB to the server's"
+        )
     store = Store(path)
     try:
         rows = store.events(args.kind, args.workspace, max(1, args.limit))
@@ -84,11 +103,23 @@ def _events(args: argparse.Namespace) -> int:
         store.close()
     for event in rows:
         if args.json:
-            print(json.dumps({"at": event.at, "kind": event.kind, "workspace_id": event.workspace_id,
-                              "identity": event.identity, **event.detail}, sort_keys=True))
+            print(
+                json.dumps(
+                    {
+                        "at": event.at,
+                        "kind": event.kind,
+                        "workspace_id": event.workspace_id,
+                        "identity": event.identity,
+                        **event.detail,
+                    },
+                    sort_keys=True,
+                )
+            )
         else:
             detail = " ".join(f"{k}={v}" for k, v in sorted(event.detail.items()))
-            print(f"{event.at}  {event.kind:<20} {event.workspace_id}  {event.identity}  {detail}".rstrip())
+            print(
+                f"{event.at}  {event.kind:<20} {event.workspace_id}  {event.identity}  {detail}".rstrip()
+            )
     if not rows and not args.json:
         print("no events recorded" + (f" of kind {args.kind}" if args.kind else ""))
     return 0

@@ -84,7 +84,9 @@ class Decision:
     mismatch: bool = False  # the request asked for another level than the key keeps
 
 
-def decide(stored: Stored | None, facts: KeyFacts | None, requested: str, now: datetime) -> Decision:
+def decide(
+    stored: Stored | None, facts: KeyFacts | None, requested: str, now: datetime
+) -> Decision:
     """Reuse the live key, make the next one, or refuse; never lower a live key's level."""
     generation = stored.generation if stored else 0
     if facts is not None:
@@ -155,7 +157,7 @@ def facts_from_info(body: Any) -> KeyFacts | None:
     expires = None
     if isinstance(expires_raw, str) and expires_raw:
         try:
-            expires = datetime.fromisoformat(expires_raw.replace("Z", "+00:00"))
+            expires = datetime.fromisoformat(expires_raw)
         except ValueError:
             expires = None
         if expires is not None and expires.tzinfo is None:

@@ -37,8 +37,14 @@ class Answer:
 
 
 class LiteLLM:
-    def __init__(self, base_url: str, master_key: str, *, timeout: float = 15.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        master_key: str,
+        *,
+        timeout: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._master_key = master_key
         self._timeout = timeout
@@ -49,23 +55,32 @@ class LiteLLM:
 
     async def find(self, key: str) -> KeyFacts | None:
         """What LiteLLM knows about `key`; None when it has no such key."""
-        answer = await self._call("GET", "/key/info", self._master_key, params={"key": key_hash(key)},
-                                  hide=(key,))
+        answer = await self._call(
+            "GET", "/key/info", self._master_key, params={"key": key_hash(key)}, hide=(key,)
+        )
         if answer.status == 404:
             return None
         if answer.status != 200:
-            raise LiteLLMError(f"LiteLLM answered HTTP {answer.status} to /key/info: {_said(answer)}")
+            raise LiteLLMError(
+                f"LiteLLM answered HTTP {answer.status} to /key/info: {_said(answer)}"
+            )
         facts = facts_from_info(answer.body)
         if facts is None:
-            raise LiteLLMError("LiteLLM's /key/info answer has no `info`: is LITELLM_URL a LiteLLM proxy?")
+            raise LiteLLMError(
+                "LiteLLM's /key/info answer has no `info`: is LITELLM_URL a LiteLLM proxy?"
+            )
         return facts
 
     async def generate(self, body: dict[str, Any]) -> None:
         """Create the key `body["key"]`; raise LiteLLMError when LiteLLM does not."""
         key = str(body["key"])
-        answer = await self._call("POST", "/key/generate", self._master_key, json_body=body, hide=(key,))
+        answer = await self._call(
+            "POST", "/key/generate", self._master_key, json_body=body, hide=(key,)
+        )
         if answer.status not in (200, 201):
-            raise LiteLLMError(f"LiteLLM answered HTTP {answer.status} to /key/generate: {_said(answer, key)}")
+            raise LiteLLMError(
+                f"LiteLLM answered HTTP {answer.status} to /key/generate: {_said(answer, key)}"
+            )
         made = answer.body.get("key") if isinstance(answer.body, dict) else None
         if made != key:
             raise LiteLLMError(
@@ -75,10 +90,17 @@ class LiteLLM:
 
     async def delete(self, key: str) -> None:
         """Remove `key` (by its hash) so that its alias is free for the next generation."""
-        answer = await self._call("POST", "/key/delete", self._master_key, json_body={"keys": [key_hash(key)]},
-                                  hide=(key,))
+        answer = await self._call(
+            "POST",
+            "/key/delete",
+            self._master_key,
+            json_body={"keys": [key_hash(key)]},
+            hide=(key,),
+        )
         if answer.status not in (200, 404):
-            raise LiteLLMError(f"LiteLLM answered HTTP {answer.status} to /key/delete: {_said(answer, key)}")
+            raise LiteLLMError(
+                f"LiteLLM answered HTTP {answer.status} to /key/delete: {_said(answer, key)}"
+            )
 
     async def own_info(self, key: str) -> Answer:
         """`GET /key/info` as the key itself: LiteLLM's answer, to pass through."""
@@ -91,26 +113,42 @@ class LiteLLM:
             return False
         return answer.status == 200
 
-    async def _call(self, method: str, path: str, bearer: str | None, *, params: dict[str, str] | None = None,
-                    json_body: Any = None, hide: tuple[str, ...] = ()) -> Answer:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        bearer: str | None,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        hide: tuple[str, ...] = (),
+    ) -> Answer:
         import httpx
 
         headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         try:
-            async with httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(self._timeout),
-                                         follow_redirects=False, trust_env=True) as client:
-                async with client.stream(method, self.base_url + path, headers=headers, params=params,
-                                         json=json_body) as response:
-                    raw = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        raw += chunk
-                        if len(raw) > MAX_ANSWER_BYTES:
-                            raise LiteLLMError(f"LiteLLM's answer to {path} was larger than {MAX_ANSWER_BYTES} bytes")
-                    status = response.status_code
+            async with httpx.AsyncClient(
+                transport=self._transport,
+                timeout=httpx.Timeout(self._timeout),
+                follow_redirects=False,
+                trust_env=True,
+            ) as client, client.stream(
+                method, self.base_url + path, headers=headers, params=params, json=json_body
+            ) as response:
+                raw = bytearray()
+                async for chunk in response.aiter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_ANSWER_BYTES:
+                        raise LiteLLMError(
+                            f"LiteLLM's answer to {path} was larger than {MAX_ANSWER_BYTES} bytes"
+                        )
+                status = response.status_code
         except httpx.TimeoutException:
-            raise LiteLLMError(f"LiteLLM at {self.base_url} did not answer {path} within {self._timeout:g} s") from None
+            raise LiteLLMError(
+                f"LiteLLM at {self.base_url} did not answer {path} within {self._timeout:g} s"
+            ) from None
         except (httpx.HTTPError, OSError) as exc:
             reason = _scrub(str(exc) or type(exc).__name__, (self._master_key, *hide))
             raise LiteLLMError(f"cannot reach LiteLLM at {self.base_url}: {reason[:160]}") from None

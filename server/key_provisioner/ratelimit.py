@@ -14,7 +14,9 @@ MAX_TRACKED = 100_000
 
 
 class RateLimiter:
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("limit must be at least 1 and window positive")
         self.limit = limit

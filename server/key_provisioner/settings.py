@@ -49,8 +49,12 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line or an answer."""
-        values = (self.provisioner_secret, self.litellm_master_key, self.derivation_secret,
-                  self.coder_api_token or "")
+        values = (
+            self.provisioner_secret,
+            self.litellm_master_key,
+            self.derivation_secret,
+            self.coder_api_token or "",
+        )
         return tuple(v for v in values if v)
 
 
@@ -66,7 +70,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         if not value:
             raise SettingsError(f"{name} is not set: the key provisioner cannot run without it")
         if len(value) < minimum:
-            raise SettingsError(f"{name} is too short: use at least {minimum} random characters {SECRET_HINT}")
+            raise SettingsError(
+                f"{name} is too short: use at least {minimum} random characters {SECRET_HINT}"
+            )
         return value
 
     def url(name: str, default: str | None) -> str | None:
@@ -105,12 +111,20 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
             "them, or set KEY_PROVISIONER_IDENTITY=legacy to serve unverified requests"
         )
     if coder_url and not coder_token:
-        raise SettingsError("CODER_URL is set but CODER_API_TOKEN is not: both are needed to ask Coder")
+        raise SettingsError(
+            "CODER_URL is set but CODER_API_TOKEN is not: both are needed to ask Coder"
+        )
     if coder_token and not coder_url:
-        raise SettingsError("CODER_API_TOKEN is set but CODER_URL is not: both are needed to ask Coder")
+        raise SettingsError(
+            "CODER_API_TOKEN is set but CODER_URL is not: both are needed to ask Coder"
+        )
     rate_raw = get("KEY_PROVISIONER_RATE_LIMIT") or "6/60"
     count, _, window = rate_raw.partition("/")
-    if not (count.isdigit() and window.replace(".", "", 1).isdigit()) or int(count) < 1 or float(window) <= 0:
+    if (
+        not (count.isdigit() and window.replace(".", "", 1).isdigit())
+        or int(count) < 1
+        or float(window) <= 0
+    ):
         raise SettingsError(
             f"KEY_PROVISIONER_RATE_LIMIT={rate_raw!r} must look like 6/60 (requests per workspace / seconds)"
         )

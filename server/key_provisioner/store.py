@@ -78,7 +78,8 @@ class Store:
     def stored(self, workspace_id: str) -> Stored | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT generation, level FROM workspace_keys WHERE workspace_id = ?", (workspace_id.lower(),)
+                "SELECT generation, level FROM workspace_keys WHERE workspace_id = ?",
+                (workspace_id.lower(),),
             ).fetchone()
         return Stored(int(row[0]), str(row[1])) if row else None
 
@@ -104,9 +105,12 @@ class Store:
                     "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (MAX_EVENTS,)
                 )
 
-    def events(self, kind: str | None = None, workspace_id: str | None = None, limit: int = 100) -> list[Event]:
+    def events(
+        self, kind: str | None = None, workspace_id: str | None = None, limit: int = 100
+    ) -> list[Event]:
         """Newest first."""
-        query, args = "SELECT id, at, kind, workspace_id, identity, detail FROM events WHERE 1=1", []
+        query = "SELECT id, at, kind, workspace_id, identity, detail FROM events WHERE 1=1"
+        args: list[str | int] = []
         if kind:
             query += " AND kind = ?"
             args.append(kind)

@@ -219,7 +219,10 @@ def migrate(engine: Engine) -> int:
             # Schema changes, one step per version (create_all made any new table already).
             if 0 < version < 2:
                 have = {c["name"] for c in inspect(conn).get_columns("workspaces")}
-                for name, kind in (("identity_mode", "VARCHAR(30)"), ("template_name", "VARCHAR(200)")):
+                for name, kind in (
+                    ("identity_mode", "VARCHAR(30)"),
+                    ("template_name", "VARCHAR(200)"),
+                ):
                     if name not in have:
                         conn.execute(text(f"ALTER TABLE workspaces ADD COLUMN {name} {kind}"))
             if version == 0:

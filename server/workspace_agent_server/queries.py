@@ -153,9 +153,7 @@ def _ingest_statements(dialect: str) -> dict[str, Any]:
         workspaces.c.identity_mode,
         workspaces.c.name,
         workspaces.c.owner,
-    ).where(
-        workspaces.c.id == bindparam("k_id")
-    )
+    ).where(workspaces.c.id == bindparam("k_id"))
     if dialect == "postgresql":
         # Two reports of one workspace apply one after the other. NO KEY UPDATE: the KEY SHARE
         # locks that the foreign keys of the rows inserted above take must not deadlock with it.

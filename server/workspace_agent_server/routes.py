@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from coder_identity import AGENT_TOKEN_HEADER, CoderUnavailable, IdentityRefused
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
@@ -18,7 +19,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from coder_identity import AGENT_TOKEN_HEADER, CoderUnavailable, IdentityRefused
 from workspace_agent import wire
 
 from . import auth, queries
@@ -251,7 +251,9 @@ async def enroll(request: Request) -> wire.EnrollResponse:
         except CoderUnavailable as exc:
             if not secret_ok or settings.require_agent_token:
                 raise ApiError(
-                    503, "coder_unavailable", f"cannot verify the workspace with Coder: {exc.message}"
+                    503,
+                    "coder_unavailable",
+                    f"cannot verify the workspace with Coder: {exc.message}",
                 ) from None
             log.warning("enrolling %s with the shared secret: %s", req.workspace.id, exc.message)
         else:

@@ -33,10 +33,10 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- the provisioner, in-process, against loopback stand-ins of Coder and LiteLLM ----------------
 
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Iterator
 
-from tests.standins.coder_agent_api import CoderStandin, run_coder  # noqa: E402
-from tests.standins.litellm_keys import LitellmKeys, run_litellm_keys  # noqa: E402
+from tests.standins.coder_agent_api import CoderStandin, run_coder
+from tests.standins.litellm_keys import LitellmKeys, run_litellm_keys
 
 PROVISIONER_SECRET = "Prov-Secret-7f3a9c2e1b"
 DERIVATION_SECRET = "derive-Lq2Vb7Rt9Wz3Ahx8Km4Xy7Pq1Ns8Dv5"

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-
 from key_provisioner.app import create_app
 from key_provisioner.settings import from_env
 from key_provisioner.store import Event, Store
@@ -34,11 +33,19 @@ class Answer:
 
 
 def key_body(workspace_id: str, username: str = "alice", **extra: Any) -> dict[str, Any]:
-    return {"workspace_id": workspace_id, "username": username, "workspace_name": "dev",
-            "enforcement_level": "standard", "guardrail_action": "block", **extra}
+    return {
+        "workspace_id": workspace_id,
+        "username": username,
+        "workspace_name": "dev",
+        "enforcement_level": "standard",
+        "guardrail_action": "block",
+        **extra,
+    }
 
 
-async def exchange(env: Mapping[str, str], requests: list[dict[str, Any]], **app_options: Any) -> list[Answer]:
+async def exchange(
+    env: Mapping[str, str], requests: list[dict[str, Any]], **app_options: Any
+) -> list[Answer]:
     """Start the app on `env`, send each request in order, stop it; the answers in order.
 
     A request is {"body": …, "agent_token": …, "secret": …, "raw": …, "path": …, "method": …,
@@ -58,7 +65,9 @@ async def exchange(env: Mapping[str, str], requests: list[dict[str, Any]], **app
                     headers["Coder-Agent-Token"] = item["agent_token"]
                 method, path = item.get("method", "POST"), item.get("path", KEY_PATH)
                 if "raw" in item:
-                    response = await client.request(method, path, content=item["raw"], headers=headers)
+                    response = await client.request(
+                        method, path, content=item["raw"], headers=headers
+                    )
                 elif method == "POST":
                     response = await client.post(path, json=item.get("body"), headers=headers)
                 else:

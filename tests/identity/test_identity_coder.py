@@ -8,9 +8,9 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
-
 from coder_identity import CoderIdentity, CoderUnavailable, IdentityRefused, VerifiedWorkspace
 from coder_identity.verify import IDENTITY_LOG_SOURCE_ID
+
 from tests.standins.coder_agent_api import CoderStandin, run_coder
 
 T = TypeVar("T")
@@ -60,7 +60,9 @@ def test_own_workspace_is_verified_with_coders_facts(coder: CoderStandin) -> Non
         proven_by="log-source",
     )
     agent_calls = coder.agent_requests()
-    assert [(r.method, r.path) for r in agent_calls] == [("POST", "/api/v2/workspaceagents/me/log-source")]
+    assert [(r.method, r.path) for r in agent_calls] == [
+        ("POST", "/api/v2/workspaceagents/me/log-source")
+    ]
     assert agent_calls[0].token == ws.agent.token
     # The workspace lookup went with the server's own token, never the agent's.
     lookups = [r for r in coder.requests if r.path.startswith("/api/v2/workspaces/")]
@@ -116,7 +118,12 @@ def test_malformed_input_is_refused_without_asking_coder(coder: CoderStandin) ->
 
 @pytest.mark.parametrize(
     ("version", "proven_by"),
-    [("v2.24.2", "log-source"), ("v2.12.0", "log-source"), ("v2.11.3", "manifest"), ("v2.3.3", "manifest")],
+    [
+        ("v2.24.2", "log-source"),
+        ("v2.12.0", "log-source"),
+        ("v2.11.3", "manifest"),
+        ("v2.3.3", "manifest"),
+    ],
 )
 def test_each_coder_generation_is_understood(version: str, proven_by: str) -> None:
     with run_coder(version=version) as coder:
@@ -127,7 +134,10 @@ def test_each_coder_generation_is_understood(version: str, proven_by: str) -> No
         assert refused(coder, ws.agent.token, other.id).reason == "mismatch"
         paths = [r.path for r in coder.agent_requests()]
         if proven_by == "manifest":  # tried the new route first, then fell back
-            assert paths[:2] == ["/api/v2/workspaceagents/me/log-source", "/api/v2/workspaceagents/me/manifest"]
+            assert paths[:2] == [
+                "/api/v2/workspaceagents/me/log-source",
+                "/api/v2/workspaceagents/me/manifest",
+            ]
         else:
             assert "/api/v2/workspaceagents/me/manifest" not in paths
 

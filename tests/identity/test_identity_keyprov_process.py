@@ -41,15 +41,29 @@ def process_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def provisioner(prov_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
+def provisioner(
+    prov_env: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[str, Path, dict[str, str]]]:
     """The provisioner in legacy mode: agent tokens are verified, requests without one are served."""
     port = free_port()
     env = process_env({**prov_env, "KEY_PROVISIONER_IDENTITY": "legacy"})
     log = tmp_path / "provisioner.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "key_provisioner", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "key_provisioner",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -73,8 +87,13 @@ def provisioner(prov_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str,
 def platform_request(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """What the platform's startup script sends (curl, the shared secret, no agent token)."""
     request = urllib.request.Request(
-        url + "/api/v1/keys/workspace", data=json.dumps(body).encode(), method="POST",
-        headers={"Authorization": f"Bearer {PROVISIONER_SECRET}", "Content-Type": "application/json"},
+        url + "/api/v1/keys/workspace",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {PROVISIONER_SECRET}",
+            "Content-Type": "application/json",
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
@@ -84,21 +103,31 @@ def platform_request(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any
 
 
 def test_the_agent_and_the_platform_format_against_a_real_provisioner(
-    provisioner: tuple[str, Path, dict[str, str]], coder: CoderStandin, litellm: LitellmKeys,
-    cli_proc: Callable[..., CliResult], home: Path,
+    provisioner: tuple[str, Path, dict[str, str]],
+    coder: CoderStandin,
+    litellm: LitellmKeys,
+    cli_proc: Callable[..., CliResult],
+    home: Path,
 ) -> None:
     url, log, server_env = provisioner
     ws, other = coder.add_workspace(owner="alice", name="dev"), coder.add_workspace(owner="mallory")
     agent_env = {
-        "HOME": str(home), "CODER_WORKSPACE_ID": ws.id, "CODER_WORKSPACE_OWNER": "alice",
-        "CODER_WORKSPACE_NAME": "dev", "PROVISIONER_URL": url, "PROVISIONER_SECRET": PROVISIONER_SECRET,
+        "HOME": str(home),
+        "CODER_WORKSPACE_ID": ws.id,
+        "CODER_WORKSPACE_OWNER": "alice",
+        "CODER_WORKSPACE_NAME": "dev",
+        "PROVISIONER_URL": url,
+        "PROVISIONER_SECRET": PROVISIONER_SECRET,
         "WORKSPACE_AGENT_PROVISION_DEADLINE": "5",
     }
     # 1. The real agent, with its own agent token: a key, and Coder vouched for the workspace.
     good = cli_proc("bootstrap", "--json", env={**agent_env, "CODER_AGENT_TOKEN": ws.agent.token})
     summary = json.loads(good.out)
     assert good.code == 0, good.all
-    assert (summary["key"]["source"], summary["key"]["identity"]) == ("provisioner", "coder-agent-token")
+    assert (summary["key"]["source"], summary["key"]["identity"]) == (
+        "provisioner",
+        "coder-agent-token",
+    )
     assert "workspace verified by Coder" in cli_proc("status", env=agent_env).out
     key_file = home / ".config" / "workspace-agent" / "litellm.key"
     key = key_file.read_text().strip()
@@ -111,38 +140,84 @@ def test_the_agent_and_the_platform_format_against_a_real_provisioner(
     assert not key_file.exists() and key not in stolen.all
 
     # 3. The platform's own request (no agent token) still works in legacy mode.
-    status, body = platform_request(url, {"workspace_id": "ws-from-the-template", "username": "bob",
-                                          "workspace_name": "x", "enforcement_level": "standard",
-                                          "guardrail_action": "block"})
+    status, body = platform_request(
+        url,
+        {
+            "workspace_id": "ws-from-the-template",
+            "username": "bob",
+            "workspace_name": "x",
+            "enforcement_level": "standard",
+            "guardrail_action": "block",
+        },
+    )
     assert (status, body["reused"], body["identity"]) == (201, False, "provisioner-secret")
     again = platform_request(url, {"workspace_id": "ws-from-the-template", "username": "bob"})
     assert again[0] == 200 and again[1]["key"] == body["key"]
-    assert platform_request(url, {"username": "bob"}) == (400, {"error": "workspace_id and username are required"})
+    assert platform_request(url, {"username": "bob"}) == (
+        400,
+        {"error": "workspace_id and username are required"},
+    )
 
     # 4. What the provisioner recorded and logged: events, never a key or a token.
-    events = subprocess.run([sys.executable, "-m", "key_provisioner", "events", "--json"], env=server_env,
-                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    events = subprocess.run(
+        [sys.executable, "-m", "key_provisioner", "events", "--json"],
+        check=False,
+        env=server_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert events.returncode == 0, events.stderr
     kinds = [json.loads(line)["kind"] for line in events.stdout.splitlines()]
     assert {"key-issued", "identity-refused", "legacy-request"} <= set(kinds)
     everything = log.read_text() + events.stdout
-    for secret in (key, body["key"], ws.agent.token, other.agent.token, PROVISIONER_SECRET,
-                   litellm.master_key, server_env["KEY_PROVISIONER_DERIVATION_SECRET"], coder.api_token):
+    for secret in (
+        key,
+        body["key"],
+        ws.agent.token,
+        other.agent.token,
+        PROVISIONER_SECRET,
+        litellm.master_key,
+        server_env["KEY_PROVISIONER_DERIVATION_SECRET"],
+        coder.api_token,
+    ):
         assert secret not in everything
     assert "legacy request without a verified identity" in everything
 
 
 def test_bad_settings_stop_the_command_with_a_sentence(tmp_path: Path) -> None:
-    env = process_env({"PROVISIONER_SECRET": "Prov-Secret-7f3a9c2e1b", "LITELLM_MASTER_KEY": "sk-master-x1",
-                       "KEY_PROVISIONER_DERIVATION_SECRET": "short", "KEY_PROVISIONER_IDENTITY": "legacy"})
-    run = subprocess.run([sys.executable, "-m", "key_provisioner", "serve"], env=env, capture_output=True,
-                         text=True, timeout=60, cwd=tmp_path)
+    env = process_env(
+        {
+            "PROVISIONER_SECRET": "Prov-Secret-7f3a9c2e1b",
+            "LITELLM_MASTER_KEY": "sk-master-x1",
+            "KEY_PROVISIONER_DERIVATION_SECRET": "short",
+            "KEY_PROVISIONER_IDENTITY": "legacy",
+        }
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "key_provisioner", "serve"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert run.returncode == 1
-    assert run.stderr.strip() == ("workspace-key-provisioner: KEY_PROVISIONER_DERIVATION_SECRET is too short: use "
-                                  "at least 32 random characters (e.g. `python -c 'import secrets; "
-                                  "print(secrets.token_urlsafe(32))'`)")
-    missing = subprocess.run([sys.executable, "-m", "key_provisioner", "events"],
-                             env={**env, "KEY_PROVISIONER_DB": str(tmp_path / "none.db")},
-                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert run.stderr.strip() == (
+        "workspace-key-provisioner: KEY_PROVISIONER_DERIVATION_SECRET is too short: use "
+        "at least 32 random characters (e.g. `python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))'`)"
+    )
+    missing = subprocess.run(
+        [sys.executable, "-m", "key_provisioner", "events"],
+        check=False,
+        env={**env, "KEY_PROVISIONER_DB": str(tmp_path / "none.db")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert missing.returncode == 1 and "no provisioner database at" in missing.stderr
     assert "Traceback" not in run.stderr + missing.stderr

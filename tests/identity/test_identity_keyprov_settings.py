@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from key_provisioner.settings import Settings, SettingsError, from_env
 
 GOOD = {
@@ -20,8 +19,12 @@ GOOD = {
 def test_defaults_follow_the_platform() -> None:
     settings = from_env(GOOD)
     assert settings.identity == "required" and settings.coder_url == "https://coder.example"
-    assert (settings.litellm_url, settings.workspace_budget, settings.rpm_limit, settings.tpm_limit) == (
-        "http://litellm:4000", 10.0, 60, 100_000)
+    assert (
+        settings.litellm_url,
+        settings.workspace_budget,
+        settings.rpm_limit,
+        settings.tpm_limit,
+    ) == ("http://litellm:4000", 10.0, 60, 100_000)
     assert (settings.key_duration, settings.budget_duration) == ("30d", "1d")
     assert (settings.rate_limit, settings.rate_window_s) == (6, 60.0)
     assert settings.db_path == Path("key-provisioner.db")
@@ -31,7 +34,9 @@ def test_defaults_follow_the_platform() -> None:
 
 
 def test_legacy_mode_needs_no_coder() -> None:
-    env = {k: v for k, v in GOOD.items() if not k.startswith("CODER_")} | {"KEY_PROVISIONER_IDENTITY": "legacy"}
+    env = {k: v for k, v in GOOD.items() if not k.startswith("CODER_")} | {
+        "KEY_PROVISIONER_IDENTITY": "legacy"
+    }
     settings = from_env(env)
     assert settings.identity == "legacy" and settings.coder_url is None
 
@@ -41,11 +46,17 @@ def test_legacy_mode_needs_no_coder() -> None:
     [
         ({"PROVISIONER_SECRET": ""}, "PROVISIONER_SECRET is not set"),
         ({"PROVISIONER_SECRET": "short"}, "PROVISIONER_SECRET is too short"),
-        ({"KEY_PROVISIONER_DERIVATION_SECRET": "x" * 20}, "KEY_PROVISIONER_DERIVATION_SECRET is too short"),
+        (
+            {"KEY_PROVISIONER_DERIVATION_SECRET": "x" * 20},
+            "KEY_PROVISIONER_DERIVATION_SECRET is too short",
+        ),
         ({"CODER_URL": ""}, "KEY_PROVISIONER_IDENTITY=required needs CODER_URL"),
         ({"CODER_URL": "coder.example"}, "CODER_URL='coder.example' is not an http"),
         ({"KEY_PROVISIONER_IDENTITY": "maybe"}, "KEY_PROVISIONER_IDENTITY='maybe' is not allowed"),
-        ({"KEY_PROVISIONER_RATE_LIMIT": "lots"}, "KEY_PROVISIONER_RATE_LIMIT='lots' must look like 6/60"),
+        (
+            {"KEY_PROVISIONER_RATE_LIMIT": "lots"},
+            "KEY_PROVISIONER_RATE_LIMIT='lots' must look like 6/60",
+        ),
         ({"KEY_PROVISIONER_RATE_LIMIT": "0/60"}, "must look like 6/60"),
         ({"WORKSPACE_BUDGET": "ten"}, "WORKSPACE_BUDGET='ten' is not a number"),
         ({"WORKSPACE_BUDGET": "-1"}, "WORKSPACE_BUDGET='-1' must be between"),

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 LOG_SOURCE = "/api/v2/workspaceagents/me/log-source"
 MANIFEST = "/api/v2/workspaceagents/me/manifest"
@@ -83,7 +83,9 @@ def _version_tuple(version: str) -> tuple[int, int]:
 
 
 class CoderStandin:
-    def __init__(self, version: str = "v2.24.2", api_token: str = "coder-api-token-Rk2mW9qT") -> None:
+    def __init__(
+        self, version: str = "v2.24.2", api_token: str = "coder-api-token-Rk2mW9qT"
+    ) -> None:
         self.version = version
         self.api_token = api_token
         self.mode = "normal"
@@ -112,7 +114,9 @@ class CoderStandin:
 
     # -- the world ----------------------------------------------------------------------------
 
-    def add_workspace(self, owner: str = "alice", name: str = "dev", template: str = "ai-dev") -> Workspace:
+    def add_workspace(
+        self, owner: str = "alice", name: str = "dev", template: str = "ai-dev"
+    ) -> Workspace:
         ws = Workspace(
             id=str(uuid.uuid4()),
             name=name,
@@ -160,7 +164,9 @@ class CoderStandin:
         server.standin = self  # type: ignore[attr-defined]
         self._port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -170,7 +176,7 @@ class CoderStandin:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> CoderStandin:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -193,13 +199,16 @@ class CoderStandin:
             if self.mode == "notcoder":
                 return 404, {"message": "Route not found."}
             if path == BUILDINFO and method == "GET":
-                return 200, {"version": self.version, "external_url": "https://github.com/coder/coder"}
+                return 200, {
+                    "version": self.version,
+                    "external_url": "https://github.com/coder/coder",
+                }
             if path == LOG_SOURCE and method == "POST" and self.has_log_source:
                 return self._log_source(token, body)
             if path == MANIFEST and method == "GET" and self.has_manifest:
                 return self._manifest(token)
             if path.startswith(WORKSPACES) and method == "GET" and path.count("/") == 4:
-                return self._workspace(token, path[len(WORKSPACES):])
+                return self._workspace(token, path[len(WORKSPACES) :])
             return 404, {"message": "Route not found."}
 
     def _agent_auth(self, token: str) -> tuple[int, Any] | tuple[Workspace, Agent]:
@@ -296,7 +305,12 @@ class CoderStandin:
                         "name": "workspace",
                         "type": "docker_container",
                         "agents": [
-                            {"id": a.id, "name": a.name, "status": "connected", "lifecycle_state": "ready"}
+                            {
+                                "id": a.id,
+                                "name": a.name,
+                                "status": "connected",
+                                "lifecycle_state": "ready",
+                            }
                             for a in ws.agents
                         ],
                     }
@@ -310,7 +324,7 @@ class CoderStandin:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _handle(self, method: str) -> None:
@@ -341,7 +355,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def run_coder(version: str = "v2.24.2", api_token: str = "coder-api-token-Rk2mW9qT") -> Iterator[CoderStandin]:
+def run_coder(
+    version: str = "v2.24.2", api_token: str = "coder-api-token-Rk2mW9qT"
+) -> Iterator[CoderStandin]:
     standin = CoderStandin(version, api_token)
     standin.start()
     try:

@@ -44,7 +44,9 @@ class Received(NamedTuple):
 
 
 def _error(status: int, message: str, kind: str, param: str = "None") -> tuple[int, Any]:
-    return status, {"error": {"message": message, "type": kind, "param": param, "code": str(status)}}
+    return status, {
+        "error": {"message": message, "type": kind, "param": param, "code": str(status)}
+    }
 
 
 def _seconds(duration: str) -> int:
@@ -98,7 +100,9 @@ class LitellmKeys:
         server.standin = self  # type: ignore[attr-defined]
         self._port = server.server_address[1]
         self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -113,10 +117,19 @@ class LitellmKeys:
         with self._lock:
             self.requests.append(Received(method, target, authorization, body))
             if self.mode == "down":
-                return 503, {"error": {"message": "Service Unavailable", "type": "None", "param": "None", "code": "503"}}
+                return 503, {
+                    "error": {
+                        "message": "Service Unavailable",
+                        "type": "None",
+                        "param": "None",
+                        "code": "503",
+                    }
+                }
             parts = urlsplit(target)
             bearer = authorization[7:] if authorization.startswith("Bearer ") else ""
-            is_master = bool(bearer) and hmac.compare_digest(bearer.encode(), self.master_key.encode())
+            is_master = bool(bearer) and hmac.compare_digest(
+                bearer.encode(), self.master_key.encode()
+            )
             if parts.path == "/health/liveliness" and method == "GET":
                 return 200, "I'm alive!"
             if not bearer:
@@ -140,7 +153,9 @@ class LitellmKeys:
 
     def _generate(self, is_master: bool, body: Any) -> tuple[int, Any]:
         if not is_master:
-            return _error(401, "Authentication Error, Only proxy admin can generate keys", "auth_error")
+            return _error(
+                401, "Authentication Error, Only proxy admin can generate keys", "auth_error"
+            )
         if not isinstance(body, dict):
             return _error(422, "body must be a JSON object", "invalid_request_error")
         key = body.get("key") or "sk-" + secrets.token_urlsafe(16)
@@ -168,7 +183,9 @@ class LitellmKeys:
             "spend": 0.0,
             "max_budget": body.get("max_budget"),
             "budget_duration": body.get("budget_duration"),
-            "budget_reset_at": (now + timedelta(days=1)).isoformat() if body.get("budget_duration") else None,
+            "budget_reset_at": (now + timedelta(days=1)).isoformat()
+            if body.get("budget_duration")
+            else None,
             "models": body.get("models") or [],
             "tpm_limit": body.get("tpm_limit"),
             "rpm_limit": body.get("rpm_limit"),
@@ -181,18 +198,38 @@ class LitellmKeys:
             "last_active": None,
         }
         self.rows[token] = row
-        return 200, {"key": key, "token": token, **{k: row[k] for k in (
-            "key_alias", "key_name", "expires", "user_id", "metadata", "max_budget", "models",
-            "rpm_limit", "tpm_limit", "budget_duration")}}
+        return 200, {
+            "key": key,
+            "token": token,
+            **{
+                k: row[k]
+                for k in (
+                    "key_alias",
+                    "key_name",
+                    "expires",
+                    "user_id",
+                    "metadata",
+                    "max_budget",
+                    "models",
+                    "rpm_limit",
+                    "tpm_limit",
+                    "budget_duration",
+                )
+            },
+        }
 
     def _info(self, is_master: bool, bearer: str, key: str | None) -> tuple[int, Any]:
         if key is None:  # the caller's own key
             row = self._usable(bearer)
             if row is None:
-                return _error(401, "Authentication Error, Invalid proxy server token passed.", "auth_error")
+                return _error(
+                    401, "Authentication Error, Invalid proxy server token passed.", "auth_error"
+                )
             return 200, {"key": bearer, "info": dict(row)}
         if not is_master and self._usable(bearer) is None:
-            return _error(401, "Authentication Error, Invalid proxy server token passed.", "auth_error")
+            return _error(
+                401, "Authentication Error, Invalid proxy server token passed.", "auth_error"
+            )
         token = token_hash(key) if key.startswith("sk-") else key
         row = self.rows.get(token)
         if row is None:
@@ -203,7 +240,9 @@ class LitellmKeys:
 
     def _delete(self, is_master: bool, body: Any) -> tuple[int, Any]:
         if not is_master:
-            return _error(401, "Authentication Error, only proxy admin can delete keys", "auth_error")
+            return _error(
+                401, "Authentication Error, only proxy admin can delete keys", "auth_error"
+            )
         body = body if isinstance(body, dict) else {}
         deleted = []
         for key in body.get("keys") or []:
@@ -221,7 +260,7 @@ class LitellmKeys:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _handle(self, method: str) -> None:
@@ -232,7 +271,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw
-        status, payload = standin.answer(method, self.path, self.headers.get("Authorization", ""), body)
+        status, payload = standin.answer(
+            method, self.path, self.headers.get("Authorization", ""), body
+        )
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
