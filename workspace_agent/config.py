@@ -12,8 +12,7 @@ pydantic stays where data crosses the network (wire.py, the drift server).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args

@@ -73,7 +73,7 @@ class ProvisionedKey:
 class _Failure:
     """One failed attempt: `reason` for the log; `fatal` is the final message if not retryable."""
 
-    __slots__ = ("reason", "fatal")
+    __slots__ = ("fatal", "reason")
 
     def __init__(self, reason: str, fatal: str | None = None) -> None:
         self.reason = reason
