@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from coder_identity import CoderIdentity
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -48,12 +49,22 @@ class Ctx:
     metrics: Metrics
     clock: Clock
     notifier: Notifier | None = None
+    coder: CoderIdentity | None = None  # set when the server may ask Coder who enrolls
 
 
-def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
+def create_app(
+    settings: Settings, clock: Clock = _utcnow, coder: CoderIdentity | None = None
+) -> FastAPI:
     engine = make_engine(settings.db_url)
     migrate(engine)
-    ctx = Ctx(settings=settings, engine=engine, metrics=Metrics(), clock=clock)
+    ctx = Ctx(settings=settings, engine=engine, metrics=Metrics(), clock=clock, coder=coder)
+    if ctx.coder is None and settings.coder_url and settings.coder_api_token:
+        ctx.coder = CoderIdentity(
+            settings.coder_url,
+            settings.coder_api_token.get_secret_value(),
+            timeout=settings.coder_timeout_s,
+            cache_ttl=settings.coder_identity_cache_s,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
