@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.workspace import AS_NOBODY, NEW_KEY, Workspace, can_run_as_nobody, give_to_nobody, write
+from tests.faults.workspace import (
+    AS_NOBODY,
+    NEW_KEY,
+    Workspace,
+    can_run_as_nobody,
+    give_to_nobody,
+    write,
+)
 from workspace_agent.clients import bypass
 from workspace_agent.errors import AgentError
 
@@ -48,7 +55,7 @@ RAW_GROQ = "gsk_RAWgroq7Lq2Vv9"
         (f"# export ANTHROPIC_API_KEY={RAW}", []),
         (f"echo ANTHROPIC_API_KEY={RAW}", []),
         (f"export NOT_LISTED_KEY={RAW}", []),
-        (f"export ANTHROPIC_BASE_URL=http://litellm:4000", []),
+        ("export ANTHROPIC_BASE_URL=http://litellm:4000", []),
     ],
 )
 def test_start_file_lines(line: str, expected: list[str]) -> None:

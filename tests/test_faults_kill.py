@@ -22,7 +22,7 @@ from tests.faults.workspace import Workspace
 def test_sigkill_at_spread_points_never_tears_a_file_and_the_next_run_converges(tmp_path: Path) -> None:
     trials = int(os.environ.get("WA_KILL_TRIALS", "40"))
     seed = int(os.environ.get("WA_KILL_SEED", str(random.randrange(1_000_000))))
-    summary, done = run_trials(tmp_path / "kill", trials, seed, Workspace.prepare)
+    summary, _trials = run_trials(tmp_path / "kill", trials, seed, Workspace.prepare)
     report = summary.text()
     print(report)
     assert summary.problems == [], f"seed {seed}:\n{report}"

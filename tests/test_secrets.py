@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.workspace import AS_NOBODY, NOBODY, Workspace, can_run_as_nobody, give_to_nobody, write
+from tests.faults.workspace import (
+    AS_NOBODY,
+    NOBODY,
+    Workspace,
+    can_run_as_nobody,
+    give_to_nobody,
+    write,
+)
 from tests.standins.drift_server import run_drift_server
 from tests.standins.litellm_info import Account, run_litellm_info
 from tests.standins.provisioner import run_provisioner

@@ -31,7 +31,9 @@ router = APIRouter()
 log = logging.getLogger("workspace_agent_server")
 M = TypeVar("M", bound=BaseModel)
 ENROLL_MAX_BYTES = 16 * 1024
-MAX_OFFSET = 10_000_000  # beyond any fleet; unbounded, a huge offset overflowed the database's integer
+MAX_OFFSET = (
+    10_000_000  # beyond any fleet; unbounded, a huge offset overflowed the database's integer
+)
 Identity = Literal["admin", "enrollment", "workspace", "revoked", "unknown"]
 
 
@@ -214,7 +216,9 @@ def no_nul(name: str, value: str | None) -> None:
             422,
             "invalid",
             f"the request is not valid: {name}: text must not contain NUL characters",
-            extra={"errors": [{"loc": f"query.{name}", "msg": "text must not contain NUL characters"}]},
+            extra={
+                "errors": [{"loc": f"query.{name}", "msg": "text must not contain NUL characters"}]
+            },
         )
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import random
 import re
 import shutil
@@ -43,7 +42,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.faults.workspace import NEW_KEY, OLD_KEY, REPO, STATE, Snapshot, Workspace, clone, snapshot
+from tests.faults.workspace import (
+    NEW_KEY,
+    OLD_KEY,
+    REPO,
+    STATE,
+    Snapshot,
+    Workspace,
+    clone,
+    snapshot,
+)
 
 TRACE_SET = "%file,%desc"
 _CALL = re.compile(r"^(?:\d+\s+)?([a-z0-9_]+)\(")
@@ -341,10 +349,11 @@ class Summary:
 
     def text(self) -> str:
         lines = [
-            f"{self.trials} trials ({self.method}, seed {self.seed}) in {self.seconds:.1f} s "
-            f"({self.mean_trial_s:.2f} s each incl. the recovery run); reference run {self.reference_run_s:.3f} s",
-            f"killed {self.killed}/{self.trials}, at the planned call {self.killed_as_planned}/{self.trials}; "
-            f"window {self.window_calls} traced calls from taking the lock to exit",
+            (f"{self.trials} trials ({self.method}, seed {self.seed}) in {self.seconds:.1f} s "
+             f"({self.mean_trial_s:.2f} s each incl. the recovery run); "
+             f"reference run {self.reference_run_s:.3f} s"),
+            (f"killed {self.killed}/{self.trials}, at the planned call {self.killed_as_planned}/{self.trials}; "
+             f"window {self.window_calls} traced calls from taking the lock to exit"),
             "kill points by part of the run: " + ", ".join(f"{k}: {v}" for k, v in self.by_label.items()),
             "kill points by tenth of the window: " + " ".join(str(n) for n in self.by_window_decile),
             "managed files already new when killed: " + ", ".join(f"{k}: {v}" for k, v in sorted(self.files_new_histogram.items())),

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis (the server's test extra)")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis import checks  # noqa: E402
+from hypothesis import HealthCheck, settings
+from schemathesis import checks
 
-from tests.server.conftest import ADMIN, SECRET, make_settings  # noqa: E402
-from workspace_agent import wire  # noqa: E402
+from tests.server.conftest import ADMIN, SECRET, make_settings
+from workspace_agent import wire
 
 EXAMPLES = int(os.environ.get("WA_SCHEMATHESIS_EXAMPLES", "25"))
 WORKSPACE = "ws-schemathesis"

@@ -187,7 +187,7 @@ def scan_processes(names: frozenset[str], key: str | None, *, uid: int, limit: i
     if uid == 0:
         scan.skipped = "running as root: process environments are not read"
         return scan
-    import psutil  # ~14 ms: only when it is used
+    import psutil  # type: ignore[import-untyped]  # ~14 ms: only when it is used
 
     candidates: Iterable[Any] = (
         psutil.process_iter(["pid", "name", "uids"]) if pids is None else _processes(psutil, pids)
