@@ -47,6 +47,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("WORKSPACE_AGENT_POLICY", str(policy))
     monkeypatch.setenv("WORKSPACE_AGENT_MANAGED_DIR", str(tmp_path / "etc-opencode"))
+    monkeypatch.setenv("WORKSPACE_AGENT_CLAUDE_MANAGED_DIR", str(tmp_path / "etc-claude-code"))
     return home
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ VARIABLES = {
     "roo-types": "WA_ROO_TYPES_DIR",  # directory whose node_modules has @roo-code/types
     "litellm": "WA_LITELLM_VENV",  # venv with litellm[proxy] and prisma
     "chromium": "WA_CHROMIUM",  # /usr/bin/chromium
+    "claude-code": "WA_CLAUDE_CODE",  # the claude CLI (npm @anthropic-ai/claude-code)
 }
 
 
@@ -85,3 +87,19 @@ def require(name: str, what: str) -> str:
     if value is None:
         pytest.skip(f"{what} is not installed: run scripts/install-test-deps")
     return value
+
+
+def run_opencode(binary: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real OpenCode binary confined to `home` (no update checks, no model fetching)."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_STATE_HOME": str(home / ".local/state"),
+        "OPENCODE_DISABLE_AUTOUPDATE": "1",
+        "OPENCODE_DISABLE_MODELS_FETCH": "1",
+        "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    }
+    return subprocess.run([binary, *args], capture_output=True, text=True, env=env, cwd=home, timeout=120, check=False)

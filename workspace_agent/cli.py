@@ -150,7 +150,12 @@ def bootstrap(
     environ = None
     if demo:
         home = options.get("home") or tempfile.mkdtemp(prefix="workspace-agent-demo-")
-        options.update(home=home, api_key=options.get("api_key") or DEMO_KEY, managed_dir=str(Path(home) / "etc-opencode"))
+        options.update(
+            home=home,
+            api_key=options.get("api_key") or DEMO_KEY,
+            managed_dir=str(Path(home) / "etc-opencode"),
+            claude_managed_dir=str(Path(home) / "etc-claude-code"),
+        )
         environ = {"PATH": os.environ.get("PATH", "")}  # ignore this machine's XDG/Coder variables
         if not quiet and not as_json:
             click.echo(f"demo: home {home}, demo key, nothing outside that directory is touched", err=True)
@@ -198,6 +203,81 @@ def check(as_json: bool, quiet: bool, no_diff: bool, send_report: bool, **option
 
 
 check.help = inspect.cleandoc(check.help or "") + "\n\n" + CHECK_EXIT_CODES
+@cli.command()
+@click.option(
+    "--print",
+    "whole",
+    is_flag=True,
+    help="print the whole key, only into a pipe (Claude Code's apiKeyHelper, $(...)); never to a terminal",
+)
+@click.option(
+    "--file",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="the key file [default: ~/.config/workspace-agent/litellm.key]",
+)
+def key(whole: bool, key_file: Path | None) -> int:
+    """Show the workspace's virtual key masked (sk-…abcd), or hand it whole to a program."""
+    from workspace_agent.keyhelper import key_output
+    from workspace_agent.paths import Paths
+
+    path = key_file or Paths.for_home(Path.home()).key_file
+    out = key_output(path, whole=whole, stdout_is_tty=sys.stdout.isatty())
+    if out.warning:
+        click.echo(f"workspace-agent: warning: {out.warning}", err=True)
+    click.echo(out.stdout, nl=False)
+    return 0
+
+
+_SHELLS = ("bash", "zsh", "fish")
+
+
+def _default_shell() -> str:
+    name = Path(os.environ.get("SHELL", "bash")).name
+    return name if name in _SHELLS else "bash"
+
+
+@cli.command("shell-init")
+@click.argument("shell", type=click.Choice(_SHELLS), required=False)
+@_setting_options
+def shell_init(shell: str | None, **options: Any) -> int:
+    """Print the gateway environment for SHELL, for dotfiles the agent should not edit.
+
+    \b
+    bash/zsh:  eval "$(workspace-agent shell-init bash)"
+    fish:      workspace-agent shell-init fish | source
+    The key is read from its 0600 file by the printed code; it is never printed.
+    A start file that already runs `workspace-agent shell-init` gets no second line from bootstrap.
+    """
+    from workspace_agent.clients.shell import snippet
+    from workspace_agent.config import load_config, policy_path, read_policy
+    from workspace_agent.desired import build_desired
+
+    policy_flag = options.pop("policy_file", None)
+    path, required = policy_path(policy_flag, os.environ)
+    policy = read_policy(path, required)
+    desired = build_desired(load_config(options, os.environ, policy), policy)
+    click.echo(snippet(desired, shell or _default_shell()), nl=False)
+    return 0
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(_SHELLS))
+def completion(shell: str) -> int:
+    """Print the shell completion script for this CLI.
+
+    \b
+    bash:  eval "$(workspace-agent completion bash)"   (bootstrap also installs it for bash-completion)
+    zsh:   eval "$(workspace-agent completion zsh)"
+    fish:  workspace-agent completion fish | source    (bootstrap installs it when fish is present)
+    """
+    from workspace_agent.clients.shell import completion_script
+
+    click.echo(completion_script(shell), nl=False)
+    return 0
+
+
 
 
 @cli.command(name="report")

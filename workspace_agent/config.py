@@ -61,6 +61,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("managed_dir", "WORKSPACE_AGENT_MANAGED_DIR", "root-owned OpenCode managed config dir (used when writable)"),
     Setting("drift_server_url", "DRIFT_SERVER_URL", "drift server base URL (used by `report` and --report)"),
     Setting("enrollment_secret", "DRIFT_ENROLLMENT_SECRET", "the drift server's shared enrollment secret", True),
+    Setting(
+        "claude_managed_dir",
+        "WORKSPACE_AGENT_CLAUDE_MANAGED_DIR",
+        "root-owned Claude Code managed settings dir (used when writable, else ~/.claude)",
+    ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -85,6 +90,7 @@ class AgentConfig:
     managed_dir: Path = Path("/etc/opencode")
     drift_server_url: str = ""  # empty: no drift server; reporting then says what to set
     enrollment_secret: str = field(default="", repr=False)
+    claude_managed_dir: Path = Path("/etc/claude-code")
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -174,6 +180,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "managed_dir": _absolute_path,
     "drift_server_url": _optional_http_url,
     "enrollment_secret": _token,
+    "claude_managed_dir": _absolute_path,
 }
 
 

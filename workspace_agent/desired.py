@@ -18,6 +18,7 @@ from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
 from workspace_agent.paths import Paths
 from workspace_agent.plan import Rule
+from workspace_agent.review import ReviewWorkflow
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Desired:
     prompt: str
     clients: dict[str, Any]
     policy: dict[str, Any] = field(default_factory=dict)
+    reviews: tuple[ReviewWorkflow, ...] = ()  # prompts/review/: the same review workflows in every client
 
     @property
     def gateway_v1(self) -> str:
@@ -56,6 +58,7 @@ class Desired:
             "prompt": self.prompt_sha256,
             "clients": self.clients,
             "policy": self.policy,
+            "reviews": [vars(r) for r in self.reviews],
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -85,6 +88,8 @@ def resolve_model(value: str, choices: dict[str, ModelChoice]) -> ModelChoice:
 
 
 def build_desired(config: AgentConfig, policy: dict[str, Any], paths: Paths | None = None) -> Desired:
+    from workspace_agent import review
+
     choices, _default, small = model_table(policy)
     clients = data.settings_file("clients")
     return Desired(
@@ -96,13 +101,14 @@ def build_desired(config: AgentConfig, policy: dict[str, Any], paths: Paths | No
         prompt=data.prompt_text(config.enforcement_level),
         clients=clients,
         policy=policy,
+        reviews=review.load(),
     )
 
 
 def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
     """Every managed resource of this workspace, in the order they are applied."""
     from workspace_agent import keylevel
-    from workspace_agent.clients import keyfile, opencode, roo_code
+    from workspace_agent.clients import claude_code, keyfile, opencode, roo_code, shell
 
     found: list[Rule] = []
     config = desired.config
@@ -113,4 +119,7 @@ def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
         found += roo_code.rules(desired, key)
     if config.wants("opencode"):
         found += opencode.rules(desired, key)
+    if config.wants("claude-code"):
+        found += claude_code.rules(desired, key)
+    found += shell.rules(desired, key)  # also with `none`: an old plaintext key must still go
     return found

@@ -12,11 +12,12 @@ and empty, whitespace-only or comment-only text (which counts as `{}`).
 from __future__ import annotations
 
 import json
+import math
 import re
 from bisect import bisect_left
 from typing import NamedTuple
 
-__all__ = ["JsoncError", "loads", "set_key", "delete_key"]
+__all__ = ["JsoncError", "delete_key", "loads", "set_key"]
 
 _BOM = "\ufeff"
 _WS = " \t\r\n"
@@ -27,19 +28,25 @@ _LINE = r"//[^\r\n]*"
 # A string on one line, unrolled so that an unterminated string fails in linear time.
 _STRING = r'"[^"\\\r\n]*(?:\\[^\r\n][^"\\\r\n]*)*"'
 
-# For loads(): 1 string (kept), 2 comment (blanked), 3 trailing comma (blanked),
-# 4 a quote that starts no complete string, 5 a block comment that never ends.  In the lookahead
-# a line comment must run to its newline, or backtracking could find a `}` inside the comment.
-_CLEAN_RE = re.compile(
-    rf"({_STRING})|({_LINE}|{_BLOCK})|(,)(?=(?:[ \t\r\n]|{_LINE}[\r\n]|{_BLOCK})*[}}\]])|(\")|(/\*)"
+# For loads(), matched left to right by `_clean`:
+#   1 a run of text to keep as is: anything but `"`, `/`, `,`; whole strings; commas that are not
+#     trailing.  Matching runs (not single strings) keeps the Python callbacks few;
+#   2 a comment (blanked); 3 a trailing comma (blanked); 4 a quote that starts no complete
+#     string; 5 a block comment that never ends.
+# In the trailing-comma lookahead a line comment must run to its newline, or backtracking could
+# find a `}` inside the comment.
+_CLOSES_NEXT = rf"(?:[ \t\r\n]|{_LINE}[\r\n]|{_BLOCK})*[}}\]]"
+_CLEAN = (
+    rf'((?:[^"/,]+|{_STRING}|,(?!{_CLOSES_NEXT}))+)'
+    rf'|({_LINE}|{_BLOCK})|(,)(?={_CLOSES_NEXT})|(")|(/\*)'
 )
-_NOT_NEWLINE = re.compile(r"[^\r\n]")
-_NON_WS = re.compile(r"[^ \t\r\n]")
 
 # For editing (the text is already known to be valid): 1 comment, 2 string, 3 punctuation,
 # 4 number or literal.  Whitespace is not a token.
 _COMMENT, _STR, _PUNCT, _LIT = 1, 2, 3, 4
-_TOKEN_RE = re.compile(rf'({_LINE}|{_BLOCK})|({_STRING})|([{{}}\[\]:,])|([^ \t\r\n{{}}\[\]:,"/]+)')
+_TOKEN = rf'({_LINE}|{_BLOCK})|({_STRING})|([{{}}\[\]:,])|([^ \t\r\n{{}}\[\]:,"/]+)'
+# Patterns are compiled on first use (`re` caches them), not at import: plain-JSON loads and
+# importers that never edit do not pay for them.
 
 
 class JsoncError(ValueError):
@@ -73,8 +80,10 @@ def loads(text: str) -> dict:
         except json.JSONDecodeError as exc:
             # `cleaned` has the same length and newlines as `body`, so positions carry over.
             raise JsoncError(exc.msg, exc.lineno, exc.colno) from None
+    except RecursionError:
+        raise JsoncError("values nested too deeply", 1, 1) from None
     if not isinstance(obj, dict):
-        match = _NON_WS.search(_clean(body))
+        match = re.search(r"[^ \t\r\n]", _clean(body))
         pos = match.start() if match else 0
         raise _error(body, pos, f"the top level is {_kind(obj)}, expected an object")
     return obj
@@ -97,7 +106,9 @@ def set_key(text: str, key: str, value: object) -> str:
 
     if doc.open < 0:  # blank or comment-only text: write a new object
         unit = "    "
-        new = "{" + nl + unit + key_json + ": " + _dump(value, unit, unit, nl, False) + nl + "}" + nl
+        new = (
+            "{" + nl + unit + key_json + ": " + _dump(value, unit, unit, nl, False) + nl + "}" + nl
+        )
         if not body.strip(_WS):
             return bom + new
         return bom + body + ("" if body.endswith("\n") else nl) + new
@@ -193,26 +204,26 @@ def _clean(body: str) -> str:
             comment_at_end[match.end()] = match.start()
             if comment[1] == "/":
                 return " " * len(comment)
-            return _NOT_NEWLINE.sub(" ", comment)
+            return re.sub(r"[^\r\n]", " ", comment)
         if group == 3:
             _check_trailing_comma(body, match.start(), comment_at_end)
             return " "
         reason = "unterminated string" if group == 4 else "unterminated block comment"
         raise _error(body, match.start(), reason)
 
-    return _CLEAN_RE.sub(replace, body)
+    return re.sub(_CLEAN, replace, body)
 
 
 def _check_trailing_comma(body: str, pos: int, comment_at_end: dict[int, int]) -> None:
     """A comma before `}`/`]` is fine only after a value (not in `{,}`, `[1,,]`)."""
     j = pos
-    while True:
-        while j > 0 and body[j - 1] in _WS:
-            j -= 1
-        if j in comment_at_end:
+    while j > 0:
+        if j in comment_at_end:  # checked first: a line comment may end in spaces
             j = comment_at_end[j]
-            continue
-        break
+        elif body[j - 1] in _WS:
+            j -= 1
+        else:
+            break
     if j == 0 or body[j - 1] in "{[,":
         raise _error(body, pos, "unexpected comma")
 
@@ -258,7 +269,7 @@ class _Doc(NamedTuple):
 
 def _parse(body: str) -> _Doc:
     """Find the top-level members of text already validated by `loads`."""
-    toks = [(m.start(), m.end(), m.lastindex or 0) for m in _TOKEN_RE.finditer(body)]
+    toks = [(m.start(), m.end(), m.lastindex or 0) for m in re.finditer(_TOKEN, body)]
     starts = [t[0] for t in toks]
     sig = [i for i, t in enumerate(toks) if t[2] != _COMMENT]
     if not sig:
@@ -361,7 +372,7 @@ def _same(a: object, b: object) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or (a != a and b != b)  # NaN is the same as NaN here
+        return a == b or (math.isnan(a) and math.isnan(b))  # NaN is the same as NaN here
     if isinstance(a, dict):
         return (
             isinstance(b, dict)

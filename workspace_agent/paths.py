@@ -118,6 +118,36 @@ class Paths:
     def extensions_dir(self) -> Path:
         return self.code_server_dir / "extensions"
 
+    # Shells (the agent owns the env file; the rc files get one marked line).
+    @property
+    def shell_env_file(self) -> Path:
+        return self.agent_config_dir / "shell-env.sh"
+
+    @property
+    def fish_env_file(self) -> Path:
+        return self.config_home / "fish" / "conf.d" / "workspace-agent.fish"
+
+    @property
+    def bash_completion_file(self) -> Path:
+        return self.data_home / "bash-completion" / "completions" / "workspace-agent"
+
+    @property
+    def fish_completion_file(self) -> Path:
+        return self.config_home / "fish" / "completions" / "workspace-agent.fish"
+
+    # Claude Code (user scope; the managed scope is config.claude_managed_dir).
+    @property
+    def claude_dir(self) -> Path:
+        return self.home / ".claude"
+
+    @property
+    def claude_settings(self) -> Path:
+        return self.claude_dir / "settings.json"
+
+    @property
+    def claude_rule_file(self) -> Path:
+        return self.claude_dir / "rules" / "00-platform-enforcement.md"
+
     def show(self, path: Path) -> str:
         """A path as a person reads it: `~/…` inside the home."""
         try:

@@ -48,3 +48,32 @@ def json_key(rule_id: str, path: Path, key: str, value: Any, *, title: str = "")
         return "(unset)" if found is _UNSET else json.dumps(found, ensure_ascii=False, sort_keys=True)
 
     return FileRule(rule_id, path, render, summarize=summarize, title=title or f"{key} = {json.dumps(value)}")
+
+
+def json_entries(rule_id: str, path: Path, key: str, entries: dict[str, Any], *, title: str = "") -> FileRule:
+    """Some entries inside one top-level object of a JSONC file (e.g. Claude Code's `env`): ours
+    are set, the user's other entries stay. A value of the wrong type is an error, not replaced."""
+
+    def current_object(text: str | None) -> dict[str, Any]:
+        found = _key_value(text, key, path)
+        if found is _UNSET:
+            return {}
+        if not isinstance(found, dict):
+            raise AgentError(f"{path}: {key!r} must be an object, not {type(found).__name__}; fix or remove it")
+        return found
+
+    def render(current: str | None) -> str:
+        found = current_object(current)
+        if all(k in found and found[k] == v for k, v in entries.items()):
+            return current or ""
+        return jsonc.set_key(current or "", key, {**found, **entries})
+
+    def summarize(text: str | None) -> str:
+        try:
+            found = current_object(text)
+        except AgentError:
+            return "(unreadable)"
+        ours = {k: found[k] for k in entries if k in found}
+        return json.dumps(ours, ensure_ascii=False, sort_keys=True) if ours else "(unset)"
+
+    return FileRule(rule_id, path, render, summarize=summarize, title=title or f"{key}: {len(entries)} entries")

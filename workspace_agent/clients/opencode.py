@@ -1,6 +1,9 @@
 """OpenCode: the global config (key referenced with `{file:…}`, never inline), the enforcement
 instructions file, the root-owned managed layer when the agent may write it, and a warning when
-the user's own higher-precedence config overrides what the platform requires."""
+the user's own higher-precedence config overrides what the platform requires.
+
+The review workflows of prompts/review/ become agents in the config's `agent` table (read-only:
+edits denied); `instructions` applies to every agent, so the enforcement level stays on top."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
 from workspace_agent.plan import ActionFact, ActionRule, Rule
 from workspace_agent.resources import generated_file
+from workspace_agent.review import ReviewWorkflow
 
 PROVIDER = "litellm"
 SCHEMA = "https://opencode.ai/config.json"
@@ -31,6 +35,11 @@ def provider_block(desired: Desired) -> dict[str, Any]:
     }
 
 
+def review_agent(workflow: ReviewWorkflow) -> dict[str, Any]:
+    """One review workflow as an OpenCode agent: primary (Tab) or @mention, never edits files."""
+    return {"description": workflow.description, "mode": "all", "prompt": workflow.prompt, "permission": {"edit": "deny"}}
+
+
 def config_document(desired: Desired) -> dict[str, Any]:
     oc = desired.clients["opencode"]
     return {
@@ -42,6 +51,7 @@ def config_document(desired: Desired) -> dict[str, Any]:
         "share": oc["share"],
         "instructions": [str(desired.paths.opencode_enforcement)],
         "provider": {PROVIDER: provider_block(desired)},
+        "agent": {w.slug: review_agent(w) for w in desired.reviews},
     }
 
 

@@ -1,5 +1,10 @@
 """Roo Code: the auto-import file (holds the key, 0600), the settings key that points at it, and
-the enforcement text as a global rule file (survives a user clearing customInstructions)."""
+the enforcement text as a global rule file (survives a user clearing customInstructions).
+
+The import file also carries the review workflows of prompts/review/ as global custom modes
+(`globalSettings.customModes`: Roo Code's import saves each one with its CustomModesManager); the
+global customInstructions and ~/.roo/rules/ apply to every mode, so the enforcement level stays on
+top of them."""
 
 from __future__ import annotations
 
@@ -10,9 +15,27 @@ from workspace_agent.desired import Desired
 from workspace_agent.keysource import KeyResolution
 from workspace_agent.plan import Rule
 from workspace_agent.resources import generated_file, json_key
+from workspace_agent.review import ReviewWorkflow
 
 PROFILE_NAME = "litellm"
 PROFILE_ID = "litellm-default"
+# A review reads code and may run commands (git diff, tests; the allowed/denied lists apply); it
+# does not edit files.
+REVIEW_GROUPS = ["read", "command"]
+
+
+def review_mode(workflow: ReviewWorkflow) -> dict[str, Any]:
+    """One review workflow as a Roo Code custom mode (modeConfigSchema of @roo-code/types)."""
+    return {
+        "slug": workflow.slug,
+        "name": workflow.name,
+        "roleDefinition": workflow.role,
+        "whenToUse": workflow.when_to_use,
+        "description": workflow.description,
+        "customInstructions": workflow.instructions,
+        "groups": list(REVIEW_GROUPS),
+        "source": "global",
+    }
 
 
 def import_document(desired: Desired, key: str) -> dict[str, Any]:
@@ -31,13 +54,14 @@ def import_document(desired: Desired, key: str) -> dict[str, Any]:
                     "openAiStreamingEnabled": True,
                 }
             },
-            "modeApiConfigs": {mode: PROFILE_ID for mode in roo["modes"]},
+            "modeApiConfigs": {mode: PROFILE_ID for mode in [*roo["modes"], *(w.slug for w in desired.reviews)]},
         },
         "globalSettings": {
             "customInstructions": desired.prompt,
             "telemetrySetting": roo["telemetry"],
             "allowedCommands": list(roo["allowed_commands"]),
             "deniedCommands": list(roo["denied_commands"]),
+            "customModes": [review_mode(w) for w in desired.reviews],
         },
     }
 
