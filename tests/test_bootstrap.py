@@ -30,11 +30,17 @@ def test_apply_twice_second_run_changes_nothing(home: Path, keyed_env: str, cli,
     first = cli("bootstrap", "--json", "--detailed-exitcodes")
     assert first.code == 2, first.all
     summary = json.loads(first.out)
-    assert summary["counts"]["total"] > 0
-    # Everything is written on a fresh home, except the checks that look for what only an old
-    # home has (the platform's plaintext-key block, a key typed into a start file).
+    counts = summary["counts"]
+    assert counts["corrected"] > 0 and counts["drift"] == counts["error"] == 0
+    # Everything is written on a fresh home, except the checks that look for what only an old or
+    # tampered home has (plaintext keys, forbidden extensions, overrides, built-in Copilot).
     untouched = {r["rule_id"] for r in summary["rules"] if r["state"] != "corrected"}
-    assert untouched == {"shell.legacy-plaintext-key", "shell.plaintext-key"}
+    assert all(
+        rule.startswith(("shell.legacy-plaintext-key", "shell.plaintext-key", "extension.absent.", "vscode.machine-override",
+                         "vscode.workspace-overrides", "codeserver.", "coder."))
+        for rule in untouched
+    ), untouched
+    assert any(r.startswith("vscode.setting.") for r in {r["rule_id"] for r in summary["rules"]} - untouched)
     before = snapshot(home)
     second = cli("bootstrap", "--json", "--detailed-exitcodes")
     assert second.code == 0, second.all

@@ -66,6 +66,10 @@ SETTINGS: tuple[Setting, ...] = (
         "WORKSPACE_AGENT_CLAUDE_MANAGED_DIR",
         "root-owned Claude Code managed settings dir (used when writable, else ~/.claude)",
     ),
+    Setting("project_roots", "WORKSPACE_AGENT_PROJECT_ROOTS", "where repositories live, ':'-separated (default ~): their .vscode/settings.json and *.code-workspace are audited"),
+    Setting("code_server_bin", "WORKSPACE_AGENT_CODE_SERVER_BIN", "code-server executable (default: code-server on PATH)"),
+    Setting("coder_url", "WORKSPACE_AGENT_CODER_URL", "Coder URL, to verify the Coder server's AI settings (optional)"),
+    Setting("coder_token", "WORKSPACE_AGENT_CODER_TOKEN", "Coder token with the Owner or Auditor role, for coder_url", True),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -91,11 +95,15 @@ class AgentConfig:
     drift_server_url: str = ""  # empty: no drift server; reporting then says what to set
     enrollment_secret: str = field(default="", repr=False)
     claude_managed_dir: Path = Path("/etc/claude-code")
+    project_roots: str = ""
+    code_server_bin: str = ""
+    coder_url: str = ""
+    coder_token: str = field(default="", repr=False)
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be shown."""
-        return tuple(s for s in (self.api_key, self.provisioner_secret, self.enrollment_secret) if s)
+        return tuple(s for s in (self.api_key, self.provisioner_secret, self.enrollment_secret, self.coder_token) if s)
 
     def wants(self, client: str) -> bool:
         """Whether `ai_assistant` asks for this client (roo-code, opencode, claude-code)."""
@@ -181,6 +189,10 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "drift_server_url": _optional_http_url,
     "enrollment_secret": _token,
     "claude_managed_dir": _absolute_path,
+    "project_roots": _text,  # split and checked against the home in lockdown/overrides.py
+    "code_server_bin": _text,
+    "coder_url": _optional_http_url,
+    "coder_token": _token,
 }
 
 

@@ -16,6 +16,8 @@ from workspace_agent import data
 from workspace_agent.config import AgentConfig
 from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
+from workspace_agent.lockdown.spec import Lockdown
+from workspace_agent.lockdown.spec import load as load_lockdown
 from workspace_agent.paths import Paths
 from workspace_agent.plan import Rule
 from workspace_agent.review import ReviewWorkflow
@@ -39,6 +41,7 @@ class Desired:
     clients: dict[str, Any]
     policy: dict[str, Any] = field(default_factory=dict)
     reviews: tuple[ReviewWorkflow, ...] = ()  # prompts/review/: the same review workflows in every client
+    lockdown: Lockdown | None = None  # None: built from `policy` when the rules are made
 
     @property
     def gateway_v1(self) -> str:
@@ -59,6 +62,7 @@ class Desired:
             "clients": self.clients,
             "policy": self.policy,
             "reviews": [vars(r) for r in self.reviews],
+            "lockdown": (self.lockdown or load_lockdown(self.policy)).as_data(),
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -102,12 +106,16 @@ def build_desired(config: AgentConfig, policy: dict[str, Any], paths: Paths | No
         clients=clients,
         policy=policy,
         reviews=review.load(),
+        lockdown=load_lockdown(policy),
     )
 
 
-def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
-    """Every managed resource of this workspace, in the order they are applied."""
-    from workspace_agent import keylevel
+def rules(desired: Desired, key: KeyResolution, *, online: bool = False) -> list[Rule]:
+    """Every managed resource of this workspace, in the order they are applied.
+
+    `online`: the rules may use the network (bootstrap); plan and check never do.
+    """
+    from workspace_agent import keylevel, lockdown
     from workspace_agent.clients import claude_code, keyfile, opencode, roo_code, shell
 
     found: list[Rule] = []
@@ -122,4 +130,5 @@ def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
     if config.wants("claude-code"):
         found += claude_code.rules(desired, key)
     found += shell.rules(desired, key)  # also with `none`: an old plaintext key must still go
+    found += lockdown.rules(desired, online=online)  # whatever ai_assistant is, `none` included
     return found

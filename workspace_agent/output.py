@@ -47,7 +47,7 @@ def render_text(outcome: Outcome, *, colour: bool = False, quiet: bool = False, 
             detail = f": {r.message}"
         elif r.state in ("drift", "corrected") and r.before is not None and r.before != r.after:
             detail = f"  {r.before} → {r.after}"
-        if r.state == "drift" and r.message:
+        if r.state != "error" and r.message:
             detail += f" ({r.message})"
         lines.append(f"  {_style(word, colour)} {r.rule_id:<{width}}  {target}{detail}")
     if not quiet:
@@ -61,6 +61,8 @@ def render_text(outcome: Outcome, *, colour: bool = False, quiet: bool = False, 
         c = outcome.summary()["counts"]
         verb = "would change" if outcome.command == "plan" else "drifted"
         tail = f"{c['corrected']} changed" if outcome.command == "bootstrap" else f"{c['drift']} {verb}"
+        if outcome.command == "bootstrap" and c["drift"]:
+            tail += f", {c['drift']} drift (not fixed)"  # report-only rules: seen, left as they are
         lines.append(
             f"{c['total']} rules: {c['compliant']} ok, {tail}, {c['error']} errors "
             f"({outcome.duration_s:.2f} s, exit {outcome.exit_code})"

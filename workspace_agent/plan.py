@@ -48,7 +48,7 @@ class ActionFact:
     compliant: bool
     before: str | None = None
     after: str | None = None
-    message: str | None = None  # what a person should do about it (e.g. a report-only drift)
+    message: str | None = None  # a note shown in any state: what to do about a report-only drift, or why it was not verifiable
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,17 @@ def _key_value(text: str | None, key: str, path: Path) -> Any:
     return data.get(key, _UNSET)
 
 
+def _same(found: Any, value: Any) -> bool:
+    """JSON equality: `1` is not `true` (VS Code ignores a number where a boolean is required)."""
+    return found is not _UNSET and json.dumps(found, sort_keys=True) == json.dumps(value, sort_keys=True)
+
+
 def json_key(rule_id: str, path: Path, key: str, value: Any, *, title: str = "") -> FileRule:
     """One top-level key of a JSONC settings file, merged in place (the user's other keys,
     comments and formatting stay)."""
 
     def render(current: str | None) -> str:
-        if _key_value(current, key, path) == value:
+        if _same(_key_value(current, key, path), value):
             return current or ""
         return jsonc.set_key(current or "", key, value)
 

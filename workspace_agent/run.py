@@ -112,7 +112,7 @@ def execute(
 def _run(mode: Mode, desired: Desired, started: datetime, t0: float, log: Callable[[str], None]) -> Outcome:
     key = resolve_key(desired.config, desired.paths, network=(mode == "bootstrap"), log=log)
     secrets = tuple(s for s in (*desired.config.secrets, key.key or "") if s)
-    plan = build_plan(rules(desired, key), secrets)
+    plan = build_plan(rules(desired, key, online=(mode == "bootstrap")), secrets)
     results = apply_plan(plan) if mode == "bootstrap" else plan.results
     diff = render_diff(plan, desired.paths.show) if mode != "bootstrap" else ""
     notes = [n for n in (key.note,) if n]

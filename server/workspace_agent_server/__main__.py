@@ -1,0 +1,3 @@
+from workspace_agent_server.cli import main
+
+raise SystemExit(main())

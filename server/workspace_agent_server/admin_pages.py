@@ -1,0 +1,204 @@
+"""Server-rendered admin pages (Jinja, autoescaped, no JavaScript): the fleet and one workspace,
+plus a small login form that sets a signed session cookie."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader
+from starlette.concurrency import run_in_threadpool
+
+from . import auth, queries
+from .errors import ApiError
+from .routes import ctx_of, detail_data, fleet_data, require_admin
+
+if TYPE_CHECKING:
+    from .app import Ctx
+
+router = APIRouter(include_in_schema=False)
+LEVELS = ("standard", "design-first", "unrestricted")
+PAGE_SIZE = 200
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+_env = Environment(loader=PackageLoader("workspace_agent_server", "templates"), autoescape=True)
+
+
+def _ts(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def _ago(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return "never"
+    seconds = int((now - value).total_seconds())
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+def render(ctx: Ctx, template: str, code: int = 200, **values: Any) -> HTMLResponse:
+    now = ctx.clock()
+    env = _env.overlay()
+    env.filters["ts"] = _ts
+    env.filters["ago"] = lambda v: _ago(v, now)
+    html = env.get_template(template).render(**values)
+    return HTMLResponse(html, code, headers=SECURITY_HEADERS)
+
+
+async def _gate(request: Request) -> Response | None:
+    """None when an admin is signed in; otherwise the page to show instead."""
+    try:
+        await require_admin(request)
+        return None
+    except ApiError as exc:
+        if exc.status == 401 and auth.bearer(request.headers.get("authorization")) is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse("/login?" + urlencode({"next": target}), 303)
+        return render(
+            ctx_of(request),
+            "error.html",
+            exc.status,
+            title="Not allowed" if exc.status == 403 else "Unavailable",
+            detail=exc.detail,
+        )
+
+
+def _flag(value: str | None) -> bool | None:
+    return True if value in ("true", "1", "on") else False if value in ("false", "0") else None
+
+
+@router.get("/", response_class=HTMLResponse)
+async def fleet_page(request: Request) -> Response:
+    if (refused := await _gate(request)) is not None:
+        return refused
+    ctx = ctx_of(request)
+    p = request.query_params
+    status = p.get("status") or None
+    flt = queries.FleetFilter(
+        status=status if status in queries.STATUSES else None,
+        level=(p.get("level") or None),
+        owner=(p.get("owner") or "").strip()[:200] or None,
+        mismatch=_flag(p.get("mismatch")) or None,
+        q=(p.get("q") or "").strip()[:200] or None,
+        drifted=_flag(p.get("drifted")),
+        stale=_flag(p.get("stale")),
+        limit=PAGE_SIZE,
+        offset=int(offset) if (offset := p.get("offset", "")).isdigit() else 0,
+    )
+    data = await run_in_threadpool(fleet_data, ctx, flt)
+    base = {
+        k: v
+        for k, v in {
+            "q": flt.q,
+            "level": flt.level,
+            "owner": flt.owner,
+            "mismatch": "true" if flt.mismatch else None,
+        }.items()
+        if v
+    }
+
+    def link(**changes: object) -> str:
+        return "/?" + urlencode({k: v for k, v in {**base, **changes}.items() if v != ""})
+
+    levels = sorted(
+        set(LEVELS) | {w["enforcement_level"] for w in data["workspaces"] if w["enforcement_level"]}
+    )
+    return render(
+        ctx,
+        "fleet.html",
+        data=data,
+        flt=flt,
+        link=link,
+        levels=levels,
+        refresh=60,
+        signed_in=True,
+        stale_text=_duration(ctx.settings.stale_after_s),
+        heartbeats=ctx.settings.stale_after_heartbeats,
+    )
+
+
+@router.get("/workspaces/{workspace_id:path}", response_class=HTMLResponse)
+async def workspace_page(request: Request, workspace_id: str) -> Response:
+    if (refused := await _gate(request)) is not None:
+        return refused
+    ctx = ctx_of(request)
+    found = await run_in_threadpool(detail_data, ctx, workspace_id)
+    if found is None:
+        return render(
+            ctx,
+            "error.html",
+            404,
+            title="No such workspace",
+            detail=f"No workspace with id {workspace_id!r} has enrolled.",
+            signed_in=True,
+        )
+    return render(ctx, "workspace.html", w=found, refresh=60, signed_in=True)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths (no `//host` or scheme) may be redirected to after sign-in."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request) -> Response:
+    return render(ctx_of(request), "login.html", next=_safe_next(request.query_params.get("next")))
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    ctx = ctx_of(request)
+    body = await request.body()
+    form = parse_qs(body[:8192].decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0].strip()
+    target = _safe_next((form.get("next") or ["/"])[0])
+    match = (
+        next((t for t in ctx.settings.admin_tokens if auth.matches(token, t)), None)
+        if token
+        else None
+    )
+    if match is None:
+        problem = (
+            "this server has no admin tokens (set DRIFT_ADMIN_TOKENS)"
+            if not ctx.settings.admin_tokens
+            else "that is not an admin token of this server"
+        )
+        return render(ctx, "login.html", 401, next=target, error=problem.capitalize() + ".")
+    response = RedirectResponse(target, 303)
+    response.set_cookie(
+        auth.SESSION_COOKIE,
+        auth.make_session(match, ctx.settings.session_hours),
+        max_age=ctx.settings.session_hours * 3600,
+        httponly=True,
+        samesite="strict",
+        secure=ctx.settings.cookie_secure,
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(auth.SESSION_COOKIE, path="/")
+    return response

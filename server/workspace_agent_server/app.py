@@ -1,0 +1,154 @@
+"""The app factory: `create_app(settings)` → a FastAPI app on its own database.
+
+The schema is created/migrated here (so a bad database URL fails at start with a sentence);
+the webhook sender and the maintenance loop (stale scan, pruning) run in the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from workspace_agent import wire
+
+from . import __version__, admin_pages, queries, routes
+from .db import make_engine, migrate
+from .errors import ApiError, describe_validation
+from .metrics import Metrics
+from .settings import Settings
+from .webhook import Notifier
+
+log = logging.getLogger("workspace_agent_server")
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Ctx:
+    """What handlers need, kept on `app.state.ctx`."""
+
+    settings: Settings
+    engine: Engine
+    metrics: Metrics
+    clock: Clock
+    notifier: Notifier | None = None
+
+
+def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
+    engine = make_engine(settings.db_url)
+    migrate(engine)
+    ctx = Ctx(settings=settings, engine=engine, metrics=Metrics(), clock=clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.webhook_url:
+            ctx.notifier = Notifier(settings, ctx.metrics)
+            ctx.notifier.start()
+        loop = asyncio.create_task(_maintenance_loop(ctx), name="drift-maintenance")
+        try:
+            yield
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+            if ctx.notifier is not None:
+                await ctx.notifier.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="workspace-agent drift server",
+        version=__version__,
+        summary="Collects drift reports from Coder workspaces and shows the fleet's AI setup.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(routes.router)
+    app.include_router(admin_pages.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    if exc.count_as:
+        request.app.state.ctx.metrics.reject(exc.count_as)
+    return JSONResponse(
+        {"detail": exc.detail, "reason": exc.reason, **exc.extra}, exc.status, headers=exc.headers
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail, errors = describe_validation("the request", exc.errors())
+    return JSONResponse({"detail": detail, "reason": "invalid", "errors": errors}, 422)
+
+
+async def _maintenance_loop(ctx: Ctx) -> None:
+    """Every few seconds: notify newly stale workspaces (webhook on) and prune old report ids."""
+    while True:
+        await asyncio.sleep(ctx.settings.maintenance_interval_s)
+        try:
+            await maintenance_round(ctx)
+        except Exception:  # keep the loop alive; the next round tries again
+            log.exception("maintenance round failed")
+
+
+async def maintenance_round(ctx: Ctx) -> int:
+    """One round; returns how many workspaces were newly found stale (and offered as notices)."""
+    stale = await run_in_threadpool(_maintenance_tx, ctx)
+    for workspace in stale:
+        if ctx.notifier is not None:
+            ctx.notifier.offer("stale", workspace)
+    return len(stale)
+
+
+def _maintenance_tx(ctx: Ctx) -> list[dict[str, Any]]:
+    now = ctx.clock()
+    with ctx.engine.begin() as conn:
+        stale = (
+            queries.mark_newly_stale(conn, now, ctx.settings.stale_after_s)
+            if ctx.notifier is not None
+            else []
+        )
+        queries.prune_reports(conn, now - timedelta(days=ctx.settings.report_retention_days))
+    return stale
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request bodies that handlers read themselves (to check auth and
+    size before parsing)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model, path in ((wire.Report, wire.REPORTS_PATH), (wire.EnrollRequest, wire.ENROLL_PATH)):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+        schema["paths"][path]["post"]["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,235 @@
+"""The schema (SQLAlchemy Core) and the engine: SQLite file by default, PostgreSQL by URL.
+
+`migrate()` is idempotent and safe when two servers start at once (PostgreSQL: an advisory lock;
+SQLite: one writer at a time). SQLite runs in WAL mode so the admin page can read while reports
+are written.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.types import TypeDecorator
+
+SCHEMA_VERSION = 1
+_PG_MIGRATE_LOCK = 7_315_024_001  # arbitrary constant for pg_advisory_xact_lock
+
+
+class DbError(Exception):
+    """The database cannot be used; the message says why and what to do."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC without a zone (same on SQLite and PostgreSQL); reads back aware UTC."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+_BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+metadata = MetaData()
+
+meta = Table(
+    "drift_meta",
+    metadata,
+    Column("key", String(50), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("owner", String(200), nullable=False, default=""),
+    Column("agent_version", String(50), nullable=False, default=""),
+    Column("token_hash", String(64), nullable=True, unique=True),
+    Column("token_issued_at", UTCDateTime, nullable=True),
+    Column("token_revoked_at", UTCDateTime, nullable=True),
+    Column("enrolled_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=True),  # server clock: drives "stale"
+    Column("last_report_at", UTCDateTime, nullable=True),  # the report's finished_at
+    Column("last_report_id", String(64), nullable=True),
+    Column("last_kind", String(20), nullable=True),
+    Column("state", String(20), nullable=False, default="unknown"),
+    Column("state_since", UTCDateTime, nullable=True),
+    Column("enforcement_level", String(50), nullable=True),
+    Column("key_enforcement_level", String(50), nullable=True),
+    Column("key_source", String(30), nullable=True),
+    Column("desired_sha256", String(64), nullable=True),
+    Column("prompt_sha256", String(64), nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("rules_total", Integer, nullable=False, default=0),
+    Column("rules_failing", Integer, nullable=False, default=0),
+    Column("rules_corrected", Integer, nullable=False, default=0),
+    Column("notes", Text, nullable=False, default="[]"),  # JSON list of strings
+    Column("stale_notified", Boolean, nullable=False, default=False),
+    Index("ix_workspaces_state", "state"),
+    Index("ix_workspaces_owner", "owner"),
+    Index("ix_workspaces_last_seen", "last_seen_at"),
+)
+
+rule_states = Table(
+    "rule_states",
+    metadata,
+    Column(
+        "workspace_id",
+        String(200),
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("rule_id", String(200), primary_key=True),
+    Column("target", String(1000), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Column("message", Text, nullable=True),
+    Column("state_since", UTCDateTime, nullable=False),
+    Column("failing_since", UTCDateTime, nullable=True),  # start of the latest failing episode
+    Column("recovered_at", UTCDateTime, nullable=True),  # end of it (None while failing)
+)
+
+transitions = Table(
+    "transitions",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column(
+        "workspace_id", String(200), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("rule_id", String(200), nullable=True),  # None: the workspace's overall state
+    Column("from_state", String(20), nullable=True),  # None: first seen
+    Column("to_state", String(20), nullable=False),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Column("message", Text, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("report_id", String(64), nullable=False),
+    Index("ix_transitions_ws", "workspace_id", "id"),
+)
+
+reports = Table(
+    "reports",
+    metadata,
+    Column(
+        "workspace_id",
+        String(200),
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("report_id", String(64), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    Column("exit_code", Integer, nullable=False),
+    Index("ix_reports_received", "received_at"),
+)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DbError(
+            f"the database URL {url!r} is not valid: use sqlite:///path/drift.db or "
+            "postgresql+psycopg://user@host:5432/db"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    raise DbError(
+        f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql+psycopg://"
+    )
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own handling skips it for
+    # SELECTs, which would break read-then-write transactions).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def migrate(engine: Engine) -> int:
+    """Create or upgrade the schema; safe to run on every start. Returns the schema version."""
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
+            metadata.create_all(conn, checkfirst=True)
+            found = conn.execute(
+                select(meta.c.value).where(meta.c.key == "schema_version")
+            ).scalar_one_or_none()
+            version = int(found) if found is not None else 0
+            if version > SCHEMA_VERSION:
+                raise DbError(
+                    f"the database has schema version {version}, newer than this server "
+                    f"understands ({SCHEMA_VERSION}): upgrade workspace-agent-server"
+                )
+            # Future schema changes go here, one step per version: `if version < 2: ...`.
+            if version == 0:
+                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif version < SCHEMA_VERSION:
+                conn.execute(
+                    meta.update()
+                    .where(meta.c.key == "schema_version")
+                    .values(value=str(SCHEMA_VERSION))
+                )
+            return SCHEMA_VERSION
+    except SQLAlchemyError as exc:
+        raise DbError(f"cannot open the database {safe_url(engine)}: {_first_line(exc)}") from exc
+
+
+def safe_url(engine: Engine) -> str:
+    """The engine's URL without its password, fit for a message."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

@@ -1,0 +1,97 @@
+"""Prometheus text exposition, without a client library: a few counters and one histogram.
+
+Counters live in this process (one uvicorn worker = one set); workspace counts by state are read
+from the database at scrape time, so they are right whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class Metrics:
+    ingested: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    webhook: Counter[str] = field(default_factory=Counter)  # delivered / failed / dropped / retried
+    _latency_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    _latency_sum: float = 0.0
+    _latency_n: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def observe_ingest(self, seconds: float, duplicate: bool) -> None:
+        with self._lock:
+            if duplicate:
+                self.duplicates += 1
+            else:
+                self.ingested += 1
+            self._latency_sum += seconds
+            self._latency_n += 1
+            for i, bound in enumerate(LATENCY_BUCKETS):
+                if seconds <= bound:
+                    self._latency_counts[i] += 1
+
+    def reject(self, reason: str) -> None:
+        with self._lock:
+            self.rejected[reason] += 1
+
+    def count_webhook(self, result: str, n: int = 1) -> None:
+        with self._lock:
+            self.webhook[result] += n
+
+    def render(self, workspaces: Mapping[str, int], webhook_queue: int | None) -> str:
+        """The /metrics body (text format 0.0.4)."""
+        with self._lock:
+            lines = [
+                "# HELP drift_reports_ingested_total Reports stored (not counting duplicates).",
+                "# TYPE drift_reports_ingested_total counter",
+                f"drift_reports_ingested_total {self.ingested}",
+                "# HELP drift_reports_duplicate_total Reports whose id was already stored.",
+                "# TYPE drift_reports_duplicate_total counter",
+                f"drift_reports_duplicate_total {self.duplicates}",
+                "# HELP drift_reports_rejected_total Reports refused, by reason.",
+                "# TYPE drift_reports_rejected_total counter",
+            ]
+            lines += [
+                f'drift_reports_rejected_total{{reason="{r}"}} {n}'
+                for r, n in sorted(self.rejected.items())
+            ]
+            lines += [
+                "# HELP drift_ingest_seconds Time to validate and store one report.",
+                "# TYPE drift_ingest_seconds histogram",
+            ]
+            lines += [
+                f'drift_ingest_seconds_bucket{{le="{b}"}} {n}'
+                for b, n in zip(LATENCY_BUCKETS, self._latency_counts, strict=True)
+            ]
+            lines += [
+                f'drift_ingest_seconds_bucket{{le="+Inf"}} {self._latency_n}',
+                f"drift_ingest_seconds_sum {self._latency_sum:.6f}",
+                f"drift_ingest_seconds_count {self._latency_n}",
+                "# HELP drift_webhook_notices_total Webhook notices by result.",
+                "# TYPE drift_webhook_notices_total counter",
+            ]
+            lines += [
+                f'drift_webhook_notices_total{{result="{r}"}} {n}'
+                for r, n in sorted(self.webhook.items())
+            ]
+        lines += [
+            "# HELP drift_workspaces Workspaces by status (stale overrides the last state).",
+            "# TYPE drift_workspaces gauge",
+        ]
+        lines += [
+            f'drift_workspaces{{state="{s}"}} {n}' for s, n in workspaces.items() if s != "total"
+        ]
+        if webhook_queue is not None:
+            lines += [
+                "# HELP drift_webhook_queue Notices waiting to be sent.",
+                "# TYPE drift_webhook_queue gauge",
+                f"drift_webhook_queue {webhook_queue}",
+            ]
+        return "\n".join(lines) + "\n"

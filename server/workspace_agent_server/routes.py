@@ -1,0 +1,407 @@
+"""The JSON API: thin handlers (authenticate → read a bounded body → validate → query → respond).
+
+Auth order for a report: the token first (cheap, before reading any body), then the size, then
+validation, then "this token may write this workspace". Each refusal is counted by reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from workspace_agent import wire
+
+from . import auth, queries
+from .errors import ApiError, describe_validation
+
+if TYPE_CHECKING:
+    from .app import Ctx
+
+router = APIRouter()
+M = TypeVar("M", bound=BaseModel)
+ENROLL_MAX_BYTES = 16 * 1024
+Identity = Literal["admin", "enrollment", "workspace", "revoked", "unknown"]
+
+
+def ctx_of(request: Request) -> Ctx:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+# --- auth ------------------------------------------------------------------------------------
+
+
+def _lookup(ctx: Ctx, token: str) -> queries.TokenOwner | None:
+    with ctx.engine.connect() as conn:
+        return queries.token_owner(conn, auth.token_hash(token))
+
+
+async def identify(ctx: Ctx, token: str) -> tuple[Identity, str | None]:
+    """What kind of credential `token` is (and for a workspace token, whose)."""
+    if auth.is_admin(token, ctx.settings.admin_tokens):
+        return "admin", None
+    if auth.matches(token, ctx.settings.enrollment_secret):
+        return "enrollment", None
+    if not token.startswith(auth.WORKSPACE_TOKEN_PREFIX):
+        return "unknown", None
+    owner = await run_in_threadpool(_lookup, ctx, token)
+    if owner is None:
+        return "unknown", None
+    return ("revoked" if owner.revoked else "workspace"), owner.workspace_id
+
+
+_BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+async def require_admin(request: Request) -> None:
+    """Admin token as Bearer, or the session cookie of the login form; nothing else."""
+    ctx = ctx_of(request)
+    if not ctx.settings.admin_tokens:
+        raise ApiError(
+            503,
+            "admin_off",
+            "the admin API is off: start the server with "
+            "DRIFT_ADMIN_TOKENS set to one or more admin tokens",
+        )
+    token = auth.bearer(request.headers.get("authorization"))
+    if token is None:
+        if auth.check_session(request.cookies.get(auth.SESSION_COOKIE), ctx.settings.admin_tokens):
+            return
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this needs an admin token: send 'Authorization: Bearer <admin token>'",
+            headers=_BEARER,
+        )
+    kind, _ = await identify(ctx, token)
+    if kind == "admin":
+        return
+    if kind in ("workspace", "revoked", "enrollment"):
+        what = "the enrollment secret" if kind == "enrollment" else "a workspace token"
+        raise ApiError(
+            403, "forbidden", f"this needs an admin token; {what} cannot read or change the fleet"
+        )
+    raise ApiError(401, "unauthorized", "the token is not a valid admin token", headers=_BEARER)
+
+
+async def require_workspace(request: Request) -> str:
+    """The workspace whose token this is; refuses admin tokens, the secret and revoked tokens."""
+    ctx = ctx_of(request)
+    token = auth.bearer(request.headers.get("authorization"))
+    if token is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "reports need the workspace token from enrollment: "
+            "send 'Authorization: Bearer <workspace token>'",
+            count_as="unauthorized",
+            headers=_BEARER,
+        )
+    kind, workspace_id = await identify(ctx, token)
+    if kind == "workspace":
+        assert workspace_id is not None
+        return workspace_id
+    if kind == "admin":
+        raise ApiError(
+            403,
+            "forbidden",
+            "admin tokens cannot post reports; a report must come with its workspace's own token",
+            count_as="forbidden",
+        )
+    if kind == "enrollment":
+        raise ApiError(
+            403,
+            "forbidden",
+            "the enrollment secret cannot post reports: enroll at "
+            f"{wire.ENROLL_PATH} first and use the workspace token it returns",
+            count_as="forbidden",
+        )
+    if kind == "revoked":
+        raise ApiError(
+            401,
+            "revoked",
+            "this workspace token was revoked by an admin; enroll again to get a new one",
+            count_as="revoked",
+            headers=_BEARER,
+        )
+    raise ApiError(
+        401,
+        "unauthorized",
+        "unknown workspace token (the server may have been "
+        "reset or the workspace re-enrolled): enroll again",
+        count_as="unauthorized",
+        headers=_BEARER,
+    )
+
+
+# --- bodies ----------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int, count: bool) -> bytes:
+    """The body, refused with 413 as soon as it is known to be larger than `limit`."""
+    too_big = ApiError(
+        413,
+        "too_large",
+        f"the body is larger than this server accepts "
+        f"({limit} bytes); send fewer or shorter rule results",
+        count_as="too_large" if count else None,
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(model: type[M], body: bytes, what: str, count: bool) -> M:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        detail, errors = describe_validation(what, exc.errors(include_input=False))
+        raise ApiError(
+            422, "invalid", detail, count_as="invalid" if count else None, extra={"errors": errors}
+        ) from exc
+
+
+def _first_repeat(ids: Iterable[str]) -> str | None:
+    seen: set[str] = set()
+    for rule_id in ids:
+        if rule_id in seen:
+            return rule_id
+        seen.add(rule_id)
+    return None
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@router.post(
+    wire.ENROLL_PATH,
+    response_model=wire.EnrollResponse,
+    tags=["workspace"],
+    summary="Trade the enrollment secret for a workspace token",
+)
+async def enroll(request: Request) -> wire.EnrollResponse:
+    """`Authorization: Bearer <enrollment secret>`. Returns a new token for the workspace (an
+    earlier token of the same workspace stops working). Only a hash of the token is stored."""
+    ctx = ctx_of(request)
+    if ctx.settings.enrollment_secret is None:
+        raise ApiError(
+            503,
+            "enrollment_off",
+            "enrollment is off: start the server with DRIFT_ENROLLMENT_SECRET set",
+        )
+    token = auth.bearer(request.headers.get("authorization"))
+    if token is None or not auth.matches(token, ctx.settings.enrollment_secret):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "enrollment needs the enrollment secret: send "
+            "'Authorization: Bearer <enrollment secret>' (check DRIFT_ENROLLMENT_SECRET "
+            "on the server and the workspace's setting)",
+            headers=_BEARER,
+        )
+    req = parse(
+        wire.EnrollRequest,
+        await read_body(request, ENROLL_MAX_BYTES, False),
+        "the enrollment request",
+        False,
+    )
+    new_token = auth.new_workspace_token()
+
+    def tx() -> None:
+        with ctx.engine.begin() as conn:
+            queries.enroll(
+                conn, req.workspace, req.agent_version, auth.token_hash(new_token), ctx.clock()
+            )
+
+    await run_in_threadpool(tx)
+    return wire.EnrollResponse(
+        workspace_id=req.workspace.id,
+        workspace_token=new_token,
+        heartbeat_interval_s=ctx.settings.heartbeat_interval_s,
+    )
+
+
+@router.post(
+    wire.REPORTS_PATH,
+    response_model=wire.ReportAccepted,
+    tags=["workspace"],
+    summary="Send one drift report",
+    responses={
+        401: {"description": "no, unknown or revoked workspace token"},
+        403: {"description": "not a workspace token, or another workspace"},
+        413: {"description": "body too large"},
+        422: {"description": "not a valid report"},
+    },
+)
+async def post_report(request: Request) -> wire.ReportAccepted:
+    """`Authorization: Bearer <workspace token>`. A report id already stored → 200 with
+    `duplicate: true` and nothing changes. One transaction per report."""
+    ctx = ctx_of(request)
+    started = time.perf_counter()
+    workspace_id = await require_workspace(request)
+    body = await read_body(request, ctx.settings.max_body_bytes, True)
+    report = parse(wire.Report, body, "the report", True)
+    if report.wire_version != wire.WIRE_VERSION:
+        raise ApiError(
+            422,
+            "wire_version",
+            f"report wire_version {report.wire_version} is not "
+            f"understood here (this server speaks {wire.WIRE_VERSION}): upgrade the "
+            "server or the agent",
+            count_as="invalid",
+        )
+    repeated = _first_repeat(r.rule_id for r in report.rules)
+    if repeated is not None:
+        raise ApiError(
+            422,
+            "invalid",
+            f"the report is not valid: rule {repeated!r} appears more than once",
+            count_as="invalid",
+        )
+    if report.workspace.id != workspace_id:
+        raise ApiError(
+            403,
+            "wrong_workspace",
+            "this token belongs to another workspace: a "
+            "workspace token can only report for its own workspace",
+            count_as="wrong_workspace",
+        )
+
+    def tx() -> queries.IngestResult:
+        with ctx.engine.begin() as conn:
+            return queries.ingest(conn, workspace_id, report, ctx.clock())
+
+    result = await run_in_threadpool(tx)
+    ctx.metrics.observe_ingest(time.perf_counter() - started, result.duplicate)
+    if result.newly_drifted and ctx.notifier is not None:
+        ctx.notifier.offer("drifted", result.workspace)
+    return wire.ReportAccepted(report_id=report.report_id, duplicate=result.duplicate)
+
+
+@router.get(wire.WORKSPACES_PATH, tags=["admin"], summary="The fleet, with counts and filters")
+async def list_workspaces(
+    request: Request,
+    status: Literal["compliant", "drifted", "error", "stale", "unknown"] | None = None,
+    drifted: bool | None = None,
+    stale: bool | None = None,
+    level: str | None = Query(default=None, max_length=50),
+    owner: str | None = Query(default=None, max_length=200),
+    mismatch: bool | None = None,
+    q: str | None = Query(default=None, max_length=200),
+    limit: int = Query(default=500, ge=1, le=5000),
+    offset: int = Query(default=0, ge=0),
+) -> dict[str, Any]:
+    """Counts are for the whole fleet (stale overrides the last state); `updated_at` is when
+    the latest report arrived. `drifted` is the last known state, also for stale workspaces."""
+    await require_admin(request)
+    ctx = ctx_of(request)
+    flt = queries.FleetFilter(
+        status=status,
+        drifted=drifted,
+        stale=stale,
+        level=level or None,
+        owner=owner or None,
+        mismatch=mismatch,
+        q=q or None,
+        limit=limit,
+        offset=offset,
+    )
+    return await run_in_threadpool(fleet_data, ctx, flt)
+
+
+def fleet_data(ctx: Ctx, flt: queries.FleetFilter) -> dict[str, Any]:
+    with ctx.engine.connect() as conn:
+        return queries.fleet(conn, flt, ctx.clock(), ctx.settings.stale_after_s)
+
+
+def detail_data(ctx: Ctx, workspace_id: str) -> dict[str, Any] | None:
+    with ctx.engine.connect() as conn:
+        return queries.workspace_detail(conn, workspace_id, ctx.clock(), ctx.settings.stale_after_s)
+
+
+@router.get(
+    wire.WORKSPACES_PATH + "/{workspace_id:path}",
+    tags=["admin"],
+    summary="One workspace: rule states, first failing, transitions",
+)
+async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
+    await require_admin(request)
+    found = await run_in_threadpool(detail_data, ctx_of(request), workspace_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
+    return found
+
+
+@router.post(
+    wire.WORKSPACES_PATH + "/{workspace_id:path}/revoke",
+    tags=["admin"],
+    summary="Revoke a workspace's token",
+)
+async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
+    """Later reports with that token get 401. The workspace can enroll again with the enrollment
+    secret (rotate the secret to keep it out for good)."""
+    await require_admin(request)
+    ctx = ctx_of(request)
+
+    def tx() -> Any:
+        with ctx.engine.begin() as conn:
+            return queries.revoke(conn, workspace_id, ctx.clock())
+
+    revoked_at = await run_in_threadpool(tx)
+    if revoked_at is None:
+        raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
+    return {"workspace_id": workspace_id, "revoked": True, "revoked_at": revoked_at}
+
+
+@router.get("/health", tags=["ops"], summary="Liveness and database check")
+async def health(request: Request) -> JSONResponse:
+    ctx = ctx_of(request)
+
+    def ping() -> None:
+        with ctx.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(ping)
+    except SQLAlchemyError as exc:
+        return JSONResponse(
+            {
+                "status": "degraded",
+                "db": "unreachable",
+                "detail": str(getattr(exc, "orig", exc)).splitlines()[0],
+            },
+            503,
+        )
+    return JSONResponse({"status": "ok", "db": "ok"})
+
+
+@router.get(
+    "/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse
+)
+async def metrics(request: Request) -> PlainTextResponse:
+    ctx = ctx_of(request)
+
+    def read() -> dict[str, int]:
+        with ctx.engine.connect() as conn:
+            return queries.counts(conn, ctx.clock(), ctx.settings.stale_after_s)
+
+    by_state = await run_in_threadpool(read)
+    queued = ctx.notifier.queue.qsize() if ctx.notifier is not None else None
+    return PlainTextResponse(
+        ctx.metrics.render(by_state, queued), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

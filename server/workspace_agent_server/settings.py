@@ -1,0 +1,85 @@
+"""Server settings: from `DRIFT_*` environment variables (or keyword arguments in tests).
+
+Secrets (enrollment secret, admin tokens, webhook secret) are `SecretStr` so they never show in a
+repr or a log line. A setting that cannot work is refused at start with a sentence, not later.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from workspace_agent import wire
+
+MIN_SECRET_CHARS = 16
+
+
+class Settings(BaseSettings):
+    """Everything the server needs; defaults give a working single-file server."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFT_", extra="forbid")
+
+    db_url: str = "sqlite:///./drift.db"
+    enrollment_secret: SecretStr | None = None
+    # Comma-separated in the environment: DRIFT_ADMIN_TOKENS=tok1,tok2
+    admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    heartbeat_interval_s: int = Field(default=300, ge=5, le=86_400)
+    stale_after_heartbeats: int = Field(default=3, ge=1, le=1000)
+    max_body_bytes: int = Field(default=wire.MAX_REPORT_BYTES, ge=1024, le=64 * 1024 * 1024)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_queue_size: int = Field(default=1000, ge=1)
+    webhook_batch_window_s: float = Field(default=5.0, ge=0)
+    webhook_max_attempts: int = Field(default=6, ge=1, le=50)
+    webhook_backoff_s: float = Field(default=1.0, gt=0)  # first retry delay; doubles, capped
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    maintenance_interval_s: float = Field(default=30.0, gt=0)  # stale scan + pruning
+    report_retention_days: int = Field(default=30, ge=1)  # report ids kept for duplicate checks
+    session_hours: int = Field(default=12, ge=1)  # admin login cookie lifetime
+    cookie_secure: bool = False  # set when the server is only reached over HTTPS
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        for name, secret in [
+            ("DRIFT_ENROLLMENT_SECRET", self.enrollment_secret),
+            ("DRIFT_WEBHOOK_SECRET", self.webhook_secret),
+            *[("DRIFT_ADMIN_TOKENS", t) for t in self.admin_tokens],
+        ]:
+            if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_CHARS:
+                raise ValueError(
+                    f"{name} is too short: use at least {MIN_SECRET_CHARS} random characters "
+                    "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+                )
+        if self.webhook_url:
+            if not self.webhook_url.startswith(("http://", "https://")):
+                raise ValueError("DRIFT_WEBHOOK_URL must start with http:// or https://")
+            if self.webhook_secret is None:
+                raise ValueError(
+                    "DRIFT_WEBHOOK_URL is set but DRIFT_WEBHOOK_SECRET is not: the receiver "
+                    "needs the secret to check the X-Drift-Signature of each notice"
+                )
+        if self.enrollment_secret is not None and any(
+            t.get_secret_value() == self.enrollment_secret.get_secret_value()
+            for t in self.admin_tokens
+        ):
+            raise ValueError("an admin token must differ from the enrollment secret")
+        return self
+
+    @property
+    def stale_after_s(self) -> int:
+        """No report for this long → the workspace is shown stale."""
+        return self.heartbeat_interval_s * self.stale_after_heartbeats

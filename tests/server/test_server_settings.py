@@ -1,0 +1,47 @@
+"""Settings from DRIFT_* variables, and the combinations that cannot work refused up front."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from workspace_agent_server.settings import Settings
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFT_DB_URL", "sqlite:///env.db")
+    monkeypatch.setenv("DRIFT_ADMIN_TOKENS", " first-token-Hg5Kd8Wq2 , second-token-Lp3Zx9Vb6 ")
+    monkeypatch.setenv("DRIFT_HEARTBEAT_INTERVAL_S", "120")
+    monkeypatch.setenv("DRIFT_STALE_AFTER_HEARTBEATS", "4")
+    s = Settings()
+    assert s.db_url == "sqlite:///env.db"
+    assert [t.get_secret_value() for t in s.admin_tokens] == [
+        "first-token-Hg5Kd8Wq2",
+        "second-token-Lp3Zx9Vb6",
+    ]
+    assert s.stale_after_s == 480
+    assert "first-token" not in repr(s)
+
+
+def test_defaults_need_no_setup() -> None:
+    s = Settings()
+    assert s.db_url == "sqlite:///./drift.db" and s.enrollment_secret is None
+    assert s.admin_tokens == [] and s.webhook_url is None
+
+
+@pytest.mark.parametrize(
+    "values, says",
+    [
+        ({"enrollment_secret": "short"}, "DRIFT_ENROLLMENT_SECRET is too short"),
+        ({"admin_tokens": "ok-token-Rt5Yh8Jk2Mn,tiny"}, "DRIFT_ADMIN_TOKENS is too short"),
+        ({"webhook_url": "http://127.0.0.1:9/x"}, "DRIFT_WEBHOOK_SECRET is not"),
+        ({"webhook_url": "ftp://x", "webhook_secret": "s" * 20}, "must start with http"),
+        (
+            {"enrollment_secret": "same-secret-Xc4Vb7Nm1", "admin_tokens": "same-secret-Xc4Vb7Nm1"},
+            "must differ",
+        ),
+        ({"heartbeat_interval_s": 1}, "greater than or equal to 5"),
+    ],
+)
+def test_unworkable_settings_are_refused(values: dict[str, object], says: str) -> None:
+    with pytest.raises(ValidationError, match=says):
+        Settings(**values)  # type: ignore[arg-type]

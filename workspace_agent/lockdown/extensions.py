@@ -1,0 +1,156 @@
+"""Facts about code-server's extensions dir: where a given extension is, in any form.
+
+An extension can be there as an `extensions.json` entry, as a folder, or both: a folder is named
+`publisher.name-1.2.3[-platform]` by convention but is identified by its `package.json`
+(publisher + name, compared case-insensitively), so a renamed sideloaded folder is found too. A
+folder without an entry is still a risk: code-server rebuilds the index from the folders when
+`extensions.json` is missing. Reading only; removal.py changes things.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workspace_agent import fsio
+from workspace_agent.errors import AgentError
+
+INDEX = "extensions.json"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_FOLDER = re.compile(r"^(?P<id>[^.\s]+\.[^\s]+?)-(?P<version>\d+\.\d+\.\d+[^\s]*)$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One extensions.json entry."""
+
+    ext_id: str  # lower-case
+    version: str | None
+    folder: Path | None  # where the entry says the extension lives
+    user_builtin: bool  # metadata.isBuiltin: the CLI needs --force to uninstall it
+
+
+@dataclass(frozen=True)
+class Folder:
+    """One extension folder on disk."""
+
+    ext_id: str  # lower-case
+    version: str | None
+    path: Path
+
+
+@dataclass(frozen=True)
+class Found:
+    """Every trace of one extension in the extensions dir."""
+
+    ext_id: str
+    entries: list[Entry]
+    folders: list[Folder]
+
+    @property
+    def present(self) -> bool:
+        return bool(self.entries or self.folders)
+
+    def describe(self) -> str:
+        parts = []
+        listed = {e.folder for e in self.entries}
+        for entry in self.entries:
+            flags = " marked built-in by the user" if entry.user_builtin else ""
+            parts.append(f"{entry.ext_id} {entry.version or '?'} (extensions.json{flags})")
+        for folder in self.folders:
+            if folder.path not in listed:
+                parts.append(f"{folder.path.name}/ (folder only)")
+        return ", ".join(parts)
+
+
+def folder_id(name: str) -> tuple[str, str | None] | None:
+    """`MS-Python.vscode-pylance-2024.1.1-linux-x64` → ("ms-python.vscode-pylance", "2024.1.1-linux-x64")."""
+    match = _FOLDER.match(name)
+    if match:
+        return match.group("id").lower(), match.group("version")
+    return None
+
+
+def manifest_id(folder: Path) -> tuple[str, str | None] | None:
+    """publisher.name and version from the folder's package.json (None: not an extension)."""
+    manifest = folder / "package.json"
+    try:
+        if manifest.stat().st_size > MAX_MANIFEST_BYTES:
+            return None
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    publisher, name = doc.get("publisher"), doc.get("name")
+    if not isinstance(publisher, str) or not isinstance(name, str) or not publisher or not name:
+        return None
+    version = doc.get("version")
+    return f"{publisher}.{name}".lower(), version if isinstance(version, str) else None
+
+
+def read_index(extensions_dir: Path) -> list[dict[str, Any]] | None:
+    """The parsed extensions.json (None when absent); a broken index is an error to report."""
+    path = extensions_dir / INDEX
+    fact = fsio.read_fact(path, MAX_MANIFEST_BYTES * 4)
+    if fact.text is None:
+        return None
+    try:
+        doc = json.loads(fact.text) if fact.text.strip() else []
+    except ValueError as exc:
+        raise AgentError(f"{path} is not valid JSON ({exc}); code-server cannot read it either: remove it and restart code-server") from None
+    if not isinstance(doc, list):
+        raise AgentError(f"{path} is not a list of extensions; remove it and restart code-server")
+    return [item for item in doc if isinstance(item, dict)]
+
+
+def entry_of(item: dict[str, Any], extensions_dir: Path) -> Entry | None:
+    identifier = item.get("identifier")
+    ext_id = identifier.get("id") if isinstance(identifier, dict) else None
+    if not isinstance(ext_id, str):
+        return None
+    folder: Path | None = None
+    relative = item.get("relativeLocation")
+    location = item.get("location")
+    if isinstance(relative, str) and relative and "/" not in relative and relative not in (".", ".."):
+        folder = extensions_dir / relative
+    elif isinstance(location, dict) and isinstance(location.get("path"), str):
+        folder = Path(location["path"])
+    elif isinstance(location, str) and location.startswith("/"):
+        folder = Path(location)
+    metadata = item.get("metadata")
+    builtin = isinstance(metadata, dict) and metadata.get("isBuiltin") is True
+    version = item.get("version")
+    return Entry(ext_id.lower(), version if isinstance(version, str) else None, folder, builtin)
+
+
+def folders(extensions_dir: Path) -> list[Folder]:
+    """Every extension folder (package.json first, then the folder-name convention)."""
+    try:
+        entries = sorted(os.scandir(extensions_dir), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise AgentError(f"cannot list {extensions_dir}: {exc.strerror}") from None
+    found: list[Folder] = []
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        path = Path(entry.path)
+        ident = manifest_id(path) or folder_id(entry.name)
+        if ident:
+            found.append(Folder(ident[0], ident[1], path))
+    return found
+
+
+def find(extensions_dir: Path, ext_id: str) -> Found:
+    """Every entry and folder of `ext_id` (case-insensitive) in the extensions dir."""
+    wanted = ext_id.lower()
+    index = read_index(extensions_dir) or []
+    entries = [e for e in (entry_of(item, extensions_dir) for item in index) if e and e.ext_id == wanted]
+    on_disk = [f for f in folders(extensions_dir) if f.ext_id == wanted]
+    return Found(wanted, entries, on_disk)
