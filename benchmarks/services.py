@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import re
 import select
+import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +32,26 @@ class Service:
     proc: subprocess.Popen[bytes]
 
 
+def free_port() -> int:
+    """A port nothing listens on right now (loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+            return bool(response.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
 @contextlib.contextmanager
 def service(argv: Sequence[str], env: Mapping[str, str], *, cwd: Path | None = None,
-            timeout: float = 60.0, log: Path | None = None) -> Iterator[Service]:
-    """Run `argv` for the `with` block; yields once its LISTENING line appeared."""
+            timeout: float = 60.0, log: Path | None = None, ready: str | None = None) -> Iterator[Service]:
+    """Run `argv` for the `with` block; yields once its LISTENING line appeared or, when
+    `ready` (a base URL + path) is given, once that URL answers 200."""
     proc = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
@@ -42,12 +60,16 @@ def service(argv: Sequence[str], env: Mapping[str, str], *, cwd: Path | None = N
     url = None
     try:
         while url is None:
+            if ready is not None and _answers(ready):
+                url = "/".join(ready.split("/", 3)[:3])  # scheme://host:port
+                break
             left = deadline - time.monotonic()
             if left <= 0 or proc.poll() is not None:
-                raise ServiceError(f"{argv[0]} … did not report LISTENING within {timeout:.0f} s "
+                what = f"answer {ready}" if ready else "report LISTENING"
+                raise ServiceError(f"{argv[0]} … did not {what} within {timeout:.0f} s "
                                    f"(exit {proc.poll()}): {seen[-1500:].decode(errors='replace')}")
-            ready, _, _ = select.select([proc.stdout], [], [], min(left, 0.5))
-            if ready:
+            readable, _, _ = select.select([proc.stdout], [], [], min(left, 0.2))
+            if readable:
                 chunk = proc.stdout.read1(65536)  # type: ignore[attr-defined]
                 seen += chunk
                 match = _LISTENING.search(seen)
