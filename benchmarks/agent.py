@@ -31,6 +31,7 @@ PASS = "python3 -c pass"
 STATUS = "workspace-agent status --short"
 CHECK = "workspace-agent check"
 BOOTSTRAP = "workspace-agent bootstrap (nothing to change)"
+PASTED = "  same, key pasted (no provisioner call)"
 BASELINE = "bash startup script (baseline)"
 
 TARGETS = {STATUS: 3.0, CHECK: 4.0}
@@ -147,12 +148,15 @@ def run_agent_suite(runs: int, python: Path = DEFAULT_PYTHON, workdir: Path | No
         bash_env = workspace_env(base, homes["bash-home"], prov.url, workdir)
         primed = _prime(agent, agent_env, bash_env)
         state_dir = homes["agent-home"] / ".local" / "state" / "workspace-agent"
+        key = (homes["agent-home"] / ".config" / "workspace-agent" / "litellm.key").read_text().strip()
         before = tree_digest(homes["agent-home"], skip=(state_dir,))
         commands = [
             Command(PASS, (str(python), "-c", "pass"), agent_env),
             Command(STATUS, (str(agent), "status", "--short"), agent_env),
             Command(CHECK, (str(agent), "check", "-q"), agent_env),
             Command(BOOTSTRAP, (str(agent), "bootstrap", "-q"), agent_env),
+            # The same run without the network client: shows what the provisioner call costs.
+            Command(PASTED, (str(agent), "bootstrap", "-q"), {**agent_env, "LITELLM_API_KEY": key}),
             Command(BASELINE, ("/bin/bash", str(BASELINE_SCRIPT)), bash_env),
         ]
         load_before = os.getloadavg()

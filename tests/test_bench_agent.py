@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import table
-from benchmarks.agent import BASELINE, BOOTSTRAP, CHECK, PASS, STATUS, console_script, entry_point, run_agent_suite
+from benchmarks.agent import BASELINE, BOOTSTRAP, CHECK, PASS, PASTED, STATUS, console_script, entry_point, run_agent_suite
 
 
 def test_console_script_uses_the_installed_one_only_when_it_runs_the_current_entry_point(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_console_script_uses_the_installed_one_only_when_it_runs_the_current_ent
 @pytest.mark.slow
 def test_suite_measures_every_command_and_bootstrap_changes_nothing(tmp_path: Path) -> None:
     result = run_agent_suite(2, Path(sys.executable), tmp_path)
-    assert set(result["commands"]) == {PASS, STATUS, CHECK, BOOTSTRAP, BASELINE}
+    assert set(result["commands"]) == {PASS, STATUS, CHECK, BOOTSTRAP, PASTED, BASELINE}
     assert result["agent_home_unchanged_by_bootstrap_runs"] is True
     assert result["primed"]["key_source"] == "provisioner"
     assert result["primed"]["status_line"].startswith("compliant ")
