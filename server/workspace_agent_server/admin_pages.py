@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader
-from starlette.concurrency import run_in_threadpool
 
 from . import auth, queries
 from .errors import ApiError
@@ -103,7 +102,7 @@ async def fleet_page(request: Request) -> Response:
         limit=PAGE_SIZE,
         offset=int(offset) if (offset := p.get("offset", "")).isdigit() else 0,
     )
-    data = await run_in_threadpool(fleet_data, ctx, flt)
+    data = await ctx.run_db(fleet_data, ctx, flt)
     base = {
         k: v
         for k, v in {
@@ -140,7 +139,7 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
     if (refused := await _gate(request)) is not None:
         return refused
     ctx = ctx_of(request)
-    found = await run_in_threadpool(detail_data, ctx, workspace_id)
+    found = await ctx.run_db(detail_data, ctx, workspace_id)
     if found is None:
         return render(
             ctx,

@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 
 from workspace_agent import wire
 
@@ -51,7 +50,7 @@ async def identify(ctx: Ctx, token: str) -> tuple[Identity, str | None]:
         return "enrollment", None
     if not token.startswith(auth.WORKSPACE_TOKEN_PREFIX):
         return "unknown", None
-    owner = await run_in_threadpool(_lookup, ctx, token)
+    owner = await ctx.run_db(_lookup, ctx, token)
     if owner is None:
         return "unknown", None
     return ("revoked" if owner.revoked else "workspace"), owner.workspace_id
@@ -228,7 +227,7 @@ async def enroll(request: Request) -> wire.EnrollResponse:
                 conn, req.workspace, req.agent_version, auth.token_hash(new_token), ctx.clock()
             )
 
-    await run_in_threadpool(tx)
+    await ctx.run_db(tx)
     return wire.EnrollResponse(
         workspace_id=req.workspace.id,
         workspace_token=new_token,
@@ -286,7 +285,7 @@ async def post_report(request: Request) -> wire.ReportAccepted:
         with ctx.engine.begin() as conn:
             return queries.ingest(conn, workspace_id, report, ctx.clock())
 
-    result = await run_in_threadpool(tx)
+    result = await ctx.run_db(tx)
     ctx.metrics.observe_ingest(time.perf_counter() - started, result.duplicate)
     if result.newly_drifted and ctx.notifier is not None:
         ctx.notifier.offer("drifted", result.workspace)
@@ -321,7 +320,7 @@ async def list_workspaces(
         limit=limit,
         offset=offset,
     )
-    return await run_in_threadpool(fleet_data, ctx, flt)
+    return await ctx.run_db(fleet_data, ctx, flt)
 
 
 def fleet_data(ctx: Ctx, flt: queries.FleetFilter) -> dict[str, Any]:
@@ -341,7 +340,8 @@ def detail_data(ctx: Ctx, workspace_id: str) -> dict[str, Any] | None:
 )
 async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
     await require_admin(request)
-    found = await run_in_threadpool(detail_data, ctx_of(request), workspace_id)
+    ctx = ctx_of(request)
+    found = await ctx.run_db(detail_data, ctx, workspace_id)
     if found is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
     return found
@@ -362,7 +362,7 @@ async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any
         with ctx.engine.begin() as conn:
             return queries.revoke(conn, workspace_id, ctx.clock())
 
-    revoked_at = await run_in_threadpool(tx)
+    revoked_at = await ctx.run_db(tx)
     if revoked_at is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
     return {"workspace_id": workspace_id, "revoked": True, "revoked_at": revoked_at}
@@ -377,7 +377,7 @@ async def health(request: Request) -> JSONResponse:
             conn.execute(text("SELECT 1"))
 
     try:
-        await run_in_threadpool(ping)
+        await ctx.run_db(ping)
     except SQLAlchemyError as exc:
         return JSONResponse(
             {
@@ -400,7 +400,7 @@ async def metrics(request: Request) -> PlainTextResponse:
         with ctx.engine.connect() as conn:
             return queries.counts(conn, ctx.clock(), ctx.settings.stale_after_s)
 
-    by_state = await run_in_threadpool(read)
+    by_state = await ctx.run_db(read)
     queued = ctx.notifier.queue.qsize() if ctx.notifier is not None else None
     return PlainTextResponse(
         ctx.metrics.render(by_state, queued), media_type="text/plain; version=0.0.4; charset=utf-8"
