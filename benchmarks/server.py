@@ -21,6 +21,14 @@ TARGET_P99_MS = 25.0
 TARGET_FRACTION_OF_HELLO = 0.5
 
 
+def uvicorn_flavour(python: str) -> str:
+    """Which event loop and HTTP parser uvicorn picks in `python` ("auto": uvloop/httptools if installed)."""
+    probe = ("import importlib.util as u, uvicorn; print(uvicorn.__version__, "
+             "'uvloop' if u.find_spec('uvloop') else 'asyncio', 'httptools' if u.find_spec('httptools') else 'h11')")
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60)
+    return done.stdout.strip() or f"unknown ({done.stderr.strip()[-200:]})"
+
+
 def loadgen(python: str, env: dict[str, str], *args: str, timeout: float = 900) -> dict[str, Any]:
     """Run `python -m benchmarks.loadgen …` as its own process; its JSON answer."""
     done = subprocess.run([python, "-m", "benchmarks.loadgen", *args], env={**env, "PYTHONPATH": str(REPO)},
@@ -54,7 +62,8 @@ def run_server_suite(python: str, workdir: Path | None = None, *, duration: floa
     creds = Credentials()
     pg_problem = pg_available()
     load_before = os.getloadavg()
-    out: dict[str, Any] = {"workspaces": workspaces, "report_rules": 14, "postgresql_skipped": pg_problem}
+    out: dict[str, Any] = {"workspaces": workspaces, "report_rules": 14, "postgresql_skipped": pg_problem,
+                           "uvicorn": uvicorn_flavour(python)}
     with contextlib.ExitStack() as stack:
         targets: dict[str, Any] = {"hello": stack.enter_context(hello_server(python, env, log=workdir / "hello.log"))}
         dbs = {"sqlite": f"sqlite:///{workdir / 'drift.db'}"}

@@ -32,7 +32,8 @@ def _ms(value: float | None) -> str:
 def server_table(server: dict[str, Any]) -> list[str]:
     lines = [
         f"Server: ingest of {server['report_rules']}-rule reports from {server['workspaces']} enrolled workspaces; "
-        f"one uvicorn process; load {server['load_avg_before'][0]} → {server['load_avg_after'][0]}",
+        f"one uvicorn process ({server.get('uvicorn', '?')}); load {server['load_avg_before'][0]} → "
+        f"{server['load_avg_after'][0]}",
         f"  {'endpoint':<34} {'max throughput /s':>17} {'of hello':>8} {'p50/p99 ms at max':>18} "
         f"{'offered /s':>10} {'done /s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}",
     ]
