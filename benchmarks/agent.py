@@ -137,6 +137,7 @@ def _prime(agent: Path, agent_env: dict[str, str], bash_env: dict[str, str]) -> 
 def run_agent_suite(runs: int, python: Path = DEFAULT_PYTHON, workdir: Path | None = None) -> dict[str, Any]:
     """Measure the five commands interleaved; returns plain data for the table and the JSON file."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="bench-agent-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     agent, script_info = console_script(python, workdir)
     base = base_env(python)
     provisioner_argv = [str(python), "-m", "tests.standins.provisioner", "--port", "0",
