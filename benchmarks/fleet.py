@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from benchmarks import reports
+from benchmarks.http1 import HttpError, Pool
 from benchmarks.loadgen import Tally, enroll, gets, percentiles
 
-MAX_IN_FLIGHT = 512  # past this, due reports wait in the client (and count as backlog)
+CONNECTIONS = 64  # like many agents at once; due reports beyond wait in the simulator (backlog)
 
 
 @dataclass
@@ -53,13 +52,13 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 def verdict(result: dict[str, Any]) -> tuple[bool, list[str]]:
-    """Held = no errors, nearly all due reports answered, and a flat backlog."""
+    """Held = no errors and a flat backlog that never holds more than 2 s of reports.
+
+    (Reports still queued when the run ends are backlog, not losses: the backlog checks see them.)"""
     why: list[str] = []
     rate = result["offered_rps"]
     if result["errors"]:
         why.append(f"{result['errors']} errors")
-    if result["answered"] < 0.99 * result["due"]:
-        why.append(f"only {result['answered']} of {result['due']} due reports answered")
     if result["backlog_slope_per_s"] > 0.01 * rate:
         why.append(f"backlog grows by {result['backlog_slope_per_s']:.1f} reports/s")
     if result["backlog_max"] > 2 * rate:
@@ -81,10 +80,9 @@ async def simulate(url: str, fleet: list[Workspace], *, heartbeat_s: float, jitt
     in_flight = 0
     samples: list[tuple[float, int]] = []
     page_latencies: list[float] = []
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     end = start + duration
 
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10.0, trust_env=False) as client:
+    async with Pool(url, CONNECTIONS, 10.0) as pool, Pool(url, 1, 60.0) as page_pool:
         async def send(when: float, index: int) -> None:
             nonlocal answered, in_flight, flips
             ws = fleet[index]
@@ -95,14 +93,14 @@ async def simulate(url: str, fleet: list[Workspace], *, heartbeat_s: float, jitt
                 kind = "check"
             body = reports.body(ws.wid, drifted=ws.drifted, kind=kind)
             try:
-                response = await client.post("/api/v1/reports", content=body, headers={
+                status, _ = await pool.request("POST", "/api/v1/reports", body, {
                     "Authorization": f"Bearer {ws.token}", "Content-Type": "application/json"})
-                if response.status_code in (200, 201, 202):
+                if status in (200, 201, 202):
                     tally.ok(time.perf_counter() - when)
                 else:
-                    tally.fail(f"HTTP {response.status_code}")
-            except httpx.HTTPError as exc:
-                tally.fail(type(exc).__name__)
+                    tally.fail(f"HTTP {status}")
+            except HttpError as exc:
+                tally.fail(str(exc).split(":")[0])
             finally:
                 answered += 1
                 in_flight -= 1
@@ -111,10 +109,10 @@ async def simulate(url: str, fleet: list[Workspace], *, heartbeat_s: float, jitt
             while time.perf_counter() < end and admin_token:
                 began = time.perf_counter()
                 try:
-                    r = await client.get("/", headers={"Authorization": f"Bearer {admin_token}"})
-                    if r.status_code == 200:
+                    status, _ = await page_pool.request("GET", "/", headers={"Authorization": f"Bearer {admin_token}"})
+                    if status == 200:
                         page_latencies.append(time.perf_counter() - began)
-                except httpx.HTTPError:
+                except HttpError:
                     pass
                 await asyncio.sleep(page_every_s)
 
@@ -131,7 +129,7 @@ async def simulate(url: str, fleet: list[Workspace], *, heartbeat_s: float, jitt
                 waiting.append((when, index))
                 next_due = when + heartbeat_s * rng.uniform(1 - jitter, 1 + jitter)
                 heapq.heappush(heap, (next_due, index))
-            while waiting and in_flight < MAX_IN_FLIGHT:
+            while waiting and in_flight < CONNECTIONS:
                 when, index = waiting.popleft()
                 in_flight += 1
                 task = asyncio.create_task(send(when, index))

@@ -1,4 +1,4 @@
-"""The load generator: a separate process (asyncio + httpx) so its CPU is not the server's.
+"""The load generator: a separate process (asyncio, benchmarks/http1.py) so its CPU is not the server's.
 
     python -m benchmarks.loadgen enroll --url U --secret S --count N --tokens-out F
     python -m benchmarks.loadgen rate   --url U --tokens F --rate R --duration D   # open loop
@@ -23,9 +23,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from benchmarks import reports
+from benchmarks.http1 import HttpError, Pool
 
 MAX_IN_FLIGHT = 5000  # past this an open-loop request is counted as not sent (overload)
 
@@ -63,26 +62,19 @@ class Tally:
                 **percentiles(self.latencies)}
 
 
-def _client(url: str, connections: int, timeout: float) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout, trust_env=False)
-
-
-async def _post(client: httpx.AsyncClient, path: str, body: bytes, bearer: str, tally: Tally,
-                started: float, expect: tuple[int, ...] = (200, 201, 202)) -> httpx.Response | None:
+async def _post(pool: Pool, path: str, body: bytes, bearer: str, tally: Tally, started: float,
+                expect: tuple[int, ...] = (200, 201, 202)) -> bytes | None:
+    """POST once; counts a success (latency from `started`) or the kind of failure."""
     try:
-        response = await client.post(path, content=body, headers={"Authorization": f"Bearer {bearer}",
-                                                                  "Content-Type": "application/json"})
-    except httpx.TimeoutException:
-        tally.fail("timeout")
+        status, data = await pool.request("POST", path, body, {"Authorization": f"Bearer {bearer}",
+                                                               "Content-Type": "application/json"})
+    except HttpError as exc:
+        tally.fail(str(exc).split(":")[0])
         return None
-    except httpx.HTTPError as exc:
-        tally.fail(type(exc).__name__)
-        return None
-    if response.status_code in expect:
+    if status in expect:
         tally.ok(time.perf_counter() - started)
-        return response
-    tally.fail(f"HTTP {response.status_code}")
+        return data
+    tally.fail(f"HTTP {status}")
     return None
 
 
@@ -95,19 +87,19 @@ async def enroll(url: str, secret: str, count: int, concurrency: int, prefix: st
     t0 = time.perf_counter()
     end = t0 + deadline_s
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker() -> None:
         for index in queue:
             if time.perf_counter() > end:
                 tally.fail("deadline")
                 return
             wid = reports.workspace_id(index, prefix)
             began = time.perf_counter()
-            response = await _post(client, "/api/v1/enroll", reports.enroll_body(wid), secret, tally, began)
-            if response is not None:
-                tokens[wid] = response.json()["workspace_token"]
+            data = await _post(pool, "/api/v1/enroll", reports.enroll_body(wid), secret, tally, began)
+            if data is not None:
+                tokens[wid] = json.loads(data)["workspace_token"]
 
-    async with _client(url, concurrency, 30.0) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    async with Pool(url, concurrency, 30.0) as pool:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
     return tokens, tally.summary(time.perf_counter() - t0)
 
 
@@ -119,7 +111,9 @@ async def open_loop(url: str, tokens: dict[str, str], rate: float, duration: flo
     total = int(rate * duration)
     behind = 0.0
     tasks: set[asyncio.Task[Any]] = set()
-    async with _client(url, connections, 10.0) as client:
+    # Requests beyond the open connections wait in the pool's FIFO; the wait counts, since
+    # latency is measured from `scheduled`.
+    async with Pool(url, connections, 10.0) as pool:
         t0 = time.perf_counter()
         for i in range(total):
             scheduled = t0 + i / rate
@@ -133,7 +127,7 @@ async def open_loop(url: str, tokens: dict[str, str], rate: float, duration: flo
                 continue
             wid = ids[i % len(ids)]
             body = reports.body(wid, drifted=bool(drift_every) and i % drift_every == 0)
-            task = asyncio.create_task(_post(client, "/api/v1/reports", body, tokens[wid], tally, scheduled))
+            task = asyncio.create_task(_post(pool, "/api/v1/reports", body, tokens[wid], tally, scheduled))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:
@@ -150,7 +144,7 @@ async def closed_loop(url: str, path: str, tokens: dict[str, str] | None, concur
     tally = Tally()
     ids = list(tokens or {})
     counter = iter(range(10**9))
-    async with _client(url, concurrency, 10.0) as client:
+    async with Pool(url, concurrency, 10.0) as pool:
         t0 = time.perf_counter()
         end = t0 + duration
 
@@ -160,9 +154,9 @@ async def closed_loop(url: str, path: str, tokens: dict[str, str] | None, concur
                 began = time.perf_counter()
                 if ids:
                     wid = ids[i % len(ids)]
-                    await _post(client, path, reports.body(wid), (tokens or {})[wid], tally, began)
+                    await _post(pool, path, reports.body(wid), (tokens or {})[wid], tally, began)
                 else:
-                    await _post(client, path, b'{"hello":"world"}', "none", tally, began)
+                    await _post(pool, path, b'{"hello":"world"}', "none", tally, began)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
@@ -173,20 +167,20 @@ async def gets(url: str, path: str, bearer: str, count: int) -> dict[str, Any]:
     """`count` GETs one after another (a person opening a page): latency and size."""
     tally = Tally()
     size = 0
-    async with _client(url, 1, 60.0) as client:
+    async with Pool(url, 1, 60.0) as pool:
         t0 = time.perf_counter()
         for _ in range(count):
             began = time.perf_counter()
             try:
-                response = await client.get(path, headers={"Authorization": f"Bearer {bearer}"})
-            except httpx.HTTPError as exc:
-                tally.fail(type(exc).__name__)
+                status, data = await pool.request("GET", path, headers={"Authorization": f"Bearer {bearer}"})
+            except HttpError as exc:
+                tally.fail(str(exc).split(":")[0])
                 continue
-            if response.status_code == 200:
+            if status == 200:
                 tally.ok(time.perf_counter() - began)
-                size = len(response.content)
+                size = len(data)
             else:
-                tally.fail(f"HTTP {response.status_code}")
+                tally.fail(f"HTTP {status}")
         out = tally.summary(time.perf_counter() - t0)
     out["bytes"] = size
     return out

@@ -73,10 +73,10 @@ def test_fleet_simulation_holds_a_small_fleet_and_the_server_sees_its_drift(
     url, creds = server
     tokens = _enroll(url, creds, tmp_path, 100)
     fleet = [Workspace(w, t) for w, t in tokens.items()]
-    result = asyncio.run(simulate(url, fleet, heartbeat_s=2.0, jitter=0.1, drift_rate=0.3, duration=4.0,
+    result = asyncio.run(simulate(url, fleet, heartbeat_s=4.0, jitter=0.1, drift_rate=0.3, duration=6.0,
                                   admin_token=creds.admin, page_every_s=1.0))
     assert result["errors"] == 0 and result["held"] is True, result
-    assert 150 <= result["due"] <= 250 and result["ok"] == result["due"]
+    assert 110 <= result["due"] <= 190 and result["ok"] >= result["due"] - result["backlog_end"]
     assert result["fleet_page_during_load"]["n"] >= 2
     listing = httpx.get(url + "/api/v1/workspaces?limit=500", headers={"Authorization": f"Bearer {creds.admin}"}).json()
     assert listing["counts"].get("drifted", 0) == sum(1 for ws in fleet if ws.drifted)

@@ -81,7 +81,6 @@ def _run(**over: object) -> dict[str, object]:
     [
         ({}, True, None),
         ({"errors": 3}, False, "3 errors"),
-        ({"answered": 900}, False, "only 900 of 1000"),
         ({"backlog_slope_per_s": 5.0}, False, "backlog grows by 5.0"),
         ({"backlog_max": 400}, False, "backlog reached 400"),
     ],
