@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,10 @@ QUIET_LOAD = 1.5
 
 def _commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, check=False,
                              text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, check=False, text=True, timeout=10).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load = os.getloadavg()
     results: dict[str, Any] = {"meta": {
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
         "cpus": os.cpu_count(),
         "load_avg_start": [round(x, 2) for x in load],
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                                            heartbeat_s=heartbeat, duration=length, db=args.fleet_db)
     results["meta"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = args.results_dir / f"{stamp}.json"
     path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     print(table.render(results), end="")

@@ -114,7 +114,7 @@ def workspace_env(base: Mapping[str, str], home: Path, provisioner: str, workdir
 def _prime(agent: Path, agent_env: dict[str, str], bash_env: dict[str, str]) -> dict[str, Any]:
     """First starts (they do change things), then proof that bootstrap now has nothing to do."""
     def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(argv, env=env, capture_output=True, check=False, text=True, timeout=120)
 
     first = run([str(agent), "bootstrap", "-q"], agent_env)
     if first.returncode != 0:

@@ -9,6 +9,7 @@ proxies, no redirects.
 from __future__ import annotations
 
 import asyncio
+from typing import Self
 from urllib.parse import urlsplit
 
 
@@ -59,9 +60,9 @@ class Pool:
                     try:
                         status, data, keep = await asyncio.wait_for(
                             self._exchange(conn, method, path, body, headers), self.timeout)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - any failure of the retry is this request's failure
                         raise HttpError(f"{type(exc).__name__} after reconnect") from None
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if conn is not None:
                     conn.close()
                 raise HttpError(f"timeout after {self.timeout:g} s") from None
@@ -116,7 +117,7 @@ class Pool:
             conn.close()
         self._idle.clear()
 
-    async def __aenter__(self) -> Pool:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:

@@ -25,7 +25,7 @@ def _child(job):
         os.dup2(out, 1)
         os.dup2(out, 2)
         os.execve(job["argv"][0], job["argv"], job["env"])
-    except BaseException as exc:  # exec failed: say so through the exit code and the output file
+    except BaseException as exc:  # noqa: BLE001 - exec failed: say so through the exit code and the output file
         os.write(2, f"cannot run {job['argv'][0]}: {exc}\n".encode())
     os._exit(127)
 
@@ -55,7 +55,7 @@ def main():
     for line in sys.stdin:
         try:
             reply = _measure(json.loads(line))
-        except Exception as exc:  # a bad job must not kill the launcher
+        except Exception as exc:  # noqa: BLE001 - a bad job must not kill the launcher
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(reply), flush=True)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 AGENT_VERSION = "0.1.0"
@@ -36,7 +36,7 @@ DRIFT_RULE = 7  # vscode.setting.chat.disableAIFeatures: the one a user most lik
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def report(workspace_id: str, *, drifted: bool = False, kind: str = "heartbeat",

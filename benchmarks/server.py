@@ -25,14 +25,14 @@ def uvicorn_flavour(python: str) -> str:
     """Which event loop and HTTP parser uvicorn picks in `python` ("auto": uvloop/httptools if installed)."""
     probe = ("import importlib.util as u, uvicorn; print(uvicorn.__version__, "
              "'uvloop' if u.find_spec('uvloop') else 'asyncio', 'httptools' if u.find_spec('httptools') else 'h11')")
-    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([python, "-c", probe], capture_output=True, check=False, text=True, timeout=60)
     return done.stdout.strip() or f"unknown ({done.stderr.strip()[-200:]})"
 
 
 def loadgen(python: str, env: dict[str, str], *args: str, timeout: float = 900) -> dict[str, Any]:
     """Run `python -m benchmarks.loadgen …` as its own process; its JSON answer."""
     done = subprocess.run([python, "-m", "benchmarks.loadgen", *args], env={**env, "PYTHONPATH": str(REPO)},
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+                          cwd=REPO, capture_output=True, check=False, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed ({done.returncode}): {done.stderr[-1500:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -13,8 +13,8 @@ def _range(stat: dict[str, Any], digits: int = 0) -> str:
 def agent_table(agent: dict[str, Any]) -> list[str]:
     lines = [
         f"Agent: {agent['runs']} interleaved runs of each command; × = median / median of python3 -c pass",
-        f"  {agent['python']}; realistic home: {agent['home']['settings_json_lines']}-line settings.json, "
-        f"{agent['home']['extensions']} extensions; load {agent['load_avg_before'][0]} → {agent['load_avg_after'][0]}",
+        (f"  {agent['python']}; realistic home: {agent['home']['settings_json_lines']}-line settings.json, "
+        f"{agent['home']['extensions']} extensions; load {agent['load_avg_before'][0]} → {agent['load_avg_after'][0]}"),
         f"  {'command':<46} {'wall ms median (min–max)':>24} {'×':>6} {'CPU ms median (min–max)':>23} {'×':>6} {'peak RSS MB':>11}",
     ]
     for name, row in agent["commands"].items():
@@ -31,11 +31,11 @@ def _ms(value: float | None) -> str:
 
 def server_table(server: dict[str, Any]) -> list[str]:
     lines = [
-        f"Server: ingest of {server['report_rules']}-rule reports from {server['workspaces']} enrolled workspaces; "
+        (f"Server: ingest of {server['report_rules']}-rule reports from {server['workspaces']} enrolled workspaces; "
         f"one uvicorn process ({server.get('uvicorn', '?')}); load {server['load_avg_before'][0]} → "
-        f"{server['load_avg_after'][0]}",
-        f"  {'endpoint':<34} {'max throughput /s':>17} {'of hello':>8} {'p50/p99 ms at max':>18} "
-        f"{'offered /s':>10} {'done /s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}",
+        f"{server['load_avg_after'][0]}"),
+        (f"  {'endpoint':<34} {'max throughput /s':>17} {'of hello':>8} {'p50/p99 ms at max':>18} "
+        f"{'offered /s':>10} {'done /s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"),
     ]
     names = {"hello": "bare Starlette/uvicorn hello (ceiling)", "sqlite": "drift server, SQLite",
              "postgresql": "drift server, PostgreSQL"}
@@ -61,16 +61,16 @@ def server_table(server: dict[str, Any]) -> list[str]:
 def fleet_table(fleet: dict[str, Any]) -> list[str]:
     enroll = fleet.get("enroll", {})
     lines = [
-        f"Fleet ({fleet.get('db', 'sqlite')}): {fleet['workspaces']:,} simulated workspaces, heartbeat "
+        (f"Fleet ({fleet.get('db', 'sqlite')}): {fleet['workspaces']:,} simulated workspaces, heartbeat "
         f"{fleet['heartbeat_s']:g} s ±{fleet['jitter']:.0%}, {fleet['drift_rate']:.0%} of reports change state, "
-        f"{fleet['duration_s']:g} s; load {fleet['load_avg_before'][0]} → {fleet['load_avg_after'][0]}",
-        f"  enrolled {enroll.get('ok', 0):,} in {enroll.get('seconds', '?')} s ({enroll.get('throughput_rps', '?')}/s, "
-        f"{enroll.get('errors', 0)} errors)",
-        f"  offered {fleet['offered_rps']}/s, answered {fleet['achieved_rps']}/s; {fleet['ok']:,} ok, "
+        f"{fleet['duration_s']:g} s; load {fleet['load_avg_before'][0]} → {fleet['load_avg_after'][0]}"),
+        (f"  enrolled {enroll.get('ok', 0):,} in {enroll.get('seconds', '?')} s ({enroll.get('throughput_rps', '?')}/s, "
+        f"{enroll.get('errors', 0)} errors)"),
+        (f"  offered {fleet['offered_rps']}/s, answered {fleet['achieved_rps']}/s; {fleet['ok']:,} ok, "
         f"{fleet['errors']} errors; latency from due time p50 {_ms(fleet['p50_ms'])} ms, p99 {_ms(fleet['p99_ms'])} ms, "
-        f"max {_ms(fleet['max_ms'])} ms",
-        f"  backlog max {fleet['backlog_max']}, at end {fleet['backlog_end']}, slope over the 2nd half "
-        f"{fleet['backlog_slope_per_s']:+.2f} reports/s → {'HELD' if fleet['held'] else 'NOT HELD: ' + '; '.join(fleet['not_held_because'])}",
+        f"max {_ms(fleet['max_ms'])} ms"),
+        (f"  backlog max {fleet['backlog_max']}, at end {fleet['backlog_end']}, slope over the 2nd half "
+        f"{fleet['backlog_slope_per_s']:+.2f} reports/s → {'HELD' if fleet['held'] else 'NOT HELD: ' + '; '.join(fleet['not_held_because'])}"),
     ]
     during = fleet.get("fleet_page_during_load", {})
     if during.get("n"):
@@ -89,8 +89,8 @@ def targets(section: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
-        f"workspace-agent benchmarks, {meta['started_at']} · {meta['cpus']} CPUs · commit {meta['commit']} · "
-        f"load average at start {meta['load_avg_start']}, at end {meta.get('load_avg_end')}",
+        (f"workspace-agent benchmarks, {meta['started_at']} · {meta['cpus']} CPUs · commit {meta['commit']} · "
+        f"load average at start {meta['load_avg_start']}, at end {meta.get('load_avg_end')}"),
     ]
     if meta.get("skipped"):
         lines.append(f"  skipped: {meta['skipped']}")

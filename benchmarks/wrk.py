@@ -98,7 +98,7 @@ def parse_output(text: str) -> dict[str, Any]:
     if total:
         out["requests"] = int(total.group(1))
     for pct in ("50", "90", "99"):
-        found = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", text, re.M)
+        found = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", text, re.MULTILINE)
         if found:
             out[f"p{pct}_ms"] = _ms(found.group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
@@ -122,7 +122,7 @@ def run(url: str, path: str, tokens: dict[str, str], *, duration: float, connect
     script.write_text(lua_script(tokens, path, threads))
     cmd = [exe, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s", "--latency",
            "-s", str(script), url]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    done = subprocess.run(cmd, capture_output=True, check=False, text=True, timeout=duration + 60)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-1000:]}")
     result = parse_output(done.stdout)

@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 from benchmarks import table
-from benchmarks.agent import BASELINE, BOOTSTRAP, CHECK, PASS, PASTED, STATUS, console_script, entry_point, run_agent_suite
+from benchmarks.agent import (
+    BASELINE,
+    BOOTSTRAP,
+    CHECK,
+    PASS,
+    PASTED,
+    STATUS,
+    console_script,
+    entry_point,
+    run_agent_suite,
+)
 
 
 def test_console_script_uses_the_installed_one_only_when_it_runs_the_current_entry_point(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Credentials]]:
 
 def _metric(url: str, name: str) -> float:
     text = httpx.get(url + "/metrics").text
-    found = re.search(rf"^{name}(?:{{[^}}]*}})? ([\d.e+]+)$", text, re.M)
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? ([\d.e+]+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
 
@@ -85,7 +85,7 @@ def test_fleet_simulation_holds_a_small_fleet_and_the_server_sees_its_drift(
 def test_fleet_cli_refuses_unbounded_or_remote_runs() -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "benchmarks.fleet", "--secret", "s", *args], cwd=REPO,
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, check=False, text=True, timeout=60)
 
     assert "loopback only" in run("--url", "http://drift.example.com:8080").stderr
     assert "bounded runs only" in run("--url", "http://127.0.0.1:1", "--duration", "99999").stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -42,8 +41,8 @@ def test_parse_wrk_output() -> None:
 
 def test_lua_script_template_rebuilds_a_valid_report() -> None:
     script = wrk.lua_script({"ws-a": "tok-a"}, "/api/v1/reports", 1)
-    parts = re.search(r"local parts = \{(.*)\}\nlocal order", script, re.S).group(1)
-    pieces = re.findall(r"\[==\[(.*?)\]==\]", parts, re.S)
+    parts = re.search(r"local parts = \{(.*)\}\nlocal order", script, re.DOTALL).group(1)
+    pieces = re.findall(r"\[==\[(.*?)\]==\]", parts, re.DOTALL)
     order = [int(x) for x in re.search(r"local order = \{(.*)\}", script).group(1).split(",")]
     values = {1: "abcdef0123-0-1", 2: "ws-a", 3: "2026-01-01T00:00:00Z"}
     body = pieces[0] + "".join(values[o] + pieces[i + 1] for i, o in enumerate(order))
