@@ -28,6 +28,7 @@ class KeyResolution:
     note: str | None = None  # a warning worth showing (fallback used, mode fixed, ...)
     problem: str | None = None  # why there is no key
     pending: bool = False  # no key yet, but bootstrap would ask the provisioner (plan/check)
+    identity: str | None = None  # provisioner only: coder-agent-token (Coder vouched) or provisioner-secret
 
     @property
     def masked(self) -> str | None:
@@ -39,6 +40,7 @@ class KeyResolution:
         detail = {"pasted": "pasted by hand", "stored": "stored copy", "none": ""}.get(self.source, "")
         if self.source == "provisioner":
             detail = "provisioner, existing key reused" if self.reused else "provisioner, new key"
+            detail += ", workspace verified by Coder" if self.identity == "coder-agent-token" else ", shared secret only"
         return f"{self.masked} ({detail})"
 
 
@@ -96,7 +98,12 @@ def resolve_key(
     )
     try:
         got = fetch_key(
-            config.provisioner_url, config.provisioner_secret, request, deadline=config.provision_deadline, log=log
+            config.provisioner_url,
+            config.provisioner_secret,
+            request,
+            deadline=config.provision_deadline,
+            log=log,
+            agent_token=config.agent_token,
         )
     except AgentError as exc:
         if stored:
@@ -105,4 +112,4 @@ def resolve_key(
     note = warning
     if stored and stored != got.key:
         note = "the provisioner returned a different key than the stored one; the stored key is replaced"
-    return KeyResolution(got.key, "provisioner", reused=got.reused, note=note)
+    return KeyResolution(got.key, "provisioner", reused=got.reused, note=note, identity=got.identity)

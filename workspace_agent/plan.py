@@ -130,7 +130,7 @@ class Plan:
 
 def _required_mode(rules: Sequence[FileRule]) -> int | None:
     modes = [rule.mode for rule in rules if rule.mode is not None]
-    return min(modes, key=lambda m: bin(m).count("1")) if modes else None
+    return min(modes, key=lambda m: m.bit_count()) if modes else None  # the strictest mode
 
 
 def _fold(

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from workspace_agent import __version__, fsio, lock
@@ -67,6 +67,7 @@ class Outcome:
                 "masked": self.key.masked,
                 "reused": self.key.reused,
                 "problem": self.key.problem,
+                "identity": self.key.identity,
             },
             "counts": {s: self.count(s) for s in ("compliant", "corrected", "drift", "error")} | {"total": len(self.results)},
             "rules": [
@@ -95,7 +96,7 @@ def execute(
     record_run: bool = True,
 ) -> Outcome:
     """Run one mode; `record_run=False` leaves recording to the caller (reporting adds results first)."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t0 = time.perf_counter()
     paths = Paths.for_home(config.home, environ)
     desired = build_desired(config, dict(policy), paths)
@@ -122,7 +123,7 @@ def _run(mode: Mode, desired: Desired, started: datetime, t0: float, log: Callab
 def record(paths: Paths, outcome: Outcome) -> None:
     """Keep the last outcome for `status` (best effort: a full disk must not fail the run)."""
     summary = outcome.summary()
-    summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    summary["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     try:
         fsio.atomic_write(paths.last_run_file, json.dumps(summary, indent=1) + "\n", 0o600)
     except AgentError as exc:

@@ -131,7 +131,15 @@ async def fleet_page(request: Request) -> Response:
         signed_in=True,
         stale_text=_duration(ctx.settings.stale_after_s),
         heartbeats=ctx.settings.stale_after_heartbeats,
+        enrollment=_enrollment(ctx),
     )
+
+
+def _enrollment(ctx: Ctx) -> dict[str, bool]:
+    """Which ways to enroll are on: the page warns while the weaker shared secret is one of them."""
+    settings = ctx.settings
+    secret = settings.enrollment_secret is not None and not settings.require_agent_token
+    return {"coder": ctx.coder is not None, "secret": secret}
 
 
 @router.get("/workspaces/{workspace_id:path}", response_class=HTMLResponse)
@@ -149,7 +157,9 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
             detail=f"No workspace with id {workspace_id!r} has enrolled.",
             signed_in=True,
         )
-    return render(ctx, "workspace.html", w=found, refresh=60, signed_in=True)
+    return render(
+        ctx, "workspace.html", w=found, refresh=60, signed_in=True, enrollment=_enrollment(ctx)
+    )
 
 
 def _safe_next(target: str | None) -> str:

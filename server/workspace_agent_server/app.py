@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio.to_thread
+from coder_identity import CoderIdentity
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -49,6 +50,7 @@ class Ctx:
     metrics: Metrics
     clock: Clock
     notifier: Notifier | None = None
+    coder: CoderIdentity | None = None  # set when the server may ask Coder who enrolls
     db_limiter: anyio.CapacityLimiter | None = None  # made on first use: it needs the running loop
 
     async def run_db(self, func: Callable[..., T], *args: Any) -> T:
@@ -73,10 +75,19 @@ def db_threads(engine: Engine) -> int:
     return int(size) + max(int(getattr(pool, "_max_overflow", 0)), 0)
 
 
-def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
+def create_app(
+    settings: Settings, clock: Clock = _utcnow, coder: CoderIdentity | None = None
+) -> FastAPI:
     engine = make_engine(settings.db_url)
     migrate(engine)
-    ctx = Ctx(settings=settings, engine=engine, metrics=Metrics(), clock=clock)
+    ctx = Ctx(settings=settings, engine=engine, metrics=Metrics(), clock=clock, coder=coder)
+    if ctx.coder is None and settings.coder_url and settings.coder_api_token:
+        ctx.coder = CoderIdentity(
+            settings.coder_url,
+            settings.coder_api_token.get_secret_value(),
+            timeout=settings.coder_timeout_s,
+            cache_ttl=settings.coder_identity_cache_s,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
     text,
 )
@@ -33,7 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: workspaces.identity_mode, workspaces.template_name
 _PG_MIGRATE_LOCK = 7_315_024_001  # arbitrary constant for pg_advisory_xact_lock
 
 
@@ -97,6 +98,10 @@ workspaces = Table(
     Column("rules_corrected", Integer, nullable=False, default=0),
     Column("notes", Text, nullable=False, default="[]"),  # JSON list of strings
     Column("stale_notified", Boolean, nullable=False, default=False),
+    # How the workspace proved itself at enrollment: coder-agent-token (Coder vouched) or
+    # enrollment-secret (the shared secret only; NULL in rows from before schema 2).
+    Column("identity_mode", String(30), nullable=True),
+    Column("template_name", String(200), nullable=True),  # from Coder, when verified
     Index("ix_workspaces_state", "state"),
     Index("ix_workspaces_owner", "owner"),
     Index("ix_workspaces_last_seen", "last_seen_at"),
@@ -211,7 +216,15 @@ def migrate(engine: Engine) -> int:
                     f"the database has schema version {version}, newer than this server "
                     f"understands ({SCHEMA_VERSION}): upgrade workspace-agent-server"
                 )
-            # Future schema changes go here, one step per version: `if version < 2: ...`.
+            # Schema changes, one step per version (create_all made any new table already).
+            if 0 < version < 2:
+                have = {c["name"] for c in inspect(conn).get_columns("workspaces")}
+                for name, kind in (
+                    ("identity_mode", "VARCHAR(30)"),
+                    ("template_name", "VARCHAR(200)"),
+                ):
+                    if name not in have:
+                        conn.execute(text(f"ALTER TABLE workspaces ADD COLUMN {name} {kind}"))
             if version == 0:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif version < SCHEMA_VERSION:

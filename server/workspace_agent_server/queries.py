@@ -41,13 +41,21 @@ def _insert(conn: Connection, table: Any) -> Any:  # a dialect's INSERT … ON C
 
 
 def enroll(
-    conn: Connection, who: WorkspaceIdentity, agent_version: str, hashed: str, now: datetime
+    conn: Connection,
+    who: WorkspaceIdentity,
+    agent_version: str,
+    hashed: str,
+    now: datetime,
+    identity_mode: str = "enrollment-secret",
+    template_name: str | None = None,
 ) -> None:
     """Create the workspace or give it a new token (the old one stops working)."""
     stmt = _insert(conn, workspaces).values(
         id=who.id,
         name=who.name,
         owner=who.owner,
+        identity_mode=identity_mode,
+        template_name=template_name,
         agent_version=agent_version,
         token_hash=hashed,
         token_issued_at=now,
@@ -66,6 +74,8 @@ def enroll(
             set_={
                 "name": stmt.excluded.name,
                 "owner": stmt.excluded.owner,
+                "identity_mode": stmt.excluded.identity_mode,
+                "template_name": stmt.excluded.template_name,
                 "agent_version": stmt.excluded.agent_version,
                 "token_hash": stmt.excluded.token_hash,
                 "token_issued_at": stmt.excluded.token_issued_at,
@@ -73,6 +83,16 @@ def enroll(
             },
         )
     )
+
+
+def enrolled_identity(conn: Connection, workspace_id: str) -> str | None:
+    """How an enrolled workspace proved itself last time (None: never enrolled)."""
+    row = conn.execute(
+        select(workspaces.c.identity_mode).where(workspaces.c.id == workspace_id)
+    ).first()
+    if row is None:
+        return None
+    return str(row.identity_mode or "enrollment-secret")
 
 
 @dataclass(frozen=True)
@@ -127,9 +147,13 @@ def _ingest_statements(dialect: str) -> dict[str, Any]:
         .on_conflict_do_nothing()
         .returning(reports.c.report_id)
     )
-    read_ws = select(workspaces.c.state, workspaces.c.last_report_at).where(
-        workspaces.c.id == bindparam("k_id")
-    )
+    read_ws = select(
+        workspaces.c.state,
+        workspaces.c.last_report_at,
+        workspaces.c.identity_mode,
+        workspaces.c.name,
+        workspaces.c.owner,
+    ).where(workspaces.c.id == bindparam("k_id"))
     if dialect == "postgresql":
         # Two reports of one workspace apply one after the other. NO KEY UPDATE: the KEY SHARE
         # locks that the foreign keys of the rows inserted above take must not deadlock with it.
@@ -251,6 +275,11 @@ def ingest(
         "notes": json.dumps(list(report.notes)),
         "stale_notified": False,
     }
+    name, owner = report.workspace.name, report.workspace.owner
+    if ws.identity_mode == "coder-agent-token":
+        # Coder said who this is at enrollment; a report's own claim does not rename it.
+        del values["name"], values["owner"]
+        name, owner = ws.name, ws.owner
     if plan.state != ws.state:
         values["state_since"] = finished
     conn.execute(stmt["update_ws"], {"k_id": workspace_id, **values})
@@ -261,8 +290,8 @@ def ingest(
         newly_drifted=plan.newly_drifted,
         workspace={
             "id": workspace_id,
-            "name": report.workspace.name,
-            "owner": report.workspace.owner,
+            "name": name,
+            "owner": owner,
             "state": plan.state,
             "failing_rules": failing[:50],
             "last_report_at": finished.isoformat(),
@@ -425,6 +454,8 @@ def _workspace_out(row: Any, failing: list[tuple[str, str]]) -> dict[str, Any]:
         "exit_code": row["exit_code"],
         "enrolled_at": row["enrolled_at"],
         "token_revoked_at": row["token_revoked_at"],
+        "identity_mode": row["identity_mode"] or "enrollment-secret",
+        "template_name": row["template_name"],
     }
 
 

@@ -6,10 +6,12 @@ validation, then "this token may write this workspace". Each refusal is counted 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from coder_identity import AGENT_TOKEN_HEADER, CoderUnavailable, IdentityRefused
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from .app import Ctx
 
 router = APIRouter()
+log = logging.getLogger("workspace_agent_server")
 M = TypeVar("M", bound=BaseModel)
 ENROLL_MAX_BYTES = 16 * 1024
 Identity = Literal["admin", "enrollment", "workspace", "revoked", "unknown"]
@@ -191,48 +194,115 @@ def _first_repeat(ids: Iterable[str]) -> str | None:
     wire.ENROLL_PATH,
     response_model=wire.EnrollResponse,
     tags=["workspace"],
-    summary="Trade the enrollment secret for a workspace token",
+    summary="Trade the workspace's Coder agent token (or the enrollment secret) for a workspace token",
 )
 async def enroll(request: Request) -> wire.EnrollResponse:
-    """`Authorization: Bearer <enrollment secret>`. Returns a new token for the workspace (an
-    earlier token of the same workspace stops working). Only a hash of the token is stored."""
+    """`Coder-Agent-Token: <agent token>` (preferred: the server asks Coder who that is) and/or
+    `Authorization: Bearer <enrollment secret>` (the weaker fallback). Returns a new token for the
+    workspace (an earlier token of the same workspace stops working). Only a hash is stored.
+
+    A verified enrollment binds the workspace to Coder's identity: from then on the shared secret
+    alone can no longer enroll that workspace id (it could otherwise take its reports over)."""
     ctx = ctx_of(request)
-    if ctx.settings.enrollment_secret is None:
+    settings = ctx.settings
+    if settings.enrollment_secret is None and ctx.coder is None:
         raise ApiError(
             503,
             "enrollment_off",
-            "enrollment is off: start the server with DRIFT_ENROLLMENT_SECRET set",
+            "enrollment is off: start the server with DRIFT_CODER_URL and DRIFT_CODER_API_TOKEN "
+            "(enrollment by agent token) and/or DRIFT_ENROLLMENT_SECRET set",
         )
-    token = auth.bearer(request.headers.get("authorization"))
-    if token is None or not auth.matches(token, ctx.settings.enrollment_secret):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "enrollment needs the enrollment secret: send "
-            "'Authorization: Bearer <enrollment secret>' (check DRIFT_ENROLLMENT_SECRET "
-            "on the server and the workspace's setting)",
-            headers=_BEARER,
-        )
+    agent_token = (request.headers.get(AGENT_TOKEN_HEADER) or "").strip()
+    bearer = auth.bearer(request.headers.get("authorization"))
+    secret_ok = bearer is not None and auth.matches(bearer, settings.enrollment_secret)
+    if not (secret_ok or (agent_token and ctx.coder is not None)):
+        if agent_token:
+            detail = (
+                "this drift server cannot verify Coder agent tokens (no DRIFT_CODER_URL), so "
+                "enrollment needs the enrollment secret: send 'Authorization: Bearer <enrollment "
+                "secret>' (DRIFT_ENROLLMENT_SECRET)"
+            )
+        elif ctx.coder is not None and settings.enrollment_secret is None:
+            detail = (
+                f"enrollment needs the workspace's Coder agent token in the {AGENT_TOKEN_HEADER} "
+                "header (CODER_AGENT_TOKEN)"
+            )
+        else:
+            detail = (
+                f"enrollment needs the workspace's Coder agent token ({AGENT_TOKEN_HEADER} header) or "
+                "the enrollment secret ('Authorization: Bearer <enrollment secret>'; check "
+                "DRIFT_ENROLLMENT_SECRET on the server and the workspace's setting)"
+            )
+        raise ApiError(401, "unauthorized", detail, headers=_BEARER)
     req = parse(
         wire.EnrollRequest,
         await read_body(request, ENROLL_MAX_BYTES, False),
         "the enrollment request",
         False,
     )
+    who, mode, template = req.workspace, "enrollment-secret", None
+    if agent_token and ctx.coder is not None:
+        try:
+            verified = await ctx.coder.verify(agent_token, req.workspace.id)
+        except IdentityRefused as exc:
+            ctx.metrics.count_enroll_refused(exc.reason)
+            raise ApiError(403, "identity_refused", exc.message) from None
+        except CoderUnavailable as exc:
+            if not secret_ok or settings.require_agent_token:
+                raise ApiError(
+                    503,
+                    "coder_unavailable",
+                    f"cannot verify the workspace with Coder: {exc.message}",
+                ) from None
+            log.warning("enrolling %s with the shared secret: %s", req.workspace.id, exc.message)
+        else:
+            who = wire.WorkspaceIdentity(
+                id=req.workspace.id, name=verified.workspace_name, owner=verified.owner
+            )
+            mode, template = "coder-agent-token", verified.template_name or None
+    if mode == "enrollment-secret":
+        if settings.require_agent_token:
+            raise ApiError(
+                403,
+                "agent_token_required",
+                "this drift server enrolls only workspaces that Coder vouches for: send the "
+                f"workspace's CODER_AGENT_TOKEN in the {AGENT_TOKEN_HEADER} header",
+            )
+        before = await ctx.run_db(_enrolled_identity, ctx, req.workspace.id)
+        if before == "coder-agent-token":
+            ctx.metrics.count_enroll_refused("takeover")
+            raise ApiError(
+                403,
+                "identity_required",
+                f"workspace {req.workspace.id!r} enrolled with its Coder identity; the shared "
+                "enrollment secret cannot enroll it again: enroll with its CODER_AGENT_TOKEN",
+            )
     new_token = auth.new_workspace_token()
 
     def tx() -> None:
         with ctx.engine.begin() as conn:
             queries.enroll(
-                conn, req.workspace, req.agent_version, auth.token_hash(new_token), ctx.clock()
+                conn,
+                who,
+                req.agent_version,
+                auth.token_hash(new_token),
+                ctx.clock(),
+                identity_mode=mode,
+                template_name=template,
             )
 
     await ctx.run_db(tx)
     return wire.EnrollResponse(
         workspace_id=req.workspace.id,
         workspace_token=new_token,
-        heartbeat_interval_s=ctx.settings.heartbeat_interval_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        identity_mode=mode,  # type: ignore[arg-type]
     )
+
+
+def _enrolled_identity(ctx: Ctx, workspace_id: str) -> str | None:
+    with ctx.engine.connect() as conn:
+        return queries.enrolled_identity(conn, workspace_id)
 
 
 @router.post(
