@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "shares the CPUs, wall times are inflated (CPU times much less)")
     workdir = Path(tempfile.mkdtemp(prefix="workspace-agent-bench-"))
     if "agent" in chosen:
-        print(f"agent: {runs} interleaved runs of 5 commands …", file=sys.stderr, flush=True)
+        print(f"agent: {runs} interleaved runs of 6 commands …", file=sys.stderr, flush=True)
         results["agent"] = run_agent_suite(runs, args.python, workdir / "agent")
     server_wanted = [s for s in ("server", "fleet") if s in chosen]
     if server_wanted and not server_available():
