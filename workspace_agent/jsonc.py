@@ -11,6 +11,7 @@ and empty, whitespace-only or comment-only text (which counts as `{}`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -191,8 +192,13 @@ def delete_key(text: str, key: str) -> str:
 # --- scanning ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
 def _clean(body: str) -> str:
-    """Blank out comments and trailing commas (same length, same newlines) for `json.loads`."""
+    """Blank out comments and trailing commas (same length, same newlines) for `json.loads`.
+
+    Cached (pure str → str): one run checks a dozen keys of the same settings.json, and each
+    check used to re-scan all of it (about 1.5 ms for 300 commented lines, 60 ms per `check`).
+    Errors are not cached; callers get fresh objects from `json.loads` every time."""
     comment_at_end: dict[int, int] = {}
 
     def replace(match: re.Match[str]) -> str:

@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader
-from starlette.concurrency import run_in_threadpool
 
 from . import auth, queries
 from .errors import ApiError
@@ -109,7 +108,7 @@ async def fleet_page(request: Request) -> Response:
         limit=PAGE_SIZE,
         offset=min(int(offset), MAX_OFFSET) if offset.isascii() and offset.isdigit() else 0,
     )
-    data = await run_in_threadpool(fleet_data, ctx, flt)
+    data = await ctx.run_db(fleet_data, ctx, flt)
     base = {
         k: v
         for k, v in {
@@ -156,7 +155,7 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
     ctx = ctx_of(request)
     found = None
     if "\x00" not in workspace_id:  # no stored id holds one
-        found = await run_in_threadpool(detail_data, ctx, workspace_id)
+        found = await ctx.run_db(detail_data, ctx, workspace_id)
     if found is None:
         return render(
             ctx,

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from coder_identity import CoderIdentity
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workspace_agent import wire
@@ -34,6 +35,7 @@ from .webhook import Notifier
 
 log = logging.getLogger("workspace_agent_server")
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def _utcnow() -> datetime:
@@ -50,6 +52,28 @@ class Ctx:
     clock: Clock
     notifier: Notifier | None = None
     coder: CoderIdentity | None = None  # set when the server may ask Coder who enrolls
+    db_limiter: anyio.CapacityLimiter | None = None  # made on first use: it needs the running loop
+
+    async def run_db(self, func: Callable[..., T], *args: Any) -> T:
+        """Run blocking database work in a worker thread, at most `db_threads()` at a time.
+
+        SQLite lets one writer in at a time: with the 40 threads of the default pool, waiting
+        writers sleep in SQLite's busy handler (1–100 ms steps) and fight the event loop for the
+        GIL. One thread for SQLite: 32 concurrent reporters went from ~430 to ~530 reports/s and
+        p99 from ~1 s to ~0.2 s (benchmarks/, wrk -c32, same run). PostgreSQL keeps its pool's size.
+        """
+        if self.db_limiter is None:
+            self.db_limiter = anyio.CapacityLimiter(db_threads(self.engine))
+        return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=self.db_limiter)
+
+
+def db_threads(engine: Engine) -> int:
+    """How many worker threads may use the database at once."""
+    if engine.dialect.name == "sqlite":
+        return 1
+    pool = engine.pool
+    size = getattr(pool, "size", lambda: 10)()
+    return int(size) + max(int(getattr(pool, "_max_overflow", 0)), 0)
 
 
 def create_app(
@@ -138,7 +162,7 @@ async def _maintenance_loop(ctx: Ctx) -> None:
 
 async def maintenance_round(ctx: Ctx) -> int:
     """One round; returns how many workspaces were newly found stale (and offered as notices)."""
-    stale = await run_in_threadpool(_maintenance_tx, ctx)
+    stale = await ctx.run_db(_maintenance_tx, ctx)
     for workspace in stale:
         if ctx.notifier is not None:
             ctx.notifier.offer("stale", workspace)

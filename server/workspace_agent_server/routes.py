@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 
 from workspace_agent import wire
 
@@ -57,7 +56,7 @@ async def identify(ctx: Ctx, token: str) -> tuple[Identity, str | None]:
         return "enrollment", None
     if not token.startswith(auth.WORKSPACE_TOKEN_PREFIX):
         return "unknown", None
-    owner = await run_in_threadpool(_lookup, ctx, token)
+    owner = await ctx.run_db(_lookup, ctx, token)
     if owner is None:
         return "unknown", None
     return ("revoked" if owner.revoked else "workspace"), owner.workspace_id
@@ -313,7 +312,7 @@ async def enroll(request: Request) -> wire.EnrollResponse:
                 "this drift server enrolls only workspaces that Coder vouches for: send the "
                 f"workspace's CODER_AGENT_TOKEN in the {AGENT_TOKEN_HEADER} header",
             )
-        before = await run_in_threadpool(_enrolled_identity, ctx, req.workspace.id)
+        before = await ctx.run_db(_enrolled_identity, ctx, req.workspace.id)
         if before == "coder-agent-token":
             ctx.metrics.count_enroll_refused("takeover")
             raise ApiError(
@@ -336,7 +335,7 @@ async def enroll(request: Request) -> wire.EnrollResponse:
                 template_name=template,
             )
 
-    await run_in_threadpool(tx)
+    await ctx.run_db(tx)
     return wire.EnrollResponse(
         workspace_id=req.workspace.id,
         workspace_token=new_token,
@@ -395,7 +394,7 @@ async def post_report(request: Request) -> wire.ReportAccepted:
         with ctx.engine.begin() as conn:
             return queries.ingest(conn, workspace_id, report, ctx.clock())
 
-    result = await run_in_threadpool(tx)
+    result = await ctx.run_db(tx)
     ctx.metrics.observe_ingest(time.perf_counter() - started, result.duplicate)
     if result.newly_drifted and ctx.notifier is not None:
         ctx.notifier.offer("drifted", result.workspace)
@@ -437,7 +436,7 @@ async def list_workspaces(
         limit=limit,
         offset=offset,
     )
-    return await run_in_threadpool(fleet_data, ctx, flt)
+    return await ctx.run_db(fleet_data, ctx, flt)
 
 
 def fleet_data(ctx: Ctx, flt: queries.FleetFilter) -> dict[str, Any]:
@@ -458,9 +457,10 @@ def detail_data(ctx: Ctx, workspace_id: str) -> dict[str, Any] | None:
 )
 async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
     await require_admin(request)
+    ctx = ctx_of(request)
     found = None
     if "\x00" not in workspace_id:  # no stored id holds one (reports with NUL are refused)
-        found = await run_in_threadpool(detail_data, ctx_of(request), workspace_id)
+        found = await ctx.run_db(detail_data, ctx, workspace_id)
     if found is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
     return found
@@ -482,7 +482,7 @@ async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any
         with ctx.engine.begin() as conn:
             return queries.revoke(conn, workspace_id, ctx.clock())
 
-    revoked_at = await run_in_threadpool(tx) if "\x00" not in workspace_id else None
+    revoked_at = await ctx.run_db(tx) if "\x00" not in workspace_id else None
     if revoked_at is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
     return {"workspace_id": workspace_id, "revoked": True, "revoked_at": revoked_at}
@@ -502,7 +502,7 @@ async def health(request: Request) -> JSONResponse:
             conn.execute(text("SELECT 1"))
 
     try:
-        await run_in_threadpool(ping)
+        await ctx.run_db(ping)
     except SQLAlchemyError as exc:
         return JSONResponse(
             {
@@ -525,7 +525,7 @@ async def metrics(request: Request) -> PlainTextResponse:
         with ctx.engine.connect() as conn:
             return queries.counts(conn, ctx.clock(), ctx.settings.stale_after_s)
 
-    by_state = await run_in_threadpool(read)
+    by_state = await ctx.run_db(read)
     queued = ctx.notifier.queue.qsize() if ctx.notifier is not None else None
     return PlainTextResponse(
         ctx.metrics.render(by_state, queued), media_type="text/plain; version=0.0.4; charset=utf-8"

@@ -1,0 +1,111 @@
+"""`python -m benchmarks`: run the benchmarks, print a table, write benchmarks/results/<timestamp>.json.
+
+    python -m benchmarks                     # everything available
+    python -m benchmarks --only agent --runs 40
+    python -m benchmarks --quick             # a smoke run: few runs, short durations
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import table
+from benchmarks.agent import DEFAULT_PYTHON, REPO, run_agent_suite
+from benchmarks.drift import server_available
+from benchmarks.fleet import run_fleet_suite
+from benchmarks.server import run_server_suite
+
+SUITES = ("agent", "server", "fleet")
+QUIET_LOAD = 1.5
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, check=False,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, check=False, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SUITES), help=f"comma-separated subset of {', '.join(SUITES)}")
+    parser.add_argument("--runs", type=int, default=30, help="runs of each agent command (median of these)")
+    parser.add_argument("--python", type=Path, default=DEFAULT_PYTHON,
+                        help="the interpreter the agent runs with (the real one, not a pyenv shim)")
+    parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 runs, short load phases, small fleet")
+    parser.add_argument("--server-duration", type=float, default=10.0, help="seconds of each throughput phase")
+    parser.add_argument("--rate", type=float, default=300.0, help="offered reports/s of the latency phase")
+    parser.add_argument("--fleet-workspaces", type=int, default=50_000)
+    parser.add_argument("--fleet-heartbeat", type=float, default=300.0, help="seconds between heartbeats")
+    parser.add_argument("--fleet-duration", type=float, default=300.0, help="seconds of simulated heartbeats")
+    parser.add_argument("--fleet-db", choices=("sqlite", "postgresql"), default="sqlite")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SUITES]
+    if unknown:
+        parser.error(f"unknown suite(s) {', '.join(unknown)}: choose from {', '.join(SUITES)}")
+    if not args.python.is_file():
+        parser.error(f"{args.python} does not exist: pass --python with the interpreter to measure")
+    runs = 3 if args.quick else args.runs
+    if runs < 1:
+        parser.error("--runs must be at least 1")
+
+    load = os.getloadavg()
+    results: dict[str, Any] = {"meta": {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "cpus": os.cpu_count(),
+        "load_avg_start": [round(x, 2) for x in load],
+        "quick": args.quick,
+    }}
+    if load[0] >= QUIET_LOAD:
+        results["meta"]["noisy"] = (f"1-minute load average {load[0]:.2f} ≥ {QUIET_LOAD} at start: other work "
+                                    "shares the CPUs, wall times are inflated (CPU times much less)")
+    workdir = Path(tempfile.mkdtemp(prefix="workspace-agent-bench-"))
+    if "agent" in chosen:
+        print(f"agent: {runs} interleaved runs of 6 commands …", file=sys.stderr, flush=True)
+        results["agent"] = run_agent_suite(runs, args.python, workdir / "agent")
+    server_wanted = [s for s in ("server", "fleet") if s in chosen]
+    if server_wanted and not server_available():
+        results["meta"]["skipped"] = f"{', '.join(server_wanted)}: the drift server (server/) is not in this checkout"
+        server_wanted = []
+    if "server" in server_wanted:
+        duration = 3.0 if args.quick else args.server_duration
+        print(f"server: hello / SQLite / PostgreSQL, {duration:g} s phases …", file=sys.stderr, flush=True)
+        results["server"] = run_server_suite(str(args.python), workdir / "server", duration=duration,
+                                             rounds=1 if args.quick else 2, rate=args.rate,
+                                             rate_duration=5.0 if args.quick else 20.0,
+                                             workspaces=200 if args.quick else 1000)
+    if "fleet" in server_wanted:
+        size = 2000 if args.quick else args.fleet_workspaces
+        heartbeat = 20.0 if args.quick else args.fleet_heartbeat
+        length = 20.0 if args.quick else args.fleet_duration
+        print(f"fleet: {size} workspaces, {heartbeat:g} s heartbeat, {length:g} s …", file=sys.stderr, flush=True)
+        results["fleet"] = run_fleet_suite(str(args.python), workdir / "fleet", workspaces=size,
+                                           heartbeat_s=heartbeat, duration=length, db=args.fleet_db)
+    results["meta"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = args.results_dir / f"{stamp}.json"
+    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    print(table.render(results), end="")
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
