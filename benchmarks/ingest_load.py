@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -264,8 +264,7 @@ async def enroll(port: int, count: int, concurrency: int = 16) -> list[tuple[str
         conn = await Conn.open(port)
         for ws in part:
             body = json.dumps(
-                {"workspace": {"id": ws, "name": ws, "owner": OWNER},
-                 "agent_version": "0.1.0"}
+                {"workspace": {"id": ws, "name": ws, "owner": OWNER}, "agent_version": "0.1.0"}
             ).encode()
             status, data = await conn.request("POST", "/api/v1/enroll", body, SECRET)
             if status != 200:
@@ -285,8 +284,12 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     def rank(p: float) -> float:
         return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000, 2)
 
-    return {"p50_ms": rank(50), "p90_ms": rank(90), "p99_ms": rank(99),
-            "max_ms": round(ordered[-1] * 1000, 2)}
+    return {
+        "p50_ms": rank(50),
+        "p90_ms": rank(90),
+        "p99_ms": rank(99),
+        "max_ms": round(ordered[-1] * 1000, 2),
+    }
 
 
 async def fixed_rate(
@@ -424,15 +427,16 @@ def _ms(text: str) -> float:
     return float(text)
 
 
-def run_wrk(port: int, path: str, conns: int, duration: float, script: Path | None,
-            tag: str = "r") -> dict[str, Any]:
+def run_wrk(
+    port: int, path: str, conns: int, duration: float, script: Path | None, tag: str = "r"
+) -> dict[str, Any]:
     args = ["wrk", "-t1", f"-c{conns}", f"-d{int(duration)}s", "--latency", "--timeout", "10s"]
     if script is not None:
         args += ["-s", str(script)]
     args += [f"http://127.0.0.1:{port}{path}"]
     if script is not None:
         args += ["--", tag]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60, check=False)
     out = done.stdout
     result: dict[str, Any] = {"conns": conns}
     for line in out.splitlines():
@@ -499,8 +503,11 @@ def main() -> int:
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
         db_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
     results: dict[str, Any] = {
-        "db": args.db, "workers": args.workers, "workspaces": args.workspaces,
-        "started": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+        "db": args.db,
+        "workers": args.workers,
+        "workspaces": args.workspaces,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
     }
     conns = [int(c) for c in args.conns.split(",") if c]
     try:
@@ -526,9 +533,13 @@ def main() -> int:
                 for c in conns
             ]
             results["rate"] = [
-                measured(server, lambda r: asyncio.run(
-                    fixed_rate(server.port, tokens, r, args.duration)), float(r))
-                for r in args.rates.split(",") if r
+                measured(
+                    server,
+                    lambda r: asyncio.run(fixed_rate(server.port, tokens, r, args.duration)),
+                    float(r),
+                )
+                for r in args.rates.split(",")
+                if r
             ]
         finally:
             server.stop()

@@ -24,10 +24,11 @@ from starlette.concurrency import run_in_threadpool
 from workspace_agent import wire
 
 from . import __version__, admin_pages, queries, routes
-from .db import make_engine, migrate
+from .db import make_engine, migrate, write_tx
 from .errors import ApiError, describe_validation
 from .metrics import Metrics
 from .settings import Settings
+from .token_cache import TokenCache
 from .webhook import Notifier
 
 log = logging.getLogger("workspace_agent_server")
@@ -46,13 +47,20 @@ class Ctx:
     engine: Engine
     metrics: Metrics
     clock: Clock
+    tokens: TokenCache
     notifier: Notifier | None = None
 
 
 def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
     engine = make_engine(settings.db_url)
     migrate(engine)
-    ctx = Ctx(settings=settings, engine=engine, metrics=Metrics(), clock=clock)
+    ctx = Ctx(
+        settings=settings,
+        engine=engine,
+        metrics=Metrics(),
+        clock=clock,
+        tokens=TokenCache(),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,7 +129,7 @@ async def maintenance_round(ctx: Ctx) -> int:
 
 def _maintenance_tx(ctx: Ctx) -> list[dict[str, Any]]:
     now = ctx.clock()
-    with ctx.engine.begin() as conn:
+    with write_tx(ctx.engine) as conn:
         stale = (
             queries.mark_newly_stale(conn, now, ctx.settings.stale_after_s)
             if ctx.notifier is not None

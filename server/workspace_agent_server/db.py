@@ -7,6 +7,8 @@ are written.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -192,13 +194,26 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # A write transaction takes the write lock at BEGIN: one that read first and wrote later would
+    # fail with "database is locked" (not wait) when another writer committed in between.
+    write = conn.get_execution_options().get("drift_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes (commits at the end, rolls back on an error). Use it instead of
+    `engine.begin()`: on SQLite it waits its turn for the write lock up front."""
+    with engine.connect() as conn:
+        conn.execution_options(drift_write=True)
+        with conn.begin():
+            yield conn
 
 
 def migrate(engine: Engine) -> int:
     """Create or upgrade the schema; safe to run on every start. Returns the schema version."""
     try:
-        with engine.begin() as conn:
+        with write_tx(engine) as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
             metadata.create_all(conn, checkfirst=True)

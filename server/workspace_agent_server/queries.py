@@ -1,8 +1,8 @@
 """Plain functions on a SQLAlchemy Core connection: enroll, ingest, fleet, detail, revoke, stale.
 
-The caller owns the transaction (`engine.begin()`), so one report is one transaction. Ingest is
-kept to a handful of statements: insert the report id (the duplicate check), read the workspace
-and its rules, write only what changed, update the workspace.
+The caller owns the transaction (`db.write_tx`), so one report is one transaction. Ingest is
+kept to a handful of statements: read the workspace (and check the token), insert the report id
+(the duplicate check), read its rules, write only what changed, update the workspace.
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from sqlalchemy.sql.elements import ColumnElement
 from workspace_agent.wire import Report, WorkspaceIdentity
 
 from .db import reports, rule_states, transitions, workspaces
-from .ingest import FAILING, RuleRow, plan_ingest
+from .ingest import (
+    FAILING,
+    IngestPlan,
+    RuleRow,
+    plan_ingest,
+)
 
 STATUSES = ("drifted", "error", "stale", "unknown", "compliant")  # worst first
 FAILING_RULES_SHOWN = 5
@@ -115,6 +120,7 @@ class IngestResult:
     applied: bool = False  # False for a duplicate, or a report older than the latest one
     newly_drifted: bool = False
     workspace: dict[str, Any] = field(default_factory=dict)  # for the webhook
+    refused: str | None = None  # "revoked" / "unauthorized": the token failed inside the write
 
 
 @functools.cache
@@ -127,12 +133,15 @@ def _ingest_statements(dialect: str) -> dict[str, Any]:
         .on_conflict_do_nothing()
         .returning(reports.c.report_id)
     )
-    read_ws = select(workspaces.c.state, workspaces.c.last_report_at).where(
-        workspaces.c.id == bindparam("k_id")
-    )
+    read_ws = select(
+        workspaces.c.state,
+        workspaces.c.last_report_at,
+        workspaces.c.token_hash,
+        workspaces.c.token_revoked_at,
+    ).where(workspaces.c.id == bindparam("k_id"))
     if dialect == "postgresql":
         # Two reports of one workspace apply one after the other. NO KEY UPDATE: the KEY SHARE
-        # locks that the foreign keys of the rows inserted above take must not deadlock with it.
+        # locks that the foreign keys of the rows inserted below take must not deadlock with it.
         read_ws = read_ws.with_for_update(key_share=True)
     return {
         "add_report": add_report,
@@ -149,10 +158,27 @@ def _ingest_statements(dialect: str) -> dict[str, Any]:
 
 
 def ingest(
-    conn: Connection, workspace_id: str, report: Report, received_at: datetime
+    conn: Connection,
+    workspace_id: str,
+    report: Report,
+    received_at: datetime,
+    token_hash: str | None = None,
 ) -> IngestResult:
-    """Store one report (the caller's transaction). A known report id changes nothing."""
+    """Store one report (the caller's transaction). A known report id changes nothing.
+
+    With `token_hash`, the token is checked again here, in the transaction that writes: a token
+    revoked (or replaced by a new enrollment) after the request was let in writes nothing, whatever
+    process revoked it; so a cache in front of this check can never let a revoked token write.
+    """
     stmt = _ingest_statements(conn.dialect.name)
+    ws = conn.execute(stmt["read_ws"], {"k_id": workspace_id}).one_or_none()
+    if token_hash is not None:
+        if ws is None or ws.token_hash != token_hash:
+            return IngestResult(duplicate=False, refused="unauthorized")
+        if ws.token_revoked_at is not None:
+            return IngestResult(duplicate=False, refused="revoked")
+    if ws is None:
+        raise LookupError(f"workspace {workspace_id!r} has not enrolled")
     # A workspace clock that runs ahead must not freeze its state: no report finished after the
     # server received it.
     finished = min(utc(report.finished_at), received_at)
@@ -169,7 +195,6 @@ def ingest(
     ).first()
     if added is None:
         return IngestResult(duplicate=True)
-    ws = conn.execute(stmt["read_ws"], {"k_id": workspace_id}).one()
     if ws.last_report_at is not None and finished < ws.last_report_at:
         # Sent late (e.g. from the agent's queue) after a newer one: a sign of life, not state.
         conn.execute(
@@ -178,6 +203,77 @@ def ingest(
         )
         return IngestResult(duplicate=False)
 
+    values: dict[str, Any] = {}
+    plan = _apply_rules(conn, stmt, workspace_id, report, ws.state, finished)
+    if plan.transitions:
+        conn.execute(
+            transitions.insert(),
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "rule_id": t.rule_id,
+                    "from_state": t.from_state,
+                    "to_state": t.to_state,
+                    "before": t.before,
+                    "after": t.after,
+                    "message": t.message,
+                    "at": finished,
+                    "report_id": report.report_id,
+                }
+                for t in plan.transitions
+            ],
+        )
+    values.update(
+        {
+            "name": report.workspace.name,
+            "owner": report.workspace.owner,
+            "agent_version": report.agent_version,
+            "last_seen_at": received_at,
+            "last_report_at": finished,
+            "last_report_id": report.report_id,
+            "last_kind": report.kind,
+            "state": plan.state,
+            "enforcement_level": report.enforcement_level,
+            "key_enforcement_level": report.key_enforcement_level,
+            "key_source": report.key_source,
+            "desired_sha256": report.desired_sha256,
+            "prompt_sha256": report.prompt_sha256,
+            "exit_code": report.exit_code,
+            "rules_total": plan.rules_total,
+            "rules_failing": plan.rules_failing,
+            "rules_corrected": plan.rules_corrected,
+            "notes": json.dumps(list(report.notes)),
+            "stale_notified": False,
+        }
+    )
+    if plan.state != ws.state:
+        values["state_since"] = finished
+    conn.execute(stmt["update_ws"], {"k_id": workspace_id, **values})
+    failing = [r.rule_id for r in report.rules if r.state in FAILING]
+    return IngestResult(
+        duplicate=False,
+        applied=True,
+        newly_drifted=plan.newly_drifted,
+        workspace={
+            "id": workspace_id,
+            "name": report.workspace.name,
+            "owner": report.workspace.owner,
+            "state": plan.state,
+            "failing_rules": failing[:50],
+            "last_report_at": finished.isoformat(),
+        },
+    )
+
+
+def _apply_rules(
+    conn: Connection,
+    stmt: dict[str, Any],
+    workspace_id: str,
+    report: Report,
+    old_state: str,
+    finished: datetime,
+) -> IngestPlan:
+    """Read the stored rules, plan against them and write the rule rows that change."""
     old = {
         row.rule_id: RuleRow(
             row.rule_id,
@@ -192,7 +288,7 @@ def ingest(
         )
         for row in conn.execute(stmt["read_rules"], {"k_id": workspace_id})
     }
-    plan = plan_ingest(old, ws.state, report, finished)
+    plan = plan_ingest(old, old_state, report, finished)
     if plan.inserts:
         conn.execute(
             rule_states.insert(),
@@ -212,62 +308,7 @@ def ingest(
                 rule_states.c.workspace_id == workspace_id, rule_states.c.rule_id.in_(plan.deletes)
             )
         )
-    if plan.transitions:
-        conn.execute(
-            transitions.insert(),
-            [
-                {
-                    "workspace_id": workspace_id,
-                    "rule_id": t.rule_id,
-                    "from_state": t.from_state,
-                    "to_state": t.to_state,
-                    "before": t.before,
-                    "after": t.after,
-                    "message": t.message,
-                    "at": finished,
-                    "report_id": report.report_id,
-                }
-                for t in plan.transitions
-            ],
-        )
-    values: dict[str, Any] = {
-        "name": report.workspace.name,
-        "owner": report.workspace.owner,
-        "agent_version": report.agent_version,
-        "last_seen_at": received_at,
-        "last_report_at": finished,
-        "last_report_id": report.report_id,
-        "last_kind": report.kind,
-        "state": plan.state,
-        "enforcement_level": report.enforcement_level,
-        "key_enforcement_level": report.key_enforcement_level,
-        "key_source": report.key_source,
-        "desired_sha256": report.desired_sha256,
-        "prompt_sha256": report.prompt_sha256,
-        "exit_code": report.exit_code,
-        "rules_total": plan.rules_total,
-        "rules_failing": plan.rules_failing,
-        "rules_corrected": plan.rules_corrected,
-        "notes": json.dumps(list(report.notes)),
-        "stale_notified": False,
-    }
-    if plan.state != ws.state:
-        values["state_since"] = finished
-    conn.execute(stmt["update_ws"], {"k_id": workspace_id, **values})
-    failing = [r.rule_id for r in report.rules if r.state in FAILING]
-    return IngestResult(
-        duplicate=False,
-        applied=True,
-        newly_drifted=plan.newly_drifted,
-        workspace={
-            "id": workspace_id,
-            "name": report.workspace.name,
-            "owner": report.workspace.owner,
-            "state": plan.state,
-            "failing_rules": failing[:50],
-            "last_report_at": finished.isoformat(),
-        },
-    )
+    return plan
 
 
 def _rule_values(rule: RuleRow, key: bool = True) -> dict[str, Any]:

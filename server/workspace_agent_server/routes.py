@@ -1,7 +1,9 @@
 """The JSON API: thin handlers (authenticate → read a bounded body → validate → query → respond).
 
-Auth order for a report: the token first (cheap, before reading any body), then the size, then
-validation, then "this token may write this workspace". Each refusal is counted by reason.
+Auth order for a report: the token first (cheap, before reading any body; a token seen valid
+before is answered from memory, see token_cache.py), then the size, then validation, then "this
+token may write this workspace", and last the token once more inside the transaction that writes
+(so a revoked token never writes, whatever a cache says). Each refusal is counted by reason.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from workspace_agent import wire
 
 from . import auth, queries
+from .db import write_tx
 from .errors import ApiError, describe_validation
 
 if TYPE_CHECKING:
@@ -38,23 +41,30 @@ def ctx_of(request: Request) -> Ctx:
 # --- auth ------------------------------------------------------------------------------------
 
 
-def _lookup(ctx: Ctx, token: str) -> queries.TokenOwner | None:
+def _lookup(ctx: Ctx, hashed: str) -> queries.TokenOwner | None:
     with ctx.engine.connect() as conn:
-        return queries.token_owner(conn, auth.token_hash(token))
+        return queries.token_owner(conn, hashed)
 
 
 async def identify(ctx: Ctx, token: str) -> tuple[Identity, str | None]:
     """What kind of credential `token` is (and for a workspace token, whose)."""
+    hashed = auth.token_hash(token) if token.startswith(auth.WORKSPACE_TOKEN_PREFIX) else None
+    if hashed is not None and (cached := ctx.tokens.get(hashed)) is not None:
+        return "workspace", cached
     if auth.is_admin(token, ctx.settings.admin_tokens):
         return "admin", None
     if auth.matches(token, ctx.settings.enrollment_secret):
         return "enrollment", None
-    if not token.startswith(auth.WORKSPACE_TOKEN_PREFIX):
+    if hashed is None:
         return "unknown", None
-    owner = await run_in_threadpool(_lookup, ctx, token)
+    generation = ctx.tokens.generation
+    owner = await run_in_threadpool(_lookup, ctx, hashed)
     if owner is None:
         return "unknown", None
-    return ("revoked" if owner.revoked else "workspace"), owner.workspace_id
+    if owner.revoked:
+        return "revoked", owner.workspace_id
+    ctx.tokens.put(hashed, owner.workspace_id, generation)
+    return "workspace", owner.workspace_id
 
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
@@ -91,8 +101,9 @@ async def require_admin(request: Request) -> None:
     raise ApiError(401, "unauthorized", "the token is not a valid admin token", headers=_BEARER)
 
 
-async def require_workspace(request: Request) -> str:
-    """The workspace whose token this is; refuses admin tokens, the secret and revoked tokens."""
+async def require_workspace(request: Request) -> tuple[str, str]:
+    """The workspace whose token this is, and the token's hash; refuses admin tokens, the secret
+    and revoked tokens."""
     ctx = ctx_of(request)
     token = auth.bearer(request.headers.get("authorization"))
     if token is None:
@@ -107,7 +118,7 @@ async def require_workspace(request: Request) -> str:
     kind, workspace_id = await identify(ctx, token)
     if kind == "workspace":
         assert workspace_id is not None
-        return workspace_id
+        return workspace_id, auth.token_hash(token)
     if kind == "admin":
         raise ApiError(
             403,
@@ -123,15 +134,20 @@ async def require_workspace(request: Request) -> str:
             f"{wire.ENROLL_PATH} first and use the workspace token it returns",
             count_as="forbidden",
         )
+    raise _refused(kind)
+
+
+def _refused(kind: str) -> ApiError:
+    """The 401 of a revoked or unknown workspace token."""
     if kind == "revoked":
-        raise ApiError(
+        return ApiError(
             401,
             "revoked",
             "this workspace token was revoked by an admin; enroll again to get a new one",
             count_as="revoked",
             headers=_BEARER,
         )
-    raise ApiError(
+    return ApiError(
         401,
         "unauthorized",
         "unknown workspace token (the server may have been "
@@ -223,12 +239,13 @@ async def enroll(request: Request) -> wire.EnrollResponse:
     new_token = auth.new_workspace_token()
 
     def tx() -> None:
-        with ctx.engine.begin() as conn:
+        with write_tx(ctx.engine) as conn:
             queries.enroll(
                 conn, req.workspace, req.agent_version, auth.token_hash(new_token), ctx.clock()
             )
 
     await run_in_threadpool(tx)
+    ctx.tokens.forget(req.workspace.id)  # the workspace's earlier token stops working
     return wire.EnrollResponse(
         workspace_id=req.workspace.id,
         workspace_token=new_token,
@@ -248,12 +265,12 @@ async def enroll(request: Request) -> wire.EnrollResponse:
         422: {"description": "not a valid report"},
     },
 )
-async def post_report(request: Request) -> wire.ReportAccepted:
+async def post_report(request: Request) -> JSONResponse:
     """`Authorization: Bearer <workspace token>`. A report id already stored → 200 with
     `duplicate: true` and nothing changes. One transaction per report."""
     ctx = ctx_of(request)
     started = time.perf_counter()
-    workspace_id = await require_workspace(request)
+    workspace_id, hashed = await require_workspace(request)
     body = await read_body(request, ctx.settings.max_body_bytes, True)
     report = parse(wire.Report, body, "the report", True)
     if report.wire_version != wire.WIRE_VERSION:
@@ -283,14 +300,18 @@ async def post_report(request: Request) -> wire.ReportAccepted:
         )
 
     def tx() -> queries.IngestResult:
-        with ctx.engine.begin() as conn:
-            return queries.ingest(conn, workspace_id, report, ctx.clock())
+        with write_tx(ctx.engine) as conn:
+            return queries.ingest(conn, workspace_id, report, ctx.clock(), hashed)
 
     result = await run_in_threadpool(tx)
+    if result.refused is not None:  # revoked or re-enrolled since the token was let in
+        ctx.tokens.discard(hashed)
+        raise _refused(result.refused)
     ctx.metrics.observe_ingest(time.perf_counter() - started, result.duplicate)
     if result.newly_drifted and ctx.notifier is not None:
         ctx.notifier.offer("drifted", result.workspace)
-    return wire.ReportAccepted(report_id=report.report_id, duplicate=result.duplicate)
+    # The answer is built here (not by FastAPI's response_model, which validates it again).
+    return JSONResponse({"report_id": report.report_id, "duplicate": result.duplicate})
 
 
 @router.get(wire.WORKSPACES_PATH, tags=["admin"], summary="The fleet, with counts and filters")
@@ -359,10 +380,11 @@ async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any
     ctx = ctx_of(request)
 
     def tx() -> Any:
-        with ctx.engine.begin() as conn:
+        with write_tx(ctx.engine) as conn:
             return queries.revoke(conn, workspace_id, ctx.clock())
 
     revoked_at = await run_in_threadpool(tx)
+    ctx.tokens.forget(workspace_id)
     if revoked_at is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
     return {"workspace_id": workspace_id, "revoked": True, "revoked_at": revoked_at}

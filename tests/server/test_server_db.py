@@ -3,6 +3,8 @@ refused with a sentence."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from workspace_agent_server.db import SCHEMA_VERSION, DbError, make_engine, meta, migrate
@@ -52,5 +54,43 @@ def test_sqlite_uses_wal(tmp_path) -> None:  # type: ignore[no-untyped-def]
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert (tmp_path / "d.db-wal").exists()
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_write_transactions_that_read_first_take_turns(tmp_path: Path) -> None:
+    """Two transactions that read, pause, then write: both commit, one after the other (BEGIN
+    IMMEDIATE makes the second wait for the write lock instead of failing with "database is
+    locked"). PostgreSQL needs no such thing: ingest locks the workspace's row."""
+    import threading
+    import time
+
+    from workspace_agent_server.db import write_tx
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    errors: list[BaseException] = []
+    try:
+        migrate(engine)
+
+        def bump() -> None:
+            try:
+                with write_tx(engine) as conn:
+                    n = int(
+                        conn.execute(sa.select(meta.c.value).where(meta.c.key == "n")).scalar() or 0
+                    )
+                    time.sleep(0.2)
+                    conn.execute(meta.delete().where(meta.c.key == "n"))
+                    conn.execute(meta.insert().values(key="n", value=str(n + 1)))
+            except BaseException as exc:  # noqa: BLE001 (collected and asserted below)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=bump) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(meta.c.value).where(meta.c.key == "n")).scalar() == "2"
     finally:
         engine.dispose()
