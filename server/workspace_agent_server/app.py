@@ -30,6 +30,7 @@ from .metrics import Metrics
 from .settings import Settings
 from .token_cache import TokenCache
 from .webhook import Notifier
+from .writer import Writer
 
 log = logging.getLogger("workspace_agent_server")
 Clock = Callable[[], datetime]
@@ -47,6 +48,7 @@ class Ctx:
     engine: Engine
     metrics: Metrics
     clock: Clock
+    writer: Writer
     tokens: TokenCache
     notifier: Notifier | None = None
 
@@ -59,6 +61,7 @@ def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
         engine=engine,
         metrics=Metrics(),
         clock=clock,
+        writer=Writer(engine),
         tokens=TokenCache(),
     )
 
@@ -67,6 +70,7 @@ def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
         if settings.webhook_url:
             ctx.notifier = Notifier(settings, ctx.metrics)
             ctx.notifier.start()
+        ctx.writer.start()
         loop = asyncio.create_task(_maintenance_loop(ctx), name="drift-maintenance")
         try:
             yield
@@ -74,6 +78,7 @@ def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+            await ctx.writer.stop()  # reports still queued are written before the engine closes
             if ctx.notifier is not None:
                 await ctx.notifier.stop()
             engine.dispose()

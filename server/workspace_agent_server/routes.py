@@ -3,7 +3,8 @@
 Auth order for a report: the token first (cheap, before reading any body; a token seen valid
 before is answered from memory, see token_cache.py), then the size, then validation, then "this
 token may write this workspace", and last the token once more inside the transaction that writes
-(so a revoked token never writes, whatever a cache says). Each refusal is counted by reason.
+(so a revoked token never writes, whatever a cache says). Reports are written by the group-commit
+writer (writer.py) and answered after their transaction commits. Each refusal is counted by reason.
 """
 
 from __future__ import annotations
@@ -299,11 +300,7 @@ async def post_report(request: Request) -> JSONResponse:
             count_as="wrong_workspace",
         )
 
-    def tx() -> queries.IngestResult:
-        with write_tx(ctx.engine) as conn:
-            return queries.ingest(conn, workspace_id, report, ctx.clock(), hashed)
-
-    result = await run_in_threadpool(tx)
+    result = await ctx.writer.submit(workspace_id, hashed, report, ctx.clock())
     if result.refused is not None:  # revoked or re-enrolled since the token was let in
         ctx.tokens.discard(hashed)
         raise _refused(result.refused)
