@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
     text,
 )
@@ -35,7 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: workspaces.rules_digest
 _PG_MIGRATE_LOCK = 7_315_024_001  # arbitrary constant for pg_advisory_xact_lock
 
 
@@ -98,6 +99,8 @@ workspaces = Table(
     Column("rules_failing", Integer, nullable=False, default=0),
     Column("rules_corrected", Integer, nullable=False, default=0),
     Column("notes", Text, nullable=False, default="[]"),  # JSON list of strings
+    # ingest.rules_digest of the stored rule rows: an unchanged heartbeat skips reading them.
+    Column("rules_digest", String(64), nullable=True),
     Column("stale_notified", Boolean, nullable=False, default=False),
     Index("ix_workspaces_state", "state"),
     Index("ix_workspaces_owner", "owner"),
@@ -226,7 +229,9 @@ def migrate(engine: Engine) -> int:
                     f"the database has schema version {version}, newer than this server "
                     f"understands ({SCHEMA_VERSION}): upgrade workspace-agent-server"
                 )
-            # Future schema changes go here, one step per version: `if version < 2: ...`.
+            # Schema changes, one step per version (a fresh database got them from create_all).
+            if 0 < version < 2:
+                _add_column(conn, workspaces.c.rules_digest)
             if version == 0:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif version < SCHEMA_VERSION:
@@ -238,6 +243,15 @@ def migrate(engine: Engine) -> int:
             return SCHEMA_VERSION
     except SQLAlchemyError as exc:
         raise DbError(f"cannot open the database {safe_url(engine)}: {_first_line(exc)}") from exc
+
+
+def _add_column(conn: Connection, column: Column[Any]) -> None:
+    """ALTER TABLE … ADD COLUMN, unless an interrupted earlier start already added it."""
+    table = column.table.name
+    if column.name in {c["name"] for c in inspect(conn).get_columns(table)}:
+        return
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f'ALTER TABLE {table} ADD COLUMN "{column.name}" {kind}')
 
 
 def safe_url(engine: Engine) -> str:

@@ -1,8 +1,9 @@
 """Plain functions on a SQLAlchemy Core connection: enroll, ingest, fleet, detail, revoke, stale.
 
-The caller owns the transaction (`db.write_tx`), so one report is one transaction. Ingest is
+The caller owns the transaction (`db.write_tx`; the writer puts many reports in one). Ingest is
 kept to a handful of statements: read the workspace (and check the token), insert the report id
-(the duplicate check), read its rules, write only what changed, update the workspace.
+(the duplicate check), read its rules only when they may have changed (a digest of them is kept
+with the workspace), write only what changed, update the workspace.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from .ingest import (
     IngestPlan,
     RuleRow,
     plan_ingest,
+    plan_same_rules,
+    rules_digest,
+    same_rules_apply,
 )
 
 STATUSES = ("drifted", "error", "stale", "unknown", "compliant")  # worst first
@@ -138,6 +142,7 @@ def _ingest_statements(dialect: str) -> dict[str, Any]:
         workspaces.c.last_report_at,
         workspaces.c.token_hash,
         workspaces.c.token_revoked_at,
+        workspaces.c.rules_digest,
     ).where(workspaces.c.id == bindparam("k_id"))
     if dialect == "postgresql":
         # Two reports of one workspace apply one after the other. NO KEY UPDATE: the KEY SHARE
@@ -204,7 +209,12 @@ def ingest(
         return IngestResult(duplicate=False)
 
     values: dict[str, Any] = {}
-    plan = _apply_rules(conn, stmt, workspace_id, report, ws.state, finished)
+    if same_rules_apply(report, ws.rules_digest):
+        plan = plan_same_rules(ws.state, report)  # a heartbeat: the rule rows stay as they are
+    else:
+        plan = _apply_rules(conn, stmt, workspace_id, report, ws.state, finished)
+        if report.rules:
+            values["rules_digest"] = rules_digest(report.rules)
     if plan.transitions:
         conn.execute(
             transitions.insert(),

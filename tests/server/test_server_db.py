@@ -94,3 +94,38 @@ def test_sqlite_write_transactions_that_read_first_take_turns(tmp_path: Path) ->
             assert conn.execute(sa.select(meta.c.value).where(meta.c.key == "n")).scalar() == "2"
     finally:
         engine.dispose()
+
+
+def test_version_1_database_gets_the_rules_digest_column(db_url: str) -> None:
+    """A database made by the first release (no workspaces.rules_digest) is upgraded in place and
+    keeps its rows; the next report stores a digest."""
+    from datetime import UTC, datetime
+
+    from workspace_agent_server import queries
+    from workspace_agent_server.db import write_tx
+
+    from tests.server.conftest import make_report, rule
+    from workspace_agent import wire
+    from workspace_agent.wire import WorkspaceIdentity
+
+    engine = make_engine(db_url)
+    try:
+        migrate(engine)
+        now = datetime.now(UTC)
+        with write_tx(engine) as conn:
+            queries.enroll(conn, WorkspaceIdentity(id="w"), "0.1.0", "h" * 64, now)
+            conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN rules_digest")
+            conn.execute(meta.update().values(value="1"))
+        assert migrate(engine) == SCHEMA_VERSION == 2
+        assert migrate(engine) == 2  # and again: nothing to do
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("workspaces")}
+            assert "rules_digest" in columns
+            assert conn.execute(sa.text("SELECT id FROM workspaces")).scalars().all() == ["w"]
+        rep = wire.Report.model_validate(make_report("w", [rule("a")], at=now))
+        with write_tx(engine) as conn:
+            assert queries.ingest(conn, "w", rep, now, "h" * 64).applied
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT rules_digest FROM workspaces")).scalar()
+    finally:
+        engine.dispose()
