@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from workspace_agent.wire import Report
 
@@ -38,10 +38,7 @@ MAX_BATCH = 256  # reports per transaction: bounds how long one batch holds the 
 
 @dataclass
 class Pending:
-    workspace_id: str
-    token_hash: str | None
-    report: Report
-    received_at: datetime
+    item: queries.IngestItem
     done: asyncio.Future[queries.IngestResult] = field(repr=False)
 
 
@@ -92,7 +89,8 @@ class Writer:
         if self._closing or self._task is None or self._task.done():
             raise RuntimeError("the report writer is not running (the app's lifespan starts it)")
         done: asyncio.Future[queries.IngestResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(Pending(workspace_id, token_hash, report, received_at, done))
+        item = queries.IngestItem(workspace_id, report, received_at, token_hash)
+        self._queue.put_nowait(Pending(item, done))
         # A request cancelled while waiting (client gone) cancels only its future: the report is
         # still written, and a resend of it is answered as a duplicate.
         return await done
@@ -139,7 +137,7 @@ class Writer:
         self.stats.largest = max(self.stats.largest, len(batch))
         try:
             with write_tx(self.engine) as conn:
-                return [self._one(conn, item) for item in batch]
+                return list(queries.ingest_many(conn, [item.item for item in batch]))
         except Exception as exc:  # noqa: BLE001
             if len(batch) == 1:
                 return [exc]
@@ -151,12 +149,7 @@ class Writer:
             self.stats.retried_alone += 1
             try:
                 with write_tx(self.engine) as conn:
-                    outcomes.append(self._one(conn, item))
+                    outcomes.append(queries.ingest_many(conn, [item.item])[0])
             except Exception as exc:  # noqa: BLE001
                 outcomes.append(exc)
         return outcomes
-
-    def _one(self, conn: Connection, item: Pending) -> queries.IngestResult:
-        return queries.ingest(
-            conn, item.workspace_id, item.report, item.received_at, item.token_hash
-        )

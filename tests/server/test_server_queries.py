@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from workspace_agent_server import queries
 from workspace_agent_server.auth import token_hash
@@ -49,7 +50,26 @@ def random_reports(seed: int, n: int) -> list[wire.Report]:
     return out
 
 
-def test_ingest_matches_the_plan_model(db_url: str) -> None:
+def with_resends_and_late(reports: list[wire.Report], seed: int) -> list[wire.Report]:
+    """The same sequence plus what a real fleet sends too: a report sent again (the agent did
+    not get the answer) and an old one arriving late from the agent's queue."""
+    rng = random.Random(seed)
+    out: list[wire.Report] = []
+    for rep in reports:
+        out.append(rep)
+        if out and rng.random() < 0.08:
+            out.append(rng.choice(out))  # a resend: same report id
+        if rng.random() < 0.05:
+            old = rep.finished_at - timedelta(seconds=30)  # after the one before: late only now
+            late = make_report("ws-1", [rule("key.file", "drift", "x", "y")], at=old)
+            out.append(wire.Report.model_validate(late))
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_ingest_matches_the_plan_model(db_url: str, batch: int) -> None:
+    """Report by report, and in batches of up to 7 (several reports of one workspace in one
+    transaction, as the writer does)."""
     engine = make_engine(db_url)
     try:
         migrate(engine)
@@ -58,25 +78,44 @@ def test_ingest_matches_the_plan_model(db_url: str) -> None:
         model_rules: dict[str, RuleRow] = {}
         model_state = "unknown"
         model_moves: list[tuple[Any, ...]] = []
-        reports = random_reports(seed=4, n=150)
+        model_latest: datetime | None = None
+        seen_ids: set[str] = set()
+        reports = with_resends_and_late(random_reports(seed=4, n=150), seed=5)
+        rng = random.Random(6)
         digest_path = 0
-        for rep in reports:
-            at = rep.finished_at
-            plan = plan_ingest(model_rules, model_state, rep, at)
-            for row in plan.inserts + plan.updates:
-                model_rules[row.rule_id] = row
-            for gone in plan.deletes:
-                del model_rules[gone]
-            model_moves += [(m.rule_id, m.from_state, m.to_state) for m in plan.transitions]
-            digest_path += not (plan.inserts or plan.updates or plan.deletes)
-            model_state = plan.state
+        expected: list[tuple[bool, bool]] = []  # (duplicate, applied) per report
+        done = 0
+        while done < len(reports):
+            chunk = reports[done : done + rng.randint(1, batch)]
+            for rep in chunk:
+                at = rep.finished_at
+                if rep.report_id in seen_ids:
+                    expected.append((True, False))
+                    continue
+                seen_ids.add(rep.report_id)
+                if model_latest is not None and at < model_latest:
+                    expected.append((False, False))
+                    continue
+                model_latest = at
+                plan = plan_ingest(model_rules, model_state, rep, at)
+                for row in plan.inserts + plan.updates:
+                    model_rules[row.rule_id] = row
+                for gone in plan.deletes:
+                    del model_rules[gone]
+                model_moves += [(m.rule_id, m.from_state, m.to_state) for m in plan.transitions]
+                digest_path += not (plan.inserts or plan.updates or plan.deletes)
+                model_state = plan.state
+                expected.append((False, True))
+            received = T0 + timedelta(days=1)
+            items = [queries.IngestItem("ws-1", r, received, token_hash("t")) for r in chunk]
             with write_tx(engine) as conn:
-                result = queries.ingest(
-                    conn, "ws-1", rep, at + timedelta(seconds=1), token_hash("t")
-                )
-            assert result.applied
+                results = queries.ingest_many(conn, items)
+            got = [(r.duplicate, r.applied) for r in results]
+            assert got == expected[done : done + len(chunk)]
+            done += len(chunk)
             _assert_rows(engine, model_rules, model_state, model_moves)
         assert digest_path > 60  # most reports changed nothing: the digest path was exercised
+        assert sum(d for d, _ in expected) > 5 and sum(not d and not a for d, a in expected) > 3
     finally:
         engine.dispose()
 
