@@ -98,6 +98,11 @@ def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one uvicorn worker process (`--workers N`): settings from `DRIFT_*`."""
+    return create_app(Settings())
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     if exc.count_as:

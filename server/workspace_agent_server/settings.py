@@ -83,3 +83,22 @@ class Settings(BaseSettings):
     def stale_after_s(self) -> int:
         """No report for this long → the workspace is shown stale."""
         return self.heartbeat_interval_s * self.stale_after_heartbeats
+
+
+def to_environment(settings: Settings) -> dict[str, str]:
+    """The `DRIFT_*` variables that give `settings` again: how uvicorn's worker processes, which
+    build their app from the environment, get the settings checked (and the secrets read from
+    files) by the command line."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = ",".join(v.get_secret_value() for v in value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"DRIFT_{name.upper()}"] = str(value)
+    return env
