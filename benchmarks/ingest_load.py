@@ -5,6 +5,11 @@ count and time.
     PYTHONPATH=$PWD:$PWD/server python benchmarks/ingest_load.py [--db sqlite|postgres]
         [--workers N] [--workspaces N] [--duration S] [--rates 167,300] [--conns 8,32]
         [--skip-hello] [--json out.json]
+    ... --fleet 50000 [--heartbeat-rate 166.7] [--heartbeat-duration 60]
+
+The fleet mode seeds 50,000 workspaces straight into the database, times the admin pages and API
+one request at a time, then sends heartbeats at 50,000 / 5 min while an admin reloads the fleet
+page; it reports the writer's queue each second (a backlog would grow) and p99 per 10 s.
 
 Every report is a realistic 14-rule report (about 3 KB) with its own report id, the token of the
 workspace it names, and the current time; 2% of them flip one rule to drift and back, the rest are
@@ -70,20 +75,25 @@ app = Starlette(routes=[Route("/hello", hello)])
 # --- reports ---------------------------------------------------------------------------------
 
 
-def report_body(workspace_id: str, drifted: bool = False) -> bytes:
-    """One report of `workspace_id` as the agent sends it (fresh report id, current time)."""
+def report_body(workspace_id: str, drifted: bool = False, error: bool = False) -> bytes:
+    """One report of `workspace_id` as the agent sends it (fresh report id, current time); a
+    drifted one has the chat setting changed by hand, an error one could not read a file."""
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     rules = [
         {
             "rule_id": rule_id,
             "target": target,
-            "state": "drift" if drifted and i == 7 else "compliant",
-            "before": "false" if drifted and i == 7 else None,
-            "after": "true" if drifted and i == 7 else None,
+            "state": "compliant",
+            "before": None,
+            "after": None,
             "message": None,
         }
-        for i, (rule_id, target) in enumerate(RULES)
+        for rule_id, target in RULES
     ]
+    if drifted:
+        rules[7].update(state="drift", before="false", after="true")
+    if error:
+        rules[5].update(state="error", message="cannot read opencode.json: permission denied")
     return json.dumps(
         {
             "wire_version": 1,
@@ -97,7 +107,7 @@ def report_body(workspace_id: str, drifted: bool = False) -> bytes:
             "key_enforcement_level": "standard",
             "key_source": "provisioner",
             "identity_mode": "enrollment-secret",
-            "exit_code": 2 if drifted else 0,
+            "exit_code": (2 if drifted else 0) | (4 if error else 0),
             "started_at": now,
             "finished_at": now,
             "rules": rules,
@@ -474,7 +484,189 @@ def measured(proc: Proc, fn: Any, *args: Any) -> dict[str, Any]:
     return result
 
 
+# --- a fleet of 50,000 ---------------------------------------------------------------------
+
+
+def seed_fleet(db_url: str, n: int) -> list[tuple[str, str]]:
+    """`n` enrolled workspaces with one report each, written straight into the database (through
+    the API it would take minutes): 4% drifted, 2% with an error, 3% silent for an hour (stale).
+    Returns (workspace id, token) pairs."""
+    from datetime import timedelta
+
+    from workspace_agent_server import auth, queries
+    from workspace_agent_server.db import make_engine, migrate, write_tx
+
+    from workspace_agent import wire
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    now = datetime.now(UTC)
+    tokens = [(f"ws-{i:06d}", auth.new_workspace_token()) for i in range(n)]
+    try:
+        with write_tx(engine) as conn:
+            for ws, token in tokens:
+                who = wire.WorkspaceIdentity(id=ws, name=ws, owner=OWNER)
+                queries.enroll(conn, who, "0.1.0", auth.token_hash(token), now)
+        for start in range(0, n, 500):
+            items = []
+            for i in range(start, min(n, start + 500)):
+                ws = tokens[i][0]
+                body = report_body(ws, drifted=i % 25 == 0, error=i % 50 == 1)
+                received = now - timedelta(hours=1) if i % 33 == 2 else now
+                items.append(
+                    queries.IngestItem(ws, wire.Report.model_validate_json(body), received)
+                )
+            with write_tx(engine) as conn:
+                queries.ingest_many(conn, items)
+    finally:
+        engine.dispose()
+    return tokens
+
+
+FLEET_PATHS = (
+    "/api/v1/workspaces?limit=200",
+    "/api/v1/workspaces?status=drifted&limit=200",
+    "/api/v1/workspaces?q=ws-0123&limit=200",
+    "/api/v1/workspaces?offset=25000&limit=200",
+    "/",
+    "/?status=stale",
+    "/workspaces/ws-000025",
+    "/metrics",
+)
+
+
+async def time_gets(port: int, paths: tuple[str, ...], rounds: int) -> dict[str, Any]:
+    """Latency of admin pages and API calls, one at a time (what one admin waits for)."""
+    out: dict[str, Any] = {}
+    conn = await Conn.open(port)
+    try:
+        for path in paths:
+            took: list[float] = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                status, body = await conn.request("GET", path, bearer=ADMIN)
+                took.append(time.perf_counter() - t0)
+                if status != 200:
+                    raise SystemExit(f"GET {path}: {status} {body[:200]!r}")
+            out[path] = {**percentiles(took), "bytes": len(body)}
+    finally:
+        conn.close()
+    return out
+
+
+async def metric(port: int, name: str) -> float:
+    conn = await Conn.open(port)
+    try:
+        _, body = await conn.request("GET", "/metrics")
+    finally:
+        conn.close()
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise SystemExit(f"/metrics has no {name}")
+
+
+async def heartbeats(
+    port: int, tokens: list[tuple[str, str]], rate: float, duration: float
+) -> dict[str, Any]:
+    """The fleet's steady state: `rate` reports/s, each from the next workspace (so each one
+    reports once per len(tokens)/rate seconds), while an admin reloads the fleet page every 2 s;
+    the writer's queue is sampled every second (a backlog would grow)."""
+    queue: list[float] = []
+    page: list[float] = []
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        conn = await Conn.open(port)
+        try:
+            while not done.is_set():
+                queue.append(await metric(port, "drift_ingest_queue"))
+                if len(queue) % 2 == 0:
+                    t0 = time.perf_counter()
+                    await conn.request("GET", "/api/v1/workspaces?limit=200", bearer=ADMIN)
+                    page.append(time.perf_counter() - t0)
+                await asyncio.sleep(1)
+        finally:
+            conn.close()
+
+    sampler = asyncio.create_task(sample())
+    try:
+        result = await fixed_rate(port, tokens, rate, duration)
+    finally:
+        done.set()
+        await sampler
+    result["writer_queue_max"] = max(queue, default=0)
+    result["writer_queue_by_s"] = queue
+    result["fleet_page_during"] = percentiles(page)
+    return result
+
+
+def run_fleet(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    tokens = seed_fleet(db_url, args.fleet)
+    out: dict[str, Any] = {"workspaces": args.fleet, "seed_s": round(time.perf_counter() - t0, 1)}
+    server = start_drift(db_url, workdir, args.workers, args.server_arg)
+    try:
+        out["pages_idle"] = asyncio.run(time_gets(server.port, FLEET_PATHS, 10))
+        out["heartbeat"] = measured(
+            server,
+            lambda: asyncio.run(
+                heartbeats(server.port, tokens, args.heartbeat_rate, args.heartbeat_duration)
+            ),
+        )
+    finally:
+        server.stop()
+    return out
+
+
 # --- main ------------------------------------------------------------------------------------
+
+
+def run_load(
+    args: argparse.Namespace, db_url: str, workdir: Path, conns: list[int], results: dict[str, Any]
+) -> None:
+    """Hello ceiling, then the drift server: enroll, warm up, wrk at each connection count, then
+    the fixed rates."""
+    if not args.skip_hello:
+        hello = start_hello(workdir, args.workers)
+        try:
+            results["hello"] = [
+                measured(hello, run_wrk, hello.port, "/hello", c, args.duration, None)
+                for c in conns
+            ]
+        finally:
+            hello.stop()
+    server = start_drift(db_url, workdir, args.workers, args.server_arg)
+    try:
+        t0 = time.perf_counter()
+        tokens = asyncio.run(enroll(server.port, args.workspaces))
+        results["enroll_rps"] = round(len(tokens) / (time.perf_counter() - t0), 1)
+        script = wrk_script(workdir, tokens)
+        # A short warm-up, so that every workspace has its rules stored (steady state).
+        run_wrk(server.port, "/", 8, max(2.0, args.workspaces / 500), script, "warm")
+        results["ingest"] = [
+            measured(server, run_wrk, server.port, "/", c, args.duration, script, f"c{c}")
+            for c in conns
+        ]
+        results["rate"] = [
+            measured(
+                server,
+                lambda r: asyncio.run(fixed_rate(server.port, tokens, r, args.duration)),
+                float(r),
+            )
+            for r in args.rates.split(",")
+            if r
+        ]
+        results["batches"] = {
+            "batches": asyncio.run(metric(server.port, "drift_ingest_batches_total")),
+            "reports": asyncio.run(metric(server.port, "drift_ingest_batch_reports_total")),
+        }
+    finally:
+        server.stop()
+    if results.get("hello") and results.get("ingest"):
+        best_hello = max(h.get("rps", 0) for h in results["hello"])
+        best_ingest = max(i.get("rps", 0) for i in results["ingest"])
+        results["ingest_vs_hello"] = round(best_ingest / best_hello, 3) if best_hello else None
 
 
 def main() -> int:
@@ -488,8 +680,16 @@ def main() -> int:
     p.add_argument("--skip-hello", action="store_true")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--server-arg", action="append", default=[], help="extra server flag")
+    p.add_argument(
+        "--fleet",
+        type=int,
+        default=0,
+        help="instead: seed this many workspaces, time the fleet pages, then heartbeats",
+    )
+    p.add_argument("--heartbeat-rate", type=float, default=round(50_000 / 300, 1))
+    p.add_argument("--heartbeat-duration", type=float, default=60.0)
     args = p.parse_args()
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.fleet:
         raise SystemExit("this needs wrk (apt-get install wrk)")
     workdir = Path(tempfile.mkdtemp(prefix="drift-load-"))
     schema = None
@@ -505,44 +705,16 @@ def main() -> int:
     results: dict[str, Any] = {
         "db": args.db,
         "workers": args.workers,
-        "workspaces": args.workspaces,
+        "workspaces": args.fleet or args.workspaces,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
     }
-    conns = [int(c) for c in args.conns.split(",") if c]
     try:
-        if not args.skip_hello:
-            hello = start_hello(workdir, args.workers)
-            try:
-                results["hello"] = [
-                    measured(hello, run_wrk, hello.port, "/hello", c, args.duration, None)
-                    for c in conns
-                ]
-            finally:
-                hello.stop()
-        server = start_drift(db_url, workdir, args.workers, args.server_arg)
-        try:
-            t0 = time.perf_counter()
-            tokens = asyncio.run(enroll(server.port, args.workspaces))
-            results["enroll_rps"] = round(len(tokens) / (time.perf_counter() - t0), 1)
-            script = wrk_script(workdir, tokens)
-            # A short warm-up, so that every workspace has its rules stored (steady state).
-            run_wrk(server.port, "/", 8, max(2.0, args.workspaces / 500), script, "warm")
-            results["ingest"] = [
-                measured(server, run_wrk, server.port, "/", c, args.duration, script, f"c{c}")
-                for c in conns
-            ]
-            results["rate"] = [
-                measured(
-                    server,
-                    lambda r: asyncio.run(fixed_rate(server.port, tokens, r, args.duration)),
-                    float(r),
-                )
-                for r in args.rates.split(",")
-                if r
-            ]
-        finally:
-            server.stop()
+        if args.fleet:
+            results["fleet"] = run_fleet(args, db_url, workdir)
+        else:
+            conns = [int(c) for c in args.conns.split(",") if c]
+            run_load(args, db_url, workdir, conns, results)
     finally:
         if schema is not None:
             import sqlalchemy as sa
@@ -550,10 +722,6 @@ def main() -> int:
             with sa.create_engine(PG_URL).begin() as conn:
                 conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         shutil.rmtree(workdir, ignore_errors=True)
-    if results.get("hello") and results.get("ingest"):
-        best_hello = max(h.get("rps", 0) for h in results["hello"])
-        best_ingest = max(i.get("rps", 0) for i in results["ingest"])
-        results["ingest_vs_hello"] = round(best_ingest / best_hello, 3) if best_hello else None
     text = json.dumps(results, indent=1)
     print(text)
     if args.json:

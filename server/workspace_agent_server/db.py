@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 2  # 2: workspaces.rules_digest
+SCHEMA_VERSION = 2  # 2: workspaces.rules_digest, ix_workspaces_status
 _PG_MIGRATE_LOCK = 7_315_024_001  # arbitrary constant for pg_advisory_xact_lock
 
 
@@ -105,6 +105,9 @@ workspaces = Table(
     Index("ix_workspaces_state", "state"),
     Index("ix_workspaces_owner", "owner"),
     Index("ix_workspaces_last_seen", "last_seen_at"),
+    # Covers what the status (stale overrides the state) and the fleet's order need: counts and
+    # the fleet list read this index instead of the table's wide rows.
+    Index("ix_workspaces_status", "state", "last_seen_at", "enrolled_at", "name", "id"),
 )
 
 rule_states = Table(
@@ -232,6 +235,7 @@ def migrate(engine: Engine) -> int:
             # Schema changes, one step per version (a fresh database got them from create_all).
             if 0 < version < 2:
                 _add_column(conn, workspaces.c.rules_digest)
+                _index("ix_workspaces_status").create(conn, checkfirst=True)
             if version == 0:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif version < SCHEMA_VERSION:
@@ -252,6 +256,10 @@ def _add_column(conn: Connection, column: Column[Any]) -> None:
         return
     kind = column.type.compile(dialect=conn.dialect)
     conn.exec_driver_sql(f'ALTER TABLE {table} ADD COLUMN "{column.name}" {kind}')
+
+
+def _index(name: str) -> Index:
+    return next(i for i in workspaces.indexes if i.name == name)
 
 
 def safe_url(engine: Engine) -> str:

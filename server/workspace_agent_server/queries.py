@@ -452,6 +452,15 @@ def _stale_expr(cutoff: datetime) -> ColumnElement[bool]:
     )
 
 
+def _fresh_expr(cutoff: datetime) -> ColumnElement[bool]:
+    """Not stale. Not `~_stale_expr`: with last_seen_at NULL that is NOT (NULL OR false), NULL,
+    which would leave a workspace enrolled a moment ago out of both."""
+    return or_(
+        workspaces.c.last_seen_at >= cutoff,
+        and_(workspaces.c.last_seen_at.is_(None), workspaces.c.enrolled_at >= cutoff),
+    )
+
+
 def _status_expr(cutoff: datetime) -> ColumnElement[str]:
     return case((_stale_expr(cutoff), literal("stale")), else_=workspaces.c.state)
 
@@ -464,11 +473,17 @@ def _mismatch_expr() -> ColumnElement[bool]:
 
 
 def counts(conn: Connection, now: datetime, stale_after_s: int) -> dict[str, int]:
-    """Workspaces per status (stale overrides the last known state), plus total."""
-    status = _status_expr(now - timedelta(seconds=stale_after_s)).label("status")
+    """Workspaces per status (stale overrides the last known state), plus total. Two queries
+    that read only indexes (one GROUP BY of a CASE read every row: 25 ms at 50,000)."""
+    cutoff = now - timedelta(seconds=stale_after_s)
     out = {s: 0 for s in STATUSES}
-    for row in conn.execute(select(status, func.count()).group_by(status)):
-        out[row[0]] = out.get(row[0], 0) + row[1]
+    out["stale"] = conn.execute(select(func.count()).where(_stale_expr(cutoff))).scalar_one()
+    for state, n in conn.execute(
+        select(workspaces.c.state, func.count())
+        .where(_fresh_expr(cutoff))
+        .group_by(workspaces.c.state)
+    ):
+        out[state] = out.get(state, 0) + n
     out["total"] = sum(out[s] for s in STATUSES)
     return out
 
@@ -485,7 +500,7 @@ def fleet(conn: Connection, flt: FleetFilter, now: datetime, stale_after_s: int)
             workspaces.c.state == "drifted" if flt.drifted else workspaces.c.state != "drifted"
         )
     if flt.stale is not None:
-        where.append(_stale_expr(cutoff) if flt.stale else ~_stale_expr(cutoff))
+        where.append(_stale_expr(cutoff) if flt.stale else _fresh_expr(cutoff))
     if flt.level:
         where.append(workspaces.c.enforcement_level == flt.level)
     if flt.owner:
@@ -503,18 +518,30 @@ def fleet(conn: Connection, flt: FleetFilter, now: datetime, stale_after_s: int)
             )
         )
     order = case(*((status == s, i) for i, s in enumerate(STATUSES)), else_=len(STATUSES))
-    cols = [c for c in workspaces.c if c.name not in ("token_hash", "notes")]
-    rows = (
+    # The page's ids first (sorted from an index, not from the wide rows), then their rows.
+    ids = (
         conn.execute(
-            select(*cols, status.label("status"))
+            select(workspaces.c.id)
             .where(*where)
             .order_by(order, workspaces.c.name, workspaces.c.id)
             .limit(flt.limit)
             .offset(flt.offset)
         )
-        .mappings()
+        .scalars()
         .all()
     )
+    cols = [c for c in workspaces.c if c.name not in ("token_hash", "notes", "rules_digest")]
+    found = (
+        {
+            r["id"]: r
+            for r in conn.execute(
+                select(*cols, status.label("status")).where(workspaces.c.id.in_(ids))
+            ).mappings()
+        }
+        if ids
+        else {}
+    )
+    rows = [found[i] for i in ids if i in found]
     matched = conn.execute(select(func.count()).select_from(workspaces).where(*where)).scalar_one()
     failing = _failing_rules(conn, [r["id"] for r in rows])
     updated = conn.execute(select(func.max(workspaces.c.last_seen_at))).scalar_one()

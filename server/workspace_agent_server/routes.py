@@ -9,12 +9,14 @@ writer (writer.py) and answered after their transaction commits. Each refusal is
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -311,7 +313,12 @@ async def post_report(request: Request) -> JSONResponse:
     return JSONResponse({"report_id": report.report_id, "duplicate": result.duplicate})
 
 
-@router.get(wire.WORKSPACES_PATH, tags=["admin"], summary="The fleet, with counts and filters")
+@router.get(
+    wire.WORKSPACES_PATH,
+    tags=["admin"],
+    summary="The fleet, with counts and filters",
+    response_class=JSONResponse,
+)
 async def list_workspaces(
     request: Request,
     status: Literal["compliant", "drifted", "error", "stale", "unknown"] | None = None,
@@ -323,7 +330,7 @@ async def list_workspaces(
     q: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=500, ge=1, le=5000),
     offset: int = Query(default=0, ge=0),
-) -> dict[str, Any]:
+) -> Response:
     """Counts are for the whole fleet (stale overrides the last state); `updated_at` is when
     the latest report arrived. `drifted` is the last known state, also for stale workspaces."""
     await require_admin(request)
@@ -339,7 +346,22 @@ async def list_workspaces(
         limit=limit,
         offset=offset,
     )
-    return await run_in_threadpool(fleet_data, ctx, flt)
+    body = await run_in_threadpool(lambda: json_bytes(fleet_data(ctx, flt)))
+    return Response(body, media_type="application/json")
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def json_bytes(data: Any) -> bytes:
+    """What FastAPI would send for `data` (datetimes as ISO 8601, like its jsonable_encoder),
+    made here so that big answers are encoded off the event loop (and ~5x faster)."""
+    return json.dumps(
+        data, default=_iso, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode()
 
 
 def fleet_data(ctx: Ctx, flt: queries.FleetFilter) -> dict[str, Any]:
@@ -356,13 +378,20 @@ def detail_data(ctx: Ctx, workspace_id: str) -> dict[str, Any] | None:
     wire.WORKSPACES_PATH + "/{workspace_id:path}",
     tags=["admin"],
     summary="One workspace: rule states, first failing, transitions",
+    response_class=JSONResponse,
 )
-async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
+async def get_workspace(request: Request, workspace_id: str) -> Response:
     await require_admin(request)
-    found = await run_in_threadpool(detail_data, ctx_of(request), workspace_id)
-    if found is None:
+    ctx = ctx_of(request)
+
+    def answer() -> bytes | None:
+        found = detail_data(ctx, workspace_id)
+        return None if found is None else json_bytes(found)
+
+    body = await run_in_threadpool(answer)
+    if body is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
-    return found
+    return Response(body, media_type="application/json")
 
 
 @router.post(
@@ -422,5 +451,14 @@ async def metrics(request: Request) -> PlainTextResponse:
     by_state = await run_in_threadpool(read)
     queued = ctx.notifier.queue.qsize() if ctx.notifier is not None else None
     return PlainTextResponse(
-        ctx.metrics.render(by_state, queued), media_type="text/plain; version=0.0.4; charset=utf-8"
+        ctx.metrics.render(
+            by_state,
+            queued,
+            {
+                "batches": ctx.writer.stats.batches,
+                "reports": ctx.writer.stats.reports,
+                "waiting": ctx.writer.waiting,
+            },
+        ),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
     )

@@ -97,8 +97,8 @@ def test_sqlite_write_transactions_that_read_first_take_turns(tmp_path: Path) ->
 
 
 def test_version_1_database_gets_the_rules_digest_column(db_url: str) -> None:
-    """A database made by the first release (no workspaces.rules_digest) is upgraded in place and
-    keeps its rows; the next report stores a digest."""
+    """A database made by the first release (no workspaces.rules_digest, no ix_workspaces_status)
+    is upgraded in place and keeps its rows; the next report stores a digest."""
     from datetime import UTC, datetime
 
     from workspace_agent_server import queries
@@ -114,6 +114,7 @@ def test_version_1_database_gets_the_rules_digest_column(db_url: str) -> None:
         now = datetime.now(UTC)
         with write_tx(engine) as conn:
             queries.enroll(conn, WorkspaceIdentity(id="w"), "0.1.0", "h" * 64, now)
+            conn.exec_driver_sql("DROP INDEX ix_workspaces_status")
             conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN rules_digest")
             conn.execute(meta.update().values(value="1"))
         assert migrate(engine) == SCHEMA_VERSION == 2
@@ -121,6 +122,8 @@ def test_version_1_database_gets_the_rules_digest_column(db_url: str) -> None:
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("workspaces")}
             assert "rules_digest" in columns
+            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("workspaces")}
+            assert "ix_workspaces_status" in indexes
             assert conn.execute(sa.text("SELECT id FROM workspaces")).scalars().all() == ["w"]
         rep = wire.Report.model_validate(make_report("w", [rule("a")], at=now))
         with write_tx(engine) as conn:
