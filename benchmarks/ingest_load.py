@@ -226,7 +226,9 @@ def wait_up(proc: Proc, path: str) -> None:
     raise SystemExit(f"server did not come up:\n{proc.log.read_text()[-3000:]}")
 
 
-def start_drift(db_url: str, workdir: Path, workers: int, extra: list[str]) -> Proc:
+def start_drift(
+    db_url: str, workdir: Path, workers: int, extra: list[str], settings: dict[str, str]
+) -> Proc:
     port = free_port()
     log = workdir / f"server-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFT_")}
@@ -235,6 +237,7 @@ def start_drift(db_url: str, workdir: Path, workers: int, extra: list[str]) -> P
         DRIFT_ENROLLMENT_SECRET=SECRET,
         DRIFT_ADMIN_TOKENS=ADMIN,
     )
+    env.update(settings)
     args = [sys.executable, "-m", "workspace_agent_server", "--db", db_url, "--port", str(port)]
     args += ["--log-level", "warning", *extra]
     if workers > 1:
@@ -605,7 +608,7 @@ def run_fleet(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str,
     t0 = time.perf_counter()
     tokens = seed_fleet(db_url, args.fleet)
     out: dict[str, Any] = {"workspaces": args.fleet, "seed_s": round(time.perf_counter() - t0, 1)}
-    server = start_drift(db_url, workdir, args.workers, args.server_arg)
+    server = start_drift(db_url, workdir, args.workers, args.server_arg, server_env(args))
     try:
         out["pages_idle"] = asyncio.run(time_gets(server.port, FLEET_PATHS, 10))
         out["heartbeat"] = measured(
@@ -622,6 +625,12 @@ def run_fleet(args: argparse.Namespace, db_url: str, workdir: Path) -> dict[str,
 # --- main ------------------------------------------------------------------------------------
 
 
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """--env NAME=VALUE options: server settings (e.g. DRIFT_SQLITE_SYNCHRONOUS=full)."""
+    pairs = [item.partition("=") for item in args.env]
+    return {name: value for name, _, value in pairs}
+
+
 def run_load(
     args: argparse.Namespace, db_url: str, workdir: Path, conns: list[int], results: dict[str, Any]
 ) -> None:
@@ -636,7 +645,7 @@ def run_load(
             ]
         finally:
             hello.stop()
-    server = start_drift(db_url, workdir, args.workers, args.server_arg)
+    server = start_drift(db_url, workdir, args.workers, args.server_arg, server_env(args))
     try:
         t0 = time.perf_counter()
         tokens = asyncio.run(enroll(server.port, args.workspaces))
@@ -680,6 +689,7 @@ def main() -> int:
     p.add_argument("--skip-hello", action="store_true")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--server-arg", action="append", default=[], help="extra server flag")
+    p.add_argument("--env", action="append", default=[], help="a server setting, NAME=VALUE")
     p.add_argument(
         "--fleet",
         type=int,
@@ -705,6 +715,7 @@ def main() -> int:
     results: dict[str, Any] = {
         "db": args.db,
         "workers": args.workers,
+        "server_settings": args.env + args.server_arg,
         "workspaces": args.fleet or args.workspaces,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),

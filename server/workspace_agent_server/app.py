@@ -54,7 +54,7 @@ class Ctx:
 
 
 def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
-    engine = make_engine(settings.db_url)
+    engine = make_engine(settings.db_url, settings.sqlite_synchronous)
     migrate(engine)
     ctx = Ctx(
         settings=settings,

@@ -166,8 +166,13 @@ reports = Table(
 )
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions."""
+def make_engine(url: str, sqlite_synchronous: str = "normal") -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions.
+
+    `sqlite_synchronous`: "normal" (WAL's usual setting: a committed report survives a crash or
+    kill of the server, but the last commits before a power cut or kernel crash can be lost) or
+    "full" (an fsync per commit, i.e. per batch of reports: survives those too; measured ~15-40%
+    fewer reports/s here)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -176,8 +181,12 @@ def make_engine(url: str) -> Engine:
             "postgresql+psycopg://user@host:5432/db"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
+        if sqlite_synchronous not in ("normal", "full"):
+            raise DbError(f"sqlite_synchronous must be normal or full, not {sqlite_synchronous!r}")
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(
+            engine, "connect", lambda conn, _record: _sqlite_connect(conn, sqlite_synchronous)
+        )
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql":
@@ -187,13 +196,13 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, synchronous: str) -> None:
     # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own handling skips it for
     # SELECTs, which would break read-then-write transactions).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

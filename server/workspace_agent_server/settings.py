@@ -6,7 +6,7 @@ repr or a log line. A setting that cannot work is refused at start with a senten
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     report_retention_days: int = Field(default=30, ge=1)  # report ids kept for duplicate checks
     session_hours: int = Field(default=12, ge=1)  # admin login cookie lifetime
     cookie_secure: bool = False  # set when the server is only reached over HTTPS
+    # "full": an fsync per commit (per batch of reports), so an acknowledged report also survives
+    # a power cut; "normal" survives a crash of the server (see README, Performance).
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
 
     @field_validator("admin_tokens", mode="before")
     @classmethod

@@ -132,3 +132,15 @@ def test_version_1_database_gets_the_rules_digest_column(db_url: str) -> None:
             assert conn.execute(sa.text("SELECT rules_digest FROM workspaces")).scalar()
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("mode, level", [("normal", 1), ("full", 2)])
+def test_sqlite_synchronous_setting(tmp_path: Path, mode: str, level: int) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}", sqlite_synchronous=mode)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
+    finally:
+        engine.dispose()
+    with pytest.raises(DbError, match="normal or full"):
+        make_engine(f"sqlite:///{tmp_path / 'e.db'}", sqlite_synchronous="sometimes")
