@@ -270,7 +270,8 @@ async def enroll(request: Request) -> wire.EnrollResponse:
 )
 async def post_report(request: Request) -> JSONResponse:
     """`Authorization: Bearer <workspace token>`. A report id already stored → 200 with
-    `duplicate: true` and nothing changes. One transaction per report."""
+    `duplicate: true` and nothing changes. Answered once the report is committed (reports that
+    arrive together share one transaction)."""
     ctx = ctx_of(request)
     started = time.perf_counter()
     workspace_id, hashed = await require_workspace(request)
