@@ -33,11 +33,12 @@ def test_apply_twice_second_run_changes_nothing(home: Path, keyed_env: str, cli,
     counts = summary["counts"]
     assert counts["corrected"] > 0 and counts["drift"] == counts["error"] == 0
     # Everything is written on a fresh home, except the checks that look for what only an old or
-    # tampered home has (plaintext keys, forbidden extensions, overrides, built-in Copilot).
+    # tampered home has (plaintext keys, forbidden extensions, overrides, built-in Copilot, raw
+    # provider keys).
     untouched = {r["rule_id"] for r in summary["rules"] if r["state"] != "corrected"}
     assert all(
         rule.startswith(("shell.legacy-plaintext-key", "shell.plaintext-key", "extension.absent.", "vscode.machine-override",
-                         "vscode.workspace-overrides", "codeserver.", "coder."))
+                         "vscode.workspace-overrides", "codeserver.", "coder.", "bypass."))
         for rule in untouched
     ), untouched
     assert any(r.startswith("vscode.setting.") for r in {r["rule_id"] for r in summary["rules"]} - untouched)

@@ -617,3 +617,48 @@ def test_standin_runs_as_a_process() -> None:
         finally:
             proc.terminate()
             assert proc.wait(timeout=5) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Workspace identity (docs/identity.md)
+
+AGENT_TOKEN = "3f0c2a5e-9b1d-4c7e-8f6a-1d2e3c4b5a69"
+
+
+def test_the_agent_token_goes_in_its_own_header_and_never_into_a_message() -> None:
+    with run_provisioner(secret=SECRET) as prov:
+        out = call(prov.url, standin=prov, agent_token=AGENT_TOKEN, extra_secrets=(AGENT_TOKEN,))
+        headers = prov.key_requests()[-1].headers
+        assert headers["coder-agent-token"] == AGENT_TOKEN
+        assert headers["authorization"] == f"Bearer {SECRET}"  # the platform's contract, unchanged
+        assert AGENT_TOKEN not in json.dumps(prov.key_requests()[-1].body)
+        # The platform's provisioner does not say it verified anything: the key is unverified.
+        assert out.key is not None and out.key.identity == provisioner.UNVERIFIED
+        prov.mode = "hang"
+        failed = call(prov.url, standin=prov, agent_token=AGENT_TOKEN, extra_secrets=(AGENT_TOKEN,),
+                      deadline=0.6, attempt_timeout=0.2)
+        assert failed.error is not None
+
+
+def test_without_an_agent_token_no_identity_header_is_sent() -> None:
+    with run_provisioner(secret=SECRET) as prov:
+        call(prov.url, standin=prov)
+        assert "coder-agent-token" not in prov.key_requests()[-1].headers
+
+
+def test_a_verified_answer_is_recognised_and_an_unknown_claim_is_not() -> None:
+    def answer(identity: object) -> provisioner.ProvisionedKey | provisioner._Failure:
+        raw = json.dumps({"key": "sk-Zq8mV3pL0rT6yW1x", "reused": False, "identity": identity}).encode()
+        return provisioner._judge(201, "application/json", "", raw, False, 65536, "http://p")
+
+    verified, other, odd = answer("coder-agent-token"), answer("something-else"), answer(7)
+    assert isinstance(verified, ProvisionedKey) and verified.identity == provisioner.VERIFIED
+    assert isinstance(other, ProvisionedKey) and other.identity == provisioner.UNVERIFIED
+    assert isinstance(odd, ProvisionedKey) and odd.identity == provisioner.UNVERIFIED
+
+
+def test_a_403_names_the_agent_token_among_the_things_to_check() -> None:
+    refused = provisioner._judge(403, "application/json", "", json.dumps(
+        {"error": "this agent token does not belong to workspace 'ws-1'"}).encode(), False, 65536, "http://p")
+    assert isinstance(refused, provisioner._Failure) and refused.fatal is not None
+    assert "does not belong to workspace" in refused.fatal and "CODER_AGENT_TOKEN" in refused.fatal

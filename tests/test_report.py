@@ -394,3 +394,41 @@ def test_no_secret_reaches_any_output_queue_or_state_file(
     assert any("spool" in name for name in scanned) and len(drift.received) >= 4
     leaks = [(what, where) for what, secret in secrets.items() for where, text in scanned.items() if secret in text]
     assert leaks == []
+
+
+# -- clock jumps and damaged state (issue 5) ---------------------------------------------------------
+
+
+def test_a_clock_years_ahead_then_corrected_does_not_silence_reports_for_years(
+    cli: Callable[..., CliResult], workspace: Paths, drift: DriftStandin
+) -> None:
+    bootstrapped(cli)
+    clock = Clock()
+    assert report_mod.report_outcome(check_outcome(), clock=clock).sent
+    clock.move(10 * 365 * 86400)  # a clock ten years ahead (a dead RTC battery, a bad NTP answer)
+    ahead = report_mod.report_outcome(check_outcome(), clock=clock)
+    assert ahead.kind == "heartbeat" and ahead.sent
+    clock.move(-10 * 365 * 86400 + 60)  # and then corrected: the last report now lies in the future
+    back = report_mod.report_outcome(check_outcome(), clock=clock)
+    assert back.kind == "heartbeat" and back.sent, "must not wait ten years for the next heartbeat"
+    clock.move(60)
+    assert report_mod.report_outcome(check_outcome(), clock=clock).sent == []  # the normal cadence again
+    clock.move(600 * 1.1 + 1)
+    assert report_mod.report_outcome(check_outcome(), clock=clock).kind == "heartbeat"
+    assert len(drift.received) == 4
+
+
+def test_a_damaged_report_state_starts_afresh_and_loses_no_queued_report(
+    cli: Callable[..., CliResult], workspace: Paths, drift: DriftStandin
+) -> None:
+    bootstrapped(cli)
+    clock = Clock()
+    drift.stop()
+    queued = [report_mod.report_outcome(check_outcome(), force=True, clock=clock).report_id for _ in range(3)]
+    workspace.report_state_file.write_text('{"last_fingerprint": "abc", "last_queued_at": ')  # torn
+    drift.restart()
+    delivery = report_mod.report_outcome(check_outcome(), clock=clock)
+    assert any("was damaged; starting afresh" in note for note in delivery.notes)
+    assert drift.report_ids()[:3] == queued and delivery.pending == 0 and delivery.error is None
+    state = json.loads(workspace.report_state_file.read_text())
+    assert state["last_sent_report_id"] == drift.report_ids()[-1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,12 +106,13 @@ def test_a_pasted_key_wins_over_the_stored_one(cli: Cli, home: Path, monkeypatch
     assert result.code == 0 and info.requests[0].authorization == f"Bearer {KEY}"
 
 
-def test_a_key_file_readable_by_others_is_used_and_noted(cli: Cli, home: Path) -> None:
+def test_a_key_file_readable_by_others_is_made_private_before_use_and_noted(cli: Cli, home: Path) -> None:
     store_key(home, mode=0o644)
     with run_litellm_info({KEY: Account()}) as info:
         result = cli("usage", "--gateway-url", info.url)
     assert result.code == 0
-    assert "note: " in result.out and "readable by others" in result.out and "bootstrap" in result.out
+    assert "note: " in result.out and "was readable by others (mode 0644); it is 0600 now" in result.out
+    assert stat.S_IMODE(Paths.for_home(home).key_file.stat().st_mode) == 0o600
 
 
 def test_exhausted_budget_prints_usage_then_exits_12_with_the_reset_time(cli: Cli, home: Path) -> None:

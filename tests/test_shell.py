@@ -207,7 +207,7 @@ def test_assistant_none_only_removes_the_old_block(home: Path, keyed_env: str, c
     (home / ".bashrc").write_text(SKEL + LEGACY_BLOCK)
     result = cli("bootstrap", "--json")
     ids = [r["rule_id"] for r in json.loads(result.out)["rules"]]
-    shell_and_client = [i for i in ids if not i.startswith(("vscode.", "extension.", "codeserver.", "coder."))]
+    shell_and_client = [i for i in ids if not i.startswith(("vscode.", "extension.", "codeserver.", "coder.", "bypass."))]
     assert shell_and_client == ["shell.legacy-plaintext-key"], "lockdown rules stay; no client or env rules"
     assert (home / ".bashrc").read_text() == SKEL
 

@@ -129,3 +129,62 @@ def test_files_are_private(tmp_path: Path) -> None:
 def test_a_missing_directory_is_an_empty_queue(tmp_path: Path) -> None:
     assert Spool(tmp_path / "nothing-here").entries() == []
     assert Spool(tmp_path / "nothing-here").size() == (0, 0)
+
+
+# -- damage of every kind: the damaged report is set aside, every other one still goes out in order --
+
+
+DAMAGE = {
+    "zero bytes": lambda path: path.write_bytes(b""),
+    "not UTF-8": lambda path: path.write_bytes(b'{"seq": 2, "item": {"id": "\xff"}}'),
+    "item not an object": lambda path: path.write_text('{"seq": 2, "item": ["b"]}'),
+    "JSON null": lambda path: path.write_text("null"),
+    "bigger than any report": lambda path: path.write_text('{"seq": 2, "item": {"pad": "' + "x" * (9 * 1024 * 1024) + '"}}'),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_each_kind_of_damage_is_set_aside_and_the_rest_keep_their_order(tmp_path: Path, damage: str) -> None:
+    spool = Spool(tmp_path / "spool")
+    for name in ("a", "b", "c", "d"):
+        spool.enqueue({"id": name}, "t")
+    damaged = spool.entries()[1]
+    DAMAGE[damage](damaged.path)
+    delivered, problems = [], []
+    for entry in spool.entries():
+        try:
+            item = spool.read(entry)
+        except AgentError as exc:
+            problems.append(exc.message)
+            continue
+        assert item is not None
+        delivered.append(item["id"])
+        spool.remove(entry)
+    assert delivered == ["a", "c", "d"]
+    assert len(problems) == 1 and problems[0].startswith("queued report 000000000002.json")
+    assert damaged.path.with_name(damaged.path.name + ".corrupt").exists()
+    later, _ = spool.enqueue({"id": "e"}, "t")
+    assert later.seq == 5 and _items(spool) == ["e"]
+
+
+@pytest.mark.parametrize("stored", ["99999999999999", "-7", "0", "", "12abc"])
+def test_a_damaged_sequence_file_never_hides_a_new_report(tmp_path: Path, stored: str) -> None:
+    """A next-seq too big for the 12-digit names would name a file nobody reads: the report lost."""
+    spool = Spool(tmp_path / "spool")
+    spool.enqueue({"id": "a"}, "t")
+    spool.enqueue({"id": "b"}, "t")
+    (tmp_path / "spool" / "next-seq").write_text(stored)
+    spool.enqueue({"id": "c"}, "t")
+    assert _items(spool) == ["a", "b", "c"]
+
+
+def test_a_sequence_file_that_is_a_directory_does_not_stop_queueing(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.enqueue({"id": "a"}, "t")
+    seq = tmp_path / "spool" / "next-seq"
+    seq.unlink()
+    seq.mkdir()
+    (seq / "x").write_text("in the way")
+    spool.enqueue({"id": "b"}, "t")
+    spool.enqueue({"id": "c"}, "t")
+    assert _items(spool) == ["a", "b", "c"]

@@ -12,8 +12,7 @@ pydantic stays where data crosses the network (wire.py, the drift server).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -62,6 +61,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("drift_server_url", "DRIFT_SERVER_URL", "drift server base URL (used by `report` and --report)"),
     Setting("enrollment_secret", "DRIFT_ENROLLMENT_SECRET", "the drift server's shared enrollment secret", True),
     Setting(
+        "agent_token",
+        "CODER_AGENT_TOKEN",
+        "this workspace's Coder agent token: proves the workspace to the key provisioner and the drift server",
+        True,
+    ),
+    Setting(
         "claude_managed_dir",
         "WORKSPACE_AGENT_CLAUDE_MANAGED_DIR",
         "root-owned Claude Code managed settings dir (used when writable, else ~/.claude)",
@@ -94,6 +99,7 @@ class AgentConfig:
     managed_dir: Path = Path("/etc/opencode")
     drift_server_url: str = ""  # empty: no drift server; reporting then says what to set
     enrollment_secret: str = field(default="", repr=False)
+    agent_token: str = field(default="", repr=False)  # CODER_AGENT_TOKEN: identity, never shown
     claude_managed_dir: Path = Path("/etc/claude-code")
     project_roots: str = ""
     code_server_bin: str = ""
@@ -103,7 +109,8 @@ class AgentConfig:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be shown."""
-        return tuple(s for s in (self.api_key, self.provisioner_secret, self.enrollment_secret, self.coder_token) if s)
+        values = (self.api_key, self.provisioner_secret, self.enrollment_secret, self.agent_token, self.coder_token)
+        return tuple(s for s in values if s)
 
     def wants(self, client: str) -> bool:
         """Whether `ai_assistant` asks for this client (roo-code, opencode, claude-code)."""
@@ -188,6 +195,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "managed_dir": _absolute_path,
     "drift_server_url": _optional_http_url,
     "enrollment_secret": _token,
+    "agent_token": _token,
     "claude_managed_dir": _absolute_path,
     "project_roots": _text,  # split and checked against the home in lockdown/overrides.py
     "code_server_bin": _text,

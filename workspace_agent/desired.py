@@ -116,7 +116,7 @@ def rules(desired: Desired, key: KeyResolution, *, online: bool = False) -> list
     `online`: the rules may use the network (bootstrap); plan and check never do.
     """
     from workspace_agent import keylevel, lockdown
-    from workspace_agent.clients import claude_code, keyfile, opencode, roo_code, shell
+    from workspace_agent.clients import bypass, claude_code, keyfile, opencode, roo_code, shell
 
     found: list[Rule] = []
     config = desired.config
@@ -131,4 +131,5 @@ def rules(desired: Desired, key: KeyResolution, *, online: bool = False) -> list
         found += claude_code.rules(desired, key)
     found += shell.rules(desired, key)  # also with `none`: an old plaintext key must still go
     found += lockdown.rules(desired, online=online)  # whatever ai_assistant is, `none` included
+    found += bypass.rules(desired, key)  # report-only: provider keys around the gateway
     return found

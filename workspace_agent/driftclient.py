@@ -2,7 +2,7 @@
 
 Each call returns an `Answer` (status and parsed body, or no answer at all) and leaves the
 decision (retry, re-enroll, drop, queue) to report.py. Bodies are bounded both ways; neither
-the enrollment secret nor the workspace token ever appears in a message.
+the enrollment secret, the agent token nor the workspace token ever appears in a message.
 
 httpx is imported when a client is opened, never at import time.
 """
@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_ANSWER_BYTES = 64 * 1024
 CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 10.0
+AGENT_TOKEN_HEADER = "Coder-Agent-Token"
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,20 @@ class DriftClient:
                  tb: TracebackType | None) -> None:
         self._client.close()
 
-    def enroll(self, enrollment_secret: str, body_json: str) -> Answer:
-        return self._post(ENROLL_PATH, enrollment_secret, body_json)
+    def enroll(self, enrollment_secret: str, body_json: str, agent_token: str = "") -> Answer:
+        """Enroll with the shared secret, the workspace's Coder agent token, or both (the server
+        prefers the agent token when it can ask Coder)."""
+        extra = {AGENT_TOKEN_HEADER: agent_token} if agent_token else {}
+        return self._post(ENROLL_PATH, enrollment_secret, body_json, extra)
 
     def post_report(self, token: str, body_json: str) -> Answer:
         return self._post(REPORTS_PATH, token, body_json)
 
-    def _post(self, path: str, bearer: str, body_json: str) -> Answer:
+    def _post(self, path: str, bearer: str, body_json: str, extra: dict[str, str] | None = None) -> Answer:
         httpx = self._httpx
-        headers = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json",
-                   "Accept-Encoding": "identity"}
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **(extra or {})}
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
         try:
             with self._client.stream("POST", self.base_url + path, content=body_json.encode("utf-8"),
                                      headers=headers) as response:

@@ -10,14 +10,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from workspace_agent.errors import AgentError
 
 MAX_MANAGED_FILE_BYTES = 8 * 1024 * 1024
+TEMP_SUFFIX = ".tmp"
+# mkstemp's random part: 8 characters from this alphabet (CPython's tempfile._RandomNameSequence).
+_TEMP_RANDOM = r"[a-z0-9_]{8}"
 
 
 @dataclass(frozen=True)
@@ -27,10 +32,16 @@ class FileFact:
     path: Path
     text: str | None
     mode: int | None  # permission bits, None when absent
+    uid: int | None = None  # owner, None when absent
 
     @property
     def exists(self) -> bool:
         return self.text is not None
+
+    @property
+    def foreign(self) -> bool:
+        """Owned by another user than this (non-root) process: it cannot even chmod it."""
+        return self.uid is not None and os.geteuid() != 0 and self.uid != os.geteuid()
 
 
 def read_fact(path: Path, max_bytes: int = MAX_MANAGED_FILE_BYTES) -> FileFact:
@@ -67,7 +78,7 @@ def read_fact(path: Path, max_bytes: int = MAX_MANAGED_FILE_BYTES) -> FileFact:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise AgentError(f"{path} is not UTF-8 text (byte {exc.start}); left untouched") from None
-    return FileFact(path, text, stat.S_IMODE(info.st_mode))
+    return FileFact(path, text, stat.S_IMODE(info.st_mode), info.st_uid)
 
 
 def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
@@ -88,9 +99,9 @@ def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
     final_mode = mode if mode is not None else (stat.S_IMODE(current.st_mode) if current else 0o644)
     data = text.encode("utf-8")
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=directory)
     except OSError as exc:
-        raise _write_error(path, exc) from None
+        raise write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), final_mode)
@@ -104,7 +115,7 @@ def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-        raise _write_error(path, exc) from None
+        raise write_error(path, exc) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
@@ -112,12 +123,53 @@ def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
     _fsync_dir(directory)
 
 
+def writable_by_owner(fact: FileFact) -> bool:
+    """Whether the person who owns this file left it writable (a read-only file says "hands off").
+
+    As root every file is writable, so the owner's write bit is what counts; as anyone else it is
+    whether this process may write it (the owner's bit, or the file belongs to someone else).
+    """
+    if fact.mode is None:
+        return True
+    if os.geteuid() == 0:
+        return bool(fact.mode & stat.S_IWUSR)
+    return os.access(fact.path, os.W_OK, effective_ids=True, follow_symlinks=False)
+
+
+def sweep_temps(directory: Path, name_pattern: str, min_age_s: float = 0.0) -> list[Path]:
+    """Remove the temp files an interrupted `atomic_write` left beside its targets.
+
+    `name_pattern` (a regular expression) matches the target names; only regular files named
+    exactly as `atomic_write` names its temp files (`.NAME.xxxxxxxx.tmp`) are removed, and only
+    when older than `min_age_s` (0 when the caller holds the lock that every writer of those
+    targets takes: then any such file is a leftover). Returns what was removed.
+    """
+    pattern = re.compile(rf"\.(?:{name_pattern})\.{_TEMP_RANDOM}{re.escape(TEMP_SUFFIX)}")
+    try:
+        scan = list(os.scandir(directory))
+    except OSError:
+        return []
+    removed: list[Path] = []
+    now = time.time()
+    for item in scan:
+        if not pattern.fullmatch(item.name):
+            continue
+        with contextlib.suppress(OSError):
+            info = item.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and now - info.st_mtime >= min_age_s:
+                os.unlink(item.path)
+                removed.append(Path(item.path))
+    if removed:
+        _fsync_dir(directory)
+    return removed
+
+
 def set_mode(path: Path, mode: int) -> None:
     """Fix permission bits in place (a change of mode alone needs no rewrite)."""
     try:
         os.chmod(path, mode, follow_symlinks=False)
     except OSError as exc:
-        raise _write_error(path, exc) from None
+        raise write_error(path, exc) from None
 
 
 def remove_file(path: Path) -> None:
@@ -126,7 +178,7 @@ def remove_file(path: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise _write_error(path, exc) from None
+        raise write_error(path, exc) from None
     _fsync_dir(path.parent)
 
 
@@ -136,7 +188,7 @@ def _ensure_dir(directory: Path) -> None:
     except FileExistsError:
         raise AgentError(f"{directory} exists but is not a directory") from None
     except OSError as exc:
-        raise _write_error(directory, exc) from None
+        raise write_error(directory, exc) from None
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -148,14 +200,22 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _write_error(path: Path, exc: OSError) -> AgentError:
+def write_error(path: Path, exc: OSError) -> AgentError:
     """Turn an OS error into a sentence with the next step."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return AgentError(f"cannot write {path}: the disk is full; free some space and run again")
     if exc.errno == errno.EFBIG:
-        return AgentError(f"cannot write {path}: file size limit exceeded")
+        return AgentError(
+            f"cannot write {path}: it would be larger than this process may write (the file size "
+            "limit, `ulimit -f`); raise the limit and run again"
+        )
     if exc.errno == errno.EROFS:
         return AgentError(f"cannot write {path}: the file system is read-only")
-    if exc.errno in (errno.EACCES, errno.EPERM):
+    if exc.errno == errno.EACCES:
         return AgentError(f"cannot write {path}: permission denied (check the owner and mode of {path.parent})")
+    if exc.errno == errno.EPERM:
+        return AgentError(
+            f"cannot write {path}: operation not permitted (is it immutable or append-only? "
+            f"see `lsattr {path}`; else check the owner and mode of {path.parent})"
+        )
     return AgentError(f"cannot write {path}: {exc.strerror or exc}")

@@ -25,9 +25,10 @@ class KeyResolution:
     key: str | None
     source: Source
     reused: bool | None = None  # what the provisioner said
-    note: str | None = None  # a warning worth showing (fallback used, mode fixed, ...)
+    notes: tuple[str, ...] = ()  # warnings worth showing (fallback used, mode fixed, ...)
     problem: str | None = None  # why there is no key
     pending: bool = False  # no key yet, but bootstrap would ask the provisioner (plan/check)
+    identity: str | None = None  # provisioner only: coder-agent-token (Coder vouched) or provisioner-secret
 
     @property
     def masked(self) -> str | None:
@@ -39,11 +40,17 @@ class KeyResolution:
         detail = {"pasted": "pasted by hand", "stored": "stored copy", "none": ""}.get(self.source, "")
         if self.source == "provisioner":
             detail = "provisioner, existing key reused" if self.reused else "provisioner, new key"
+            detail += ", workspace verified by Coder" if self.identity == "coder-agent-token" else ", shared secret only"
         return f"{self.masked} ({detail})"
 
 
-def stored_key(paths: Paths) -> tuple[str | None, str | None]:
-    """The key saved by an earlier run, and a warning when its file is readable by others."""
+def stored_key(paths: Paths, *, fix_mode: bool = False) -> tuple[str | None, str | None]:
+    """The key saved by an earlier run, and a sentence when its file is readable by others.
+
+    The agent never uses such a key without saying so: with `fix_mode` (commands that may write)
+    the file is made 0600 on the spot; without it (plan, check: they never write) the caller says
+    how to fix it, and the `key.file` rule shows the mode as drift.
+    """
     try:
         fact = fsio.read_fact(paths.key_file, max_bytes=4096)
     except AgentError as exc:
@@ -52,19 +59,32 @@ def stored_key(paths: Paths) -> tuple[str | None, str | None]:
         return None, None
     warning = None
     if fact.mode is not None and fact.mode & 0o077:
-        warning = f"{paths.key_file} was readable by others (mode {fact.mode:04o}); it is set back to 0600"
+        shown = paths.show(paths.key_file)
+        warning = f"{shown} is readable by others (mode {fact.mode:04o})"
+        if fix_mode:
+            try:
+                fsio.set_mode(paths.key_file, 0o600)
+            except AgentError as exc:
+                raise AgentError(f"{warning} and cannot be made private: {exc.message}") from None
+            warning = f"{shown} was readable by others (mode {fact.mode:04o}); it is 0600 now"
     return fact.text.strip(), warning
 
 
 def resolve_key(
     config: AgentConfig, paths: Paths, *, network: bool, log: Callable[[str], None] = lambda _m: None
 ) -> KeyResolution:
+    """pasted > provisioner (bootstrap only) > stored. A readable stored key file is reported:
+    bootstrap's `key.file` rule sets it back to 0600, plan/check show that as drift."""
     if config.api_key:
         return KeyResolution(config.api_key, "pasted")
     stored, warning = stored_key(paths)
+    mode_notes: tuple[str, ...] = ()
+    if warning and stored:
+        fix = "this run sets it back to 0600" if network else "`workspace-agent bootstrap` sets it back to 0600"
+        mode_notes = (f"{warning}; {fix}",)
     if not network:
         if stored:
-            return KeyResolution(stored, "stored", note=warning)
+            return KeyResolution(stored, "stored", notes=mode_notes)
         return KeyResolution(
             None,
             "none",
@@ -83,7 +103,7 @@ def resolve_key(
     if missing:
         problem = f"cannot ask the key provisioner: {', '.join(missing)} not set (or paste a key in LITELLM_API_KEY)"
         if stored:
-            return KeyResolution(stored, "stored", note=f"{problem}; using the stored key", problem=None)
+            return KeyResolution(stored, "stored", notes=(f"{problem}; using the stored key", *mode_notes))
         return KeyResolution(None, "none", problem=problem)
     from workspace_agent.provisioner import KeyRequest, fetch_key
 
@@ -96,13 +116,19 @@ def resolve_key(
     )
     try:
         got = fetch_key(
-            config.provisioner_url, config.provisioner_secret, request, deadline=config.provision_deadline, log=log
+            config.provisioner_url,
+            config.provisioner_secret,
+            request,
+            deadline=config.provision_deadline,
+            log=log,
+            agent_token=config.agent_token,
         )
     except AgentError as exc:
         if stored:
-            return KeyResolution(stored, "stored", note=f"{exc.message}; using the key stored by an earlier start")
+            note = f"{exc.message}; using the key stored by an earlier start"
+            return KeyResolution(stored, "stored", notes=(note, *mode_notes))
         return KeyResolution(None, "none", problem=exc.message)
-    note = warning
+    notes = mode_notes
     if stored and stored != got.key:
-        note = "the provisioner returned a different key than the stored one; the stored key is replaced"
-    return KeyResolution(got.key, "provisioner", reused=got.reused, note=note)
+        notes = ("the provisioner returned a different key than the stored one; the stored key is replaced", *notes)
+    return KeyResolution(got.key, "provisioner", reused=got.reused, notes=notes, identity=got.identity)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from workspace_agent.errors import AgentError
+from workspace_agent.fsio import write_error
 
 
 @contextlib.contextmanager
@@ -19,7 +20,7 @@ def exclusive(path: Path, wait: float) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise AgentError(f"cannot create the lock file {path}: {exc.strerror}") from None
+        raise AgentError(f"cannot take the run lock: {write_error(path, exc).message}") from None
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -34,8 +35,9 @@ def exclusive(path: Path, wait: float) -> Iterator[None]:
                         "try again when it has finished (or raise --wait)"
                     ) from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        with contextlib.suppress(OSError):  # who holds it is only for the message; a full disk must not stop us
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
         yield
     finally:
         os.close(fd)

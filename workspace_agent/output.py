@@ -63,9 +63,11 @@ def render_text(outcome: Outcome, *, colour: bool = False, quiet: bool = False, 
         tail = f"{c['corrected']} changed" if outcome.command == "bootstrap" else f"{c['drift']} {verb}"
         if outcome.command == "bootstrap" and c["drift"]:
             tail += f", {c['drift']} drift (not fixed)"  # report-only rules: seen, left as they are
+        # bootstrap's process exit folds "changed" into 0 unless --detailed-exitcodes: don't print
+        # a code here that the shell will not see.
+        code = "" if outcome.command == "bootstrap" else f", exit {outcome.exit_code}"
         lines.append(
-            f"{c['total']} rules: {c['compliant']} ok, {tail}, {c['error']} errors "
-            f"({outcome.duration_s:.2f} s, exit {outcome.exit_code})"
+            f"{c['total']} rules: {c['compliant']} ok, {tail}, {c['error']} errors ({outcome.duration_s:.2f} s{code})"
         )
     return redact("\n".join(lines), secrets) + ("\n" if lines else "")
 

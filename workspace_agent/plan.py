@@ -13,6 +13,8 @@ from what is on disk at that moment, so an edit made between plan and apply is n
 from __future__ import annotations
 
 import difflib
+import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +41,7 @@ class FileRule:
     secret: bool = False  # the file holds a secret: redact diffs, never show values
     summarize: Callable[[str | None], str | None] | None = None  # the value shown as before → after
     title: str = ""
+    user_file: bool = False  # the user's own file (we edit keys in it): a read-only one is left alone
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,10 @@ class FilePlan:
         return any(rule.secret for rule in self.rules)
 
     @property
+    def user_file(self) -> bool:
+        return any(rule.user_file for rule in self.rules)
+
+    @property
     def text_changes(self) -> bool:
         return self.desired_text != self.fact.text
 
@@ -108,8 +115,13 @@ class FilePlan:
         )
 
     @property
+    def owner_changes(self) -> bool:
+        """A secret file owned by someone else: rewritten so that it is this user's, 0600."""
+        return self.secret and self.desired_text is not None and self.fact.foreign
+
+    @property
     def changes(self) -> bool:
-        return self.text_changes or self.mode_changes
+        return self.text_changes or self.mode_changes or self.owner_changes
 
 
 @dataclass
@@ -118,6 +130,7 @@ class Plan:
     files: list[FilePlan]
     actions: list[ActionRule]
     secrets: tuple[str, ...] = ()
+    managed_paths: tuple[Path, ...] = ()  # every file a rule manages, changing or not
 
     @property
     def drift(self) -> list[RuleResult]:
@@ -130,7 +143,7 @@ class Plan:
 
 def _required_mode(rules: Sequence[FileRule]) -> int | None:
     modes = [rule.mode for rule in rules if rule.mode is not None]
-    return min(modes, key=lambda m: bin(m).count("1")) if modes else None
+    return min(modes, key=lambda m: m.bit_count()) if modes else None  # the strictest mode
 
 
 def _fold(
@@ -151,12 +164,16 @@ def _fold(
         mode_drift = (
             rule.mode is not None and new is not None and fact.mode is not None and fact.mode != required_mode
         )
-        if new == text and not mode_drift:
+        owner_drift = rule.secret and new is not None and fact.foreign
+        if new == text and not mode_drift and not owner_drift:
             results.append(RuleResult(rule.rule_id, target, "compliant", *_values(rule, text, new)))
             continue
         before, after = _values(rule, text, new)
-        if new == text and mode_drift:
-            before, after = f"mode {fact.mode:04o}", f"mode {required_mode:04o}"
+        if new == text:  # only the mode and/or the owner differ
+            was = ([f"mode {fact.mode:04o}"] if mode_drift else []) + ([f"owner uid {fact.uid}"] if owner_drift else [])
+            will = ([f"mode {required_mode:04o}"] if mode_drift else []) + (
+                [f"owner uid {os.geteuid()}"] if owner_drift else [])
+            before, after = ", ".join(was), ", ".join(will)
         results.append(RuleResult(rule.rule_id, target, "drift", before, after))
         drifted.append(rule.rule_id)
         text = new
@@ -212,7 +229,7 @@ def build_plan(rules: Iterable[Rule], secrets: Sequence[str] = ()) -> Plan:
             results.append(RuleResult(item.rule_id, item.target, state, seen.before, seen.after, seen.message))
             if not seen.compliant:
                 actions.append(item)
-    return Plan(results, files, actions, tuple(secrets))
+    return Plan(results, files, actions, tuple(secrets), tuple(by_path))
 
 
 def apply_plan(plan: Plan) -> list[RuleResult]:
@@ -239,11 +256,25 @@ def apply_plan(plan: Plan) -> list[RuleResult]:
     return final
 
 
+def sweep_interrupted(plan: Plan) -> list[Path]:
+    """Remove the temp files a killed earlier run left beside the managed files.
+
+    Call it only while holding the bootstrap lock: every write of a managed file happens under
+    that lock, so a temp file named for one of them is a leftover, never a write in progress.
+    """
+    removed: list[Path] = []
+    for path in plan.managed_paths:
+        removed += fsio.sweep_temps(path.parent, re.escape(path.name))
+    return removed
+
+
 def _apply_file(file_plan: FilePlan) -> dict[str, str | None]:
     """Write one file atomically from a fresh fold; (rule_id, error message or None) per drifted rule."""
     rule_ids = file_plan.drifted_rule_ids
     try:
         fact = fsio.read_fact(file_plan.path)
+        if file_plan.user_file and fact.exists and not fsio.writable_by_owner(fact):
+            raise AgentError(_read_only_message(fact))
         if fact.text == file_plan.fact.text and fact.mode == file_plan.fact.mode:
             text, mode = file_plan.desired_text, file_plan.desired_mode
         else:  # changed under us since the plan: fold again on what is there now
@@ -251,13 +282,24 @@ def _apply_file(file_plan: FilePlan) -> dict[str, str | None]:
             mode = file_plan.desired_mode
         if text is None:
             fsio.remove_file(file_plan.path)
-        elif text != fact.text:
+        elif text != fact.text or (file_plan.secret and fact.foreign):  # a rewrite makes it ours
             fsio.atomic_write(file_plan.path, text, mode)
         elif mode is not None and fact.mode != mode:
             fsio.set_mode(file_plan.path, mode)
     except AgentError as exc:
         return {rule_id: exc.message for rule_id in rule_ids}
     return {rule_id: None for rule_id in rule_ids}
+
+
+def _read_only_message(fact: fsio.FileFact) -> str:
+    mode = fact.mode or 0
+    if not mode & 0o200:
+        why = f"is read-only (mode {mode:04o})"
+        fix = "make it writable (chmod u+w)"
+    else:
+        why = f"belongs to another user (uid {fact.uid}, mode {mode:04o}) and is not writable by this one"
+        fix = "give it to the workspace user (chown)"
+    return f"{fact.path} {why}, so the agent leaves it as it is; {fix} to let the agent keep its settings there"
 
 
 def render_diff(plan: Plan, show_path: Callable[[Path], str] = str) -> str:

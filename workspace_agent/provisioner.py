@@ -2,7 +2,10 @@
 
 `fetch_key` POSTs the workspace's identity to `{base_url}/api/v1/keys/workspace` with the
 shared secret as a bearer token and returns the key the provisioner issued (201) or found
-again (200, a restart). Transient trouble (no connection, timeouts, 408/429/5xx such as the
+again (200, a restart). With the workspace's Coder agent token it also sends that token in the
+`Coder-Agent-Token` header: the hardened provisioner (server/key_provisioner) then asks Coder
+whether the caller really is that workspace and says so (`"identity": "coder-agent-token"`);
+the platform's provisioner ignores the header (docs/identity.md). Transient trouble (no connection, timeouts, 408/429/5xx such as the
 502 the provisioner sends when LiteLLM fails) is retried with exponential backoff and full
 jitter until an overall deadline; anything that retrying cannot fix (a wrong secret, a wrong
 URL, an answer that is not the provisioner's) fails at once with a sentence saying what to
@@ -26,6 +29,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
 KEY_PATH = "/api/v1/keys/workspace"
+AGENT_TOKEN_HEADER = "Coder-Agent-Token"
+# How the provisioner knew the caller: Coder vouched for the workspace, or only the shared secret.
+VERIFIED = "coder-agent-token"
+UNVERIFIED = "provisioner-secret"
 
 # Backoff between attempts: full jitter over min(CAP, BASE * FACTOR ** (attempt - 1)).
 BACKOFF_BASE_S = 0.5
@@ -60,12 +67,13 @@ class ProvisionedKey:
     key: str = field(repr=False)  # never in a repr, a log line or a traceback
     reused: bool
     attempts: int
+    identity: str = UNVERIFIED  # VERIFIED only when the provisioner said Coder confirmed it
 
 
 class _Failure:
     """One failed attempt: `reason` for the log; `fatal` is the final message if not retryable."""
 
-    __slots__ = ("reason", "fatal")
+    __slots__ = ("fatal", "reason")
 
     def __init__(self, reason: str, fatal: str | None = None) -> None:
         self.reason = reason
@@ -97,6 +105,7 @@ def fetch_key(
     clock: Callable[[], float] = time.monotonic,
     log: Callable[[str], None] = lambda _m: None,
     transport: httpx.BaseTransport | None = None,
+    agent_token: str = "",
 ) -> ProvisionedKey:
     """Ask the key provisioner at `base_url` for `request`'s workspace key.
 
@@ -112,7 +121,7 @@ def fetch_key(
         raise ValueError("deadline, attempt_timeout and max_body_bytes must be positive")
 
     def scrub(text: str) -> str:
-        return redact(text, [secret])
+        return redact(text, [secret, agent_token])
 
     _check_secret(secret)
 
@@ -125,6 +134,8 @@ def fetch_key(
         "Accept-Encoding": "identity",  # the size limit then applies to what is on the wire
         "User-Agent": _user_agent(),
     }
+    if agent_token.strip():
+        headers[AGENT_TOKEN_HEADER] = agent_token.strip()
     body = asdict(request)
 
     client, problem = None, ""
@@ -153,7 +164,9 @@ def fetch_key(
             if isinstance(outcome, ProvisionedKey):
                 status = "existing key reused" if outcome.reused else "new key issued"
                 log(scrub(f"provisioner attempt {attempt} succeeded: {status}"))
-                return ProvisionedKey(key=outcome.key, reused=outcome.reused, attempts=attempt)
+                return ProvisionedKey(
+                    key=outcome.key, reused=outcome.reused, attempts=attempt, identity=outcome.identity
+                )
             reason = scrub(outcome.reason)
             if outcome.fatal is not None:
                 log(f"provisioner attempt {attempt} failed: {reason}; not retrying")
@@ -293,7 +306,7 @@ def _judge(
             reason,
             fatal=(
                 f"the key provisioner at {shown} forbade the request (403{said}): check "
-                "PROVISIONER_SECRET and any proxy in front of PROVISIONER_URL"
+                "CODER_AGENT_TOKEN, PROVISIONER_SECRET and any proxy in front of PROVISIONER_URL"
             ),
         )
     if status == 404:
@@ -377,7 +390,8 @@ def _parse_key(
     reused = data.get("reused", status == 200)
     if not isinstance(reused, bool):
         return bad('with a "reused" field that is not true or false')
-    return ProvisionedKey(key=key, reused=reused, attempts=0)
+    identity = VERIFIED if data.get("identity") == VERIFIED else UNVERIFIED
+    return ProvisionedKey(key=key, reused=reused, attempts=0, identity=identity)
 
 
 def _looks_like_key(key: str) -> bool:

@@ -3,8 +3,10 @@
 A report is queued when something changed since the last one (desired state hash, any rule's
 state or values, the key's level) or when the jittered heartbeat is due; then the on-disk queue
 is flushed oldest first, so reports that waited while the server was away go out before the new
-one. The workspace enrolls once with the shared enrollment secret and keeps the token it gets
-(0600); a 401 means that token is gone and the workspace enrolls again, once. Nothing here can
+one. The workspace enrolls once and keeps the token it gets (0600): with its Coder agent token when
+it has one (the server asks Coder who it is: a token bound to a verified workspace), with the
+shared enrollment secret otherwise or as well (the weaker fallback; docs/identity.md). A 401 means
+that token is gone and the workspace enrolls again, once. Nothing here can
 fail a bootstrap or a check: a problem becomes `Delivery.error`, and the reports wait.
 """
 
@@ -41,6 +43,7 @@ LOCK_WAIT_S = 30.0
 _OK = (200, 201, 202)
 _OUR_BUG = (400, 413, 422)  # retrying the same bytes cannot help: drop that report
 _TRANSIENT = (408, 425, 429)
+IDENTITY_MODES = ("enrollment-secret", "coder-agent-token")
 
 
 def _utc_now() -> datetime:
@@ -283,6 +286,7 @@ class Token:
     workspace_id: str  # the workspace it was enrolled for (our CODER_WORKSPACE_ID)
     token: str = field(repr=False)
     heartbeat_interval_s: int = DEFAULT_HEARTBEAT_S
+    identity_mode: str = "enrollment-secret"  # how the server knew this workspace at enrollment
 
 
 def load_token(paths: Paths, config: AgentConfig) -> tuple[Token | None, str | None]:
@@ -295,8 +299,10 @@ def load_token(paths: Paths, config: AgentConfig) -> tuple[Token | None, str | N
         return None, None
     try:
         data = json.loads(fact.text)
+        mode = data.get("identity_mode")
         token = Token(str(data["server_url"]), str(data["workspace_id"]), str(data["token"]),
-                      int(data.get("heartbeat_interval_s", DEFAULT_HEARTBEAT_S)))
+                      int(data.get("heartbeat_interval_s", DEFAULT_HEARTBEAT_S)),
+                      mode if mode in IDENTITY_MODES else "enrollment-secret")
     except (ValueError, KeyError, TypeError):
         return None, f"{paths.drift_token_file} was damaged; enrolling again"
     note = None
@@ -314,14 +320,14 @@ def save_token(paths: Paths, token: Token) -> None:
 
 def _enroll(client: Any, config: AgentConfig, paths: Paths, state: reportstate.ReportState,
             notes: list[str]) -> tuple[Token | None, str | None]:
-    """Trade the shared enrollment secret for this workspace's own token (and store it)."""
-    if not config.enrollment_secret:
+    """Trade the agent token (preferred) and/or the shared secret for this workspace's own token."""
+    if not config.enrollment_secret and not config.agent_token:
         return None, (
-            "cannot enroll with the drift server: DRIFT_ENROLLMENT_SECRET is not set "
-            "(the template's enrollment secret variable)"
+            "cannot enroll with the drift server: set CODER_AGENT_TOKEN (this workspace's Coder agent "
+            "token; preferred) or DRIFT_ENROLLMENT_SECRET (the shared enrollment secret)"
         )
     request = wire.EnrollRequest(workspace=identity(config), agent_version=__version__)
-    answer = client.enroll(config.enrollment_secret, request.model_dump_json())
+    answer = client.enroll(config.enrollment_secret, request.model_dump_json(), config.agent_token)
     if answer.status in (200, 201):
         try:
             enrolled = wire.EnrollResponse.model_validate(answer.body)
@@ -330,14 +336,31 @@ def _enroll(client: Any, config: AgentConfig, paths: Paths, state: reportstate.R
         if not enrolled.workspace_token.strip() or any(c.isspace() for c in enrolled.workspace_token):
             return None, "the drift server's enrollment answer had an unusable token"
         token = Token(config.drift_server_url, config.workspace_id, enrolled.workspace_token,
-                      enrolled.heartbeat_interval_s)
+                      enrolled.heartbeat_interval_s, enrolled.identity_mode)
         state.heartbeat_interval_s = enrolled.heartbeat_interval_s
+        state.identity_mode = enrolled.identity_mode
+        if config.agent_token and enrolled.identity_mode != "coder-agent-token":
+            notes.append(
+                "the drift server enrolled this workspace with the shared enrollment secret, not its Coder "
+                "agent token (the server cannot ask Coder): a weaker identity"
+            )
         try:
             save_token(paths, token)
         except AgentError as exc:
             notes.append(f"could not store the drift token (it is used for this run only): {exc.message}")
         return token, None
     if answer.status in (401, 403):
+        said = f": {answer.detail()}" if answer.detail() else ""
+        if config.agent_token and answer.status == 403:
+            return None, (
+                f"the drift server refused this workspace's identity (HTTP 403{said}): CODER_AGENT_TOKEN must "
+                "be this workspace's own, current agent token"
+            )
+        if not config.enrollment_secret:
+            return None, (
+                f"the drift server does not accept the Coder agent token alone (HTTP {answer.status}{said}): "
+                "give it CODER_URL and CODER_API_TOKEN, or set DRIFT_ENROLLMENT_SECRET"
+            )
         return None, (
             f"the drift server refused the enrollment secret (HTTP {answer.status}): "
             "check DRIFT_ENROLLMENT_SECRET against the server's"
@@ -406,7 +429,10 @@ def _flush(config: AgentConfig, paths: Paths, spool: Spool, state: reportstate.R
                 if token is None:
                     delivery.error = problem
                     return
-            answer = client.post_report(token.token, report.model_dump_json())
+            state.identity_mode = token.identity_mode
+            # The identity this report is delivered under (the server knows it anyway).
+            sent = report.model_copy(update={"identity_mode": token.identity_mode})
+            answer = client.post_report(token.token, sent.model_dump_json())
             status = answer.status
             if status in _OK:
                 spool.remove(entry)

@@ -29,6 +29,7 @@ class ReportState:
     last_error: str | None = None  # why the last delivery stopped (None: it did not)
     last_error_at: str | None = None
     dropped_total: int = 0  # reports given up on (queue full, refused as malformed)
+    identity_mode: str | None = None  # how the drift server knows this workspace (coder-agent-token is verified)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1) + "\n"

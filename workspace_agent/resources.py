@@ -52,7 +52,9 @@ def json_key(rule_id: str, path: Path, key: str, value: Any, *, title: str = "")
             return "(unreadable)"
         return "(unset)" if found is _UNSET else json.dumps(found, ensure_ascii=False, sort_keys=True)
 
-    return FileRule(rule_id, path, render, summarize=summarize, title=title or f"{key} = {json.dumps(value)}")
+    return FileRule(
+        rule_id, path, render, summarize=summarize, title=title or f"{key} = {json.dumps(value)}", user_file=True
+    )
 
 
 def json_entries(rule_id: str, path: Path, key: str, entries: dict[str, Any], *, title: str = "") -> FileRule:
@@ -81,4 +83,6 @@ def json_entries(rule_id: str, path: Path, key: str, entries: dict[str, Any], *,
         ours = {k: found[k] for k in entries if k in found}
         return json.dumps(ours, ensure_ascii=False, sort_keys=True) if ours else "(unset)"
 
-    return FileRule(rule_id, path, render, summarize=summarize, title=title or f"{key}: {len(entries)} entries")
+    return FileRule(
+        rule_id, path, render, summarize=summarize, title=title or f"{key}: {len(entries)} entries", user_file=True
+    )

@@ -7,10 +7,11 @@ outcome of bootstrap and check is recorded so that `status` can answer without d
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from workspace_agent import __version__, fsio, lock
@@ -19,9 +20,10 @@ from workspace_agent.desired import Desired, build_desired, rules
 from workspace_agent.errors import EXIT_CHANGED, EXIT_OK, AgentError, detailed_exit_code
 from workspace_agent.keysource import KeyResolution, resolve_key
 from workspace_agent.paths import Paths
-from workspace_agent.plan import RuleResult, apply_plan, build_plan, render_diff
+from workspace_agent.plan import RuleResult, apply_plan, build_plan, render_diff, sweep_interrupted
 
 Mode = Literal["bootstrap", "plan", "check"]
+STALE_TEMP_S = 600.0  # a temp file of an unlocked writer this old is a killed run's leftover
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Outcome:
                 "masked": self.key.masked,
                 "reused": self.key.reused,
                 "problem": self.key.problem,
+                "identity": self.key.identity,
             },
             "counts": {s: self.count(s) for s in ("compliant", "corrected", "drift", "error")} | {"total": len(self.results)},
             "rules": [
@@ -95,7 +98,7 @@ def execute(
     record_run: bool = True,
 ) -> Outcome:
     """Run one mode; `record_run=False` leaves recording to the caller (reporting adds results first)."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t0 = time.perf_counter()
     paths = Paths.for_home(config.home, environ)
     desired = build_desired(config, dict(policy), paths)
@@ -113,16 +116,27 @@ def _run(mode: Mode, desired: Desired, started: datetime, t0: float, log: Callab
     key = resolve_key(desired.config, desired.paths, network=(mode == "bootstrap"), log=log)
     secrets = tuple(s for s in (*desired.config.secrets, key.key or "") if s)
     plan = build_plan(rules(desired, key, online=(mode == "bootstrap")), secrets)
+    notes = list(key.notes)
+    if mode == "bootstrap":  # under the lock: temp files named for managed files are leftovers
+        swept = sweep_interrupted(plan)
+        if swept:
+            names = ", ".join(sorted({desired.paths.show(p.parent) for p in swept}))
+            notes.append(f"removed {len(swept)} temp file(s) an interrupted earlier run left in {names}")
     results = apply_plan(plan) if mode == "bootstrap" else plan.results
     diff = render_diff(plan, desired.paths.show) if mode != "bootstrap" else ""
-    notes = [n for n in (key.note,) if n]
+    if diff:  # start files may hold raw provider keys: not even a diff's context lines show them
+        from workspace_agent.clients.bypass import hide_values, shown_names
+
+        diff = hide_values(diff, shown_names(desired.policy))
     return Outcome(mode, desired, key, results, diff, started, time.perf_counter() - t0, notes)
 
 
 def record(paths: Paths, outcome: Outcome) -> None:
     """Keep the last outcome for `status` (best effort: a full disk must not fail the run)."""
     summary = outcome.summary()
-    summary["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    summary["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    # Not under a lock (check records too): only temp files old enough to be a killed run's.
+    fsio.sweep_temps(paths.last_run_file.parent, re.escape(paths.last_run_file.name), min_age_s=STALE_TEMP_S)
     try:
         fsio.atomic_write(paths.last_run_file, json.dumps(summary, indent=1) + "\n", 0o600)
     except AgentError as exc:

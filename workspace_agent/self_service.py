@@ -39,8 +39,8 @@ def workspace_key(config: AgentConfig, paths: Paths) -> tuple[str, list[str]]:
     """The pasted key, else the stored one; AgentError(EXIT_NO_KEY) with the next step when none."""
     if config.api_key:
         return config.api_key, []
-    key, warning = stored_key(paths)
-    notes = [f"{warning}; run `workspace-agent bootstrap` to fix it"] if warning and key else []
+    key, warning = stored_key(paths, fix_mode=True)  # it is about to be sent: private first
+    notes = [warning] if warning and key else []
     if key:
         return key, notes
     reason = f" ({warning})" if warning else ""

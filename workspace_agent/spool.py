@@ -28,6 +28,7 @@ MAX_ENTRY_BYTES = 2 * 1024 * 1024  # one report is at most 512 KB on the wire
 MAX_CORRUPT_KEPT = 20  # set-aside files kept for a person to look at; older ones are deleted
 
 _ENTRY = re.compile(r"^(\d{12})\.json$")
+MAX_SEQ = 10**12  # sequence numbers are the 12-digit file names
 _SEQ_FILE = "next-seq"
 
 
@@ -70,7 +71,8 @@ class Spool:
         """Append `item` (JSON-able) after everything already waiting; notes name what was dropped."""
         existing = self.entries()
         seq = max(self._stored_next_seq(), existing[-1].seq + 1 if existing else 1)
-        fsio.atomic_write(self.directory / _SEQ_FILE, f"{seq + 1}\n", 0o600)
+        with contextlib.suppress(AgentError):  # best effort: without it the files still give the order
+            fsio.atomic_write(self.directory / _SEQ_FILE, f"{seq + 1}\n", 0o600)
         text = json.dumps({"seq": seq, "queued_at": queued_at, "item": item}, ensure_ascii=False)
         path = self.directory / f"{seq:012d}.json"
         fsio.atomic_write(path, text + "\n", 0o600)
@@ -122,9 +124,12 @@ class Spool:
 
     def _stored_next_seq(self) -> int:
         try:
-            return max(1, int((self.directory / _SEQ_FILE).read_text(encoding="ascii").strip()))
+            value = int((self.directory / _SEQ_FILE).read_text(encoding="ascii").strip())
         except (OSError, ValueError):
             return 1  # lost or damaged: the files themselves still give the order
+        # A number that does not fit the 12-digit file names would name a file `entries()` never
+        # sees: the report would be lost. Such a value is damage; the files give the order.
+        return value if 1 <= value < MAX_SEQ else 1
 
     def _enforce_bounds(self, entries: list[Entry]) -> list[str]:
         """Drop the oldest reports until the queue fits; never the newest one."""

@@ -40,6 +40,7 @@ def gather(paths: Paths) -> dict[str, Any]:
         "last_error": state.last_error,
         "last_error_at": state.last_error_at,
         "dropped_total": state.dropped_total,
+        "identity_mode": state.identity_mode,
         "queued": queued,
         "queued_bytes": queued_bytes,
         "problem": state_note,
@@ -102,6 +103,22 @@ def _key_part(last_run: Mapping[str, Any]) -> str:
     return "key ok"
 
 
+# How a server knew this workspace, in words (docs/identity.md).
+IDENTITY_WORDS = {
+    "coder-agent-token": "verified by Coder from this workspace's agent token",
+    "enrollment-secret": "shared enrollment secret only: weaker, any workspace could claim this one",
+}
+
+
+def _key_source(key: Mapping[str, Any]) -> str:
+    source = str(key.get("source", "?"))
+    if source != "provisioner":
+        return source
+    if key.get("identity") == "coder-agent-token":
+        return "provisioner, workspace verified by Coder"
+    return "provisioner, shared secret only"
+
+
 def short_line(data: Mapping[str, Any], now: datetime) -> str:
     """One line for a Coder metadata block."""
     last_run = data.get("last_run")
@@ -155,7 +172,7 @@ def long_text(data: Mapping[str, Any], now: datetime, show: Any = str) -> str:
                 detail = rule.get("message") if rule.get("state") == "error" else f"{rule.get('before')} → {rule.get('after')}"
                 lines.append(f"  {rule.get('state'):<6} {rule.get('rule_id')}  {shown}  {detail}")
         key = _key(last_run)
-        lines.append(f"key: {key.get('masked') or 'none'} ({key.get('source', '?')}); {_key_part(last_run)}")
+        lines.append(f"key: {key.get('masked') or 'none'} ({_key_source(key)}); {_key_part(last_run)}")
         lines.append(f"enforcement level: {last_run.get('enforcement_level', '?')} requested")
         lines.append(f"desired state: {str(last_run.get('desired_sha256', '?'))[:12]}…")
     report = data.get("report", {})
@@ -166,6 +183,9 @@ def long_text(data: Mapping[str, Any], now: datetime, show: Any = str) -> str:
     if not report.get("enrolled"):
         line += "; not enrolled yet"
     lines.append(line)
+    mode = report.get("identity_mode")
+    if mode in IDENTITY_WORDS:
+        lines.append(f"report identity: {mode} ({IDENTITY_WORDS[mode]})")
     if report.get("last_error"):
         lines.append(f"report problem ({ago(report.get('last_error_at'), now) or '?'}): {report['last_error']}")
     if report.get("dropped_total"):

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from . import auth, queries
 from .errors import ApiError
-from .routes import ctx_of, detail_data, fleet_data, require_admin
+from .routes import MAX_OFFSET, ctx_of, detail_data, fleet_data, require_admin
 
 if TYPE_CHECKING:
     from .app import Ctx
@@ -103,17 +103,23 @@ async def fleet_page(request: Request) -> Response:
         return refused
     ctx = ctx_of(request)
     p = request.query_params
+
+    def text(name: str, limit: int) -> str | None:
+        # NUL cannot reach PostgreSQL; no stored value holds one anyway (the API refuses it).
+        return (p.get(name) or "").replace("\x00", "").strip()[:limit] or None
+
     status = p.get("status") or None
+    offset = p.get("offset", "")
     flt = queries.FleetFilter(
         status=status if status in queries.STATUSES else None,
-        level=(p.get("level") or None),
-        owner=(p.get("owner") or "").strip()[:200] or None,
+        level=text("level", 50),
+        owner=text("owner", 200),
         mismatch=_flag(p.get("mismatch")) or None,
-        q=(p.get("q") or "").strip()[:200] or None,
+        q=text("q", 200),
         drifted=_flag(p.get("drifted")),
         stale=_flag(p.get("stale")),
         limit=PAGE_SIZE,
-        offset=int(offset) if (offset := p.get("offset", "")).isdigit() else 0,
+        offset=min(int(offset), MAX_OFFSET) if offset.isascii() and offset.isdigit() else 0,
     )
     base = {
         k: v
@@ -146,9 +152,17 @@ async def fleet_page(request: Request) -> Response:
             signed_in=True,
             stale_text=_duration(ctx.settings.stale_after_s),
             heartbeats=ctx.settings.stale_after_heartbeats,
+            enrollment=_enrollment(ctx),
         )
 
     return HTMLResponse(await run_in_threadpool(page), headers=SECURITY_HEADERS)
+
+
+def _enrollment(ctx: Ctx) -> dict[str, bool]:
+    """Which ways to enroll are on: the page warns while the weaker shared secret is one of them."""
+    settings = ctx.settings
+    secret = settings.enrollment_secret is not None and not settings.require_agent_token
+    return {"coder": ctx.coder is not None, "secret": secret}
 
 
 @router.get("/workspaces/{workspace_id:path}", response_class=HTMLResponse)
@@ -158,10 +172,14 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
     ctx = ctx_of(request)
 
     def page() -> str | None:
+        if "\x00" in workspace_id:  # no stored id holds one
+            return None
         found = detail_data(ctx, workspace_id)
         if found is None:
             return None
-        return render_html(ctx, "workspace.html", w=found, refresh=60, signed_in=True)
+        return render_html(
+            ctx, "workspace.html", w=found, refresh=60, signed_in=True, enrollment=_enrollment(ctx)
+        )
 
     html = await run_in_threadpool(page)
     if html is None:

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from coder_identity import CoderIdentity
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workspace_agent import wire
 
@@ -51,9 +53,12 @@ class Ctx:
     writer: Writer
     tokens: TokenCache
     notifier: Notifier | None = None
+    coder: CoderIdentity | None = None  # set when the server may ask Coder who enrolls
 
 
-def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
+def create_app(
+    settings: Settings, clock: Clock = _utcnow, coder: CoderIdentity | None = None
+) -> FastAPI:
     engine = make_engine(settings.db_url, settings.sqlite_synchronous)
     migrate(engine)
     ctx = Ctx(
@@ -63,7 +68,15 @@ def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
         clock=clock,
         writer=Writer(engine),
         tokens=TokenCache(),
+        coder=coder,
     )
+    if ctx.coder is None and settings.coder_url and settings.coder_api_token:
+        ctx.coder = CoderIdentity(
+            settings.coder_url,
+            settings.coder_api_token.get_secret_value(),
+            timeout=settings.coder_timeout_s,
+            cache_ttl=settings.coder_identity_cache_s,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +105,7 @@ def create_app(settings: Settings, clock: Clock = _utcnow) -> FastAPI:
     app.state.ctx = ctx
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(routes.router)
     app.include_router(admin_pages.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -110,6 +124,19 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": exc.detail, "reason": exc.reason, **exc.extra}, exc.status, headers=exc.headers
     )
+
+
+_REASONS = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own refusals (no such route, wrong method) in the same shape as ours."""
+    assert isinstance(exc, StarletteHTTPException)
+    detail = {404: "no such page or API route", 405: "this route does not take that method"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    reason = _REASONS.get(exc.status_code, "http_error")
+    return JSONResponse({"detail": detail, "reason": reason}, exc.status_code, headers=exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 2  # 2: workspaces.rules_digest, ix_workspaces_status
+SCHEMA_VERSION = 3  # 2: identity_mode, template_name; 3: rules_digest, ix_workspaces_status
 _PG_MIGRATE_LOCK = 7_315_024_001  # arbitrary constant for pg_advisory_xact_lock
 
 
@@ -102,6 +102,10 @@ workspaces = Table(
     # ingest.rules_digest of the stored rule rows: an unchanged heartbeat skips reading them.
     Column("rules_digest", String(64), nullable=True),
     Column("stale_notified", Boolean, nullable=False, default=False),
+    # How the workspace proved itself at enrollment: coder-agent-token (Coder vouched) or
+    # enrollment-secret (the shared secret only; NULL in rows from before schema 2).
+    Column("identity_mode", String(30), nullable=True),
+    Column("template_name", String(200), nullable=True),  # from Coder, when verified
     Index("ix_workspaces_state", "state"),
     Index("ix_workspaces_owner", "owner"),
     Index("ix_workspaces_last_seen", "last_seen_at"),
@@ -243,6 +247,9 @@ def migrate(engine: Engine) -> int:
                 )
             # Schema changes, one step per version (a fresh database got them from create_all).
             if 0 < version < 2:
+                _add_column(conn, workspaces.c.identity_mode)
+                _add_column(conn, workspaces.c.template_name)
+            if 0 < version < 3:
                 _add_column(conn, workspaces.c.rules_digest)
                 _index("ix_workspaces_status").create(conn, checkfirst=True)
             if version == 0:

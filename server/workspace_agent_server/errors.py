@@ -6,7 +6,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 MAX_ERRORS_SHOWN = 20
+
+
+class ErrorItem(BaseModel):
+    loc: str
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    """Every refusal's JSON body (documented in the OpenAPI for each status a route can give)."""
+
+    detail: str
+    reason: str
+    errors: list[ErrorItem] | None = None  # 422 only: where and what, never the input
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: these refusal statuses, each with the error body."""
+    words = {
+        401: "no credential, or an unknown or revoked one",
+        403: "a valid credential of the wrong kind, or for another workspace",
+        404: "no such workspace",
+        413: "body too large",
+        422: "not valid (the errors say where)",
+        503: "this part of the server is off (its secret is not configured)",
+    }
+    return {status: {"model": ErrorBody, "description": words[status]} for status in statuses}
 
 
 class ApiError(Exception):

@@ -20,6 +20,7 @@ class Metrics:
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     webhook: Counter[str] = field(default_factory=Counter)  # delivered / failed / dropped / retried
+    enroll_refused: Counter[str] = field(default_factory=Counter)  # identity refusals, by reason
     _latency_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
     _latency_sum: float = 0.0
     _latency_n: int = 0
@@ -40,6 +41,10 @@ class Metrics:
     def reject(self, reason: str) -> None:
         with self._lock:
             self.rejected[reason] += 1
+
+    def count_enroll_refused(self, reason: str) -> None:
+        with self._lock:
+            self.enroll_refused[reason] += 1
 
     def count_webhook(self, result: str, n: int = 1) -> None:
         with self._lock:
@@ -85,6 +90,14 @@ class Metrics:
             lines += [
                 f'drift_webhook_notices_total{{result="{r}"}} {n}'
                 for r, n in sorted(self.webhook.items())
+            ]
+            lines += [
+                "# HELP drift_enroll_refused_total Enrollments refused for their identity, by reason.",
+                "# TYPE drift_enroll_refused_total counter",
+            ]
+            lines += [
+                f'drift_enroll_refused_total{{reason="{r}"}} {n}'
+                for r, n in sorted(self.enroll_refused.items())
             ]
         lines += [
             "# HELP drift_workspaces Workspaces by status (stale overrides the last state).",

@@ -50,13 +50,21 @@ def _insert(conn: Connection, table: Any) -> Any:  # a dialect's INSERT … ON C
 
 
 def enroll(
-    conn: Connection, who: WorkspaceIdentity, agent_version: str, hashed: str, now: datetime
+    conn: Connection,
+    who: WorkspaceIdentity,
+    agent_version: str,
+    hashed: str,
+    now: datetime,
+    identity_mode: str = "enrollment-secret",
+    template_name: str | None = None,
 ) -> None:
     """Create the workspace or give it a new token (the old one stops working)."""
     stmt = _insert(conn, workspaces).values(
         id=who.id,
         name=who.name,
         owner=who.owner,
+        identity_mode=identity_mode,
+        template_name=template_name,
         agent_version=agent_version,
         token_hash=hashed,
         token_issued_at=now,
@@ -75,6 +83,8 @@ def enroll(
             set_={
                 "name": stmt.excluded.name,
                 "owner": stmt.excluded.owner,
+                "identity_mode": stmt.excluded.identity_mode,
+                "template_name": stmt.excluded.template_name,
                 "agent_version": stmt.excluded.agent_version,
                 "token_hash": stmt.excluded.token_hash,
                 "token_issued_at": stmt.excluded.token_issued_at,
@@ -82,6 +92,16 @@ def enroll(
             },
         )
     )
+
+
+def enrolled_identity(conn: Connection, workspace_id: str) -> str | None:
+    """How an enrolled workspace proved itself last time (None: never enrolled)."""
+    row = conn.execute(
+        select(workspaces.c.identity_mode).where(workspaces.c.id == workspace_id)
+    ).first()
+    if row is None:
+        return None
+    return str(row.identity_mode or "enrollment-secret")
 
 
 @dataclass(frozen=True)
@@ -145,6 +165,9 @@ class _Ws:
     state_since: datetime | None
     last_report_at: datetime | None
     rules_digest: str | None
+    # Coder said who this is at enrollment (identity_mode coder-agent-token): a report's own
+    # claim does not rename it, so these stay as enrolled. None: the report's name and owner.
+    verified_name_owner: tuple[str, str] | None
     last_seen_at: datetime | None = None  # set by every new report (also one sent late)
     values: dict[str, Any] | None = None  # the columns the latest applied report sets
 
@@ -168,6 +191,9 @@ def _ingest_statements(dialect: str) -> dict[str, Any]:
             workspaces.c.token_hash,
             workspaces.c.token_revoked_at,
             workspaces.c.rules_digest,
+            workspaces.c.identity_mode,
+            workspaces.c.name,
+            workspaces.c.owner,
         )
         .where(workspaces.c.id.in_(bindparam("ids", expanding=True)))
         .order_by(workspaces.c.id)
@@ -263,7 +289,13 @@ def ingest_many(conn: Connection, items: Sequence[IngestItem]) -> list[IngestRes
         row = rows[item.workspace_id]
         ws = state.setdefault(
             item.workspace_id,
-            _Ws(row.state, row.state_since, row.last_report_at, row.rules_digest),
+            _Ws(
+                row.state,
+                row.state_since,
+                row.last_report_at,
+                row.rules_digest,
+                (row.name, row.owner) if row.identity_mode == "coder-agent-token" else None,
+            ),
         )
         ws.last_seen_at = item.received_at
         if ws.last_report_at is not None and finished < ws.last_report_at:
@@ -334,9 +366,10 @@ def _apply(
         ws.state_since = finished
     ws.state = plan.state
     ws.last_report_at = finished
+    name, owner = ws.verified_name_owner or (report.workspace.name, report.workspace.owner)
     ws.values = {
-        "name": report.workspace.name,
-        "owner": report.workspace.owner,
+        "name": name,
+        "owner": owner,
         "agent_version": report.agent_version,
         "last_report_at": finished,
         "last_report_id": report.report_id,
@@ -360,8 +393,8 @@ def _apply(
         newly_drifted=plan.newly_drifted,
         workspace={
             "id": item.workspace_id,
-            "name": report.workspace.name,
-            "owner": report.workspace.owner,
+            "name": name,
+            "owner": owner,
             "state": plan.state,
             "failing_rules": failing[:50],
             "last_report_at": finished.isoformat(),
@@ -597,6 +630,8 @@ def _workspace_out(row: Any, failing: list[tuple[str, str]]) -> dict[str, Any]:
         "exit_code": row["exit_code"],
         "enrolled_at": row["enrolled_at"],
         "token_revoked_at": row["token_revoked_at"],
+        "identity_mode": row["identity_mode"] or "enrollment-secret",
+        "template_name": row["template_name"],
     }
 
 

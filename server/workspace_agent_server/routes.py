@@ -10,11 +10,13 @@ writer (writer.py) and answered after their transaction commits. Each refusal is
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from coder_identity import AGENT_TOKEN_HEADER, CoderUnavailable, IdentityRefused
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
@@ -26,14 +28,18 @@ from workspace_agent import wire
 
 from . import auth, queries
 from .db import write_tx
-from .errors import ApiError, describe_validation
+from .errors import ApiError, describe_validation, documented
 
 if TYPE_CHECKING:
     from .app import Ctx
 
 router = APIRouter()
+log = logging.getLogger("workspace_agent_server")
 M = TypeVar("M", bound=BaseModel)
 ENROLL_MAX_BYTES = 16 * 1024
+MAX_OFFSET = (
+    10_000_000  # beyond any fleet; unbounded, a huge offset overflowed the database's integer
+)
 Identity = Literal["admin", "enrollment", "workspace", "revoked", "unknown"]
 
 
@@ -187,12 +193,52 @@ async def read_body(request: Request, limit: int, count: bool) -> bytes:
 
 def parse(model: type[M], body: bytes, what: str, count: bool) -> M:
     try:
-        return model.model_validate_json(body)
+        # strict, as the schema says: no "0" for 0, no number for a time
+        parsed = model.model_validate_json(body, strict=True)
     except ValidationError as exc:
         detail, errors = describe_validation(what, exc.errors(include_input=False))
         raise ApiError(
             422, "invalid", detail, count_as="invalid" if count else None, extra={"errors": errors}
         ) from exc
+    where = _nul_at(parsed.model_dump())
+    if where is not None:
+        raise ApiError(
+            422,
+            "invalid",
+            f"{what} is not valid: {where}: text must not contain NUL characters",
+            count_as="invalid" if count else None,
+            extra={"errors": [{"loc": where, "msg": "text must not contain NUL characters"}]},
+        )
+    return parsed
+
+
+def _nul_at(value: Any, where: str = "") -> str | None:
+    """Where a NUL character sits in parsed JSON (PostgreSQL cannot store one), or None."""
+    if isinstance(value, str):
+        return (where or "(body)") if "\x00" in value else None
+    items: Iterable[tuple[Any, Any]] = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    for key, item in items:
+        found = _nul_at(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def no_nul(name: str, value: str | None) -> None:
+    """Query parameters: a NUL character is refused (422) before it reaches the database."""
+    if value is not None and "\x00" in value:
+        raise ApiError(
+            422,
+            "invalid",
+            f"the request is not valid: {name}: text must not contain NUL characters",
+            extra={
+                "errors": [{"loc": f"query.{name}", "msg": "text must not contain NUL characters"}]
+            },
+        )
 
 
 def _first_repeat(ids: Iterable[str]) -> str | None:
@@ -211,40 +257,102 @@ def _first_repeat(ids: Iterable[str]) -> str | None:
     wire.ENROLL_PATH,
     response_model=wire.EnrollResponse,
     tags=["workspace"],
-    summary="Trade the enrollment secret for a workspace token",
+    summary="Trade the workspace's Coder agent token (or the enrollment secret) for a workspace token",
+    responses=documented(401, 403, 413, 422, 503),
 )
 async def enroll(request: Request) -> wire.EnrollResponse:
-    """`Authorization: Bearer <enrollment secret>`. Returns a new token for the workspace (an
-    earlier token of the same workspace stops working). Only a hash of the token is stored."""
+    """`Coder-Agent-Token: <agent token>` (preferred: the server asks Coder who that is) and/or
+    `Authorization: Bearer <enrollment secret>` (the weaker fallback). Returns a new token for the
+    workspace (an earlier token of the same workspace stops working). Only a hash is stored.
+
+    A verified enrollment binds the workspace to Coder's identity: from then on the shared secret
+    alone can no longer enroll that workspace id (it could otherwise take its reports over)."""
     ctx = ctx_of(request)
-    if ctx.settings.enrollment_secret is None:
+    settings = ctx.settings
+    if settings.enrollment_secret is None and ctx.coder is None:
         raise ApiError(
             503,
             "enrollment_off",
-            "enrollment is off: start the server with DRIFT_ENROLLMENT_SECRET set",
+            "enrollment is off: start the server with DRIFT_CODER_URL and DRIFT_CODER_API_TOKEN "
+            "(enrollment by agent token) and/or DRIFT_ENROLLMENT_SECRET set",
         )
-    token = auth.bearer(request.headers.get("authorization"))
-    if token is None or not auth.matches(token, ctx.settings.enrollment_secret):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "enrollment needs the enrollment secret: send "
-            "'Authorization: Bearer <enrollment secret>' (check DRIFT_ENROLLMENT_SECRET "
-            "on the server and the workspace's setting)",
-            headers=_BEARER,
-        )
+    agent_token = (request.headers.get(AGENT_TOKEN_HEADER) or "").strip()
+    bearer = auth.bearer(request.headers.get("authorization"))
+    secret_ok = bearer is not None and auth.matches(bearer, settings.enrollment_secret)
+    if not (secret_ok or (agent_token and ctx.coder is not None)):
+        if agent_token:
+            detail = (
+                "this drift server cannot verify Coder agent tokens (no DRIFT_CODER_URL), so "
+                "enrollment needs the enrollment secret: send 'Authorization: Bearer <enrollment "
+                "secret>' (DRIFT_ENROLLMENT_SECRET)"
+            )
+        elif ctx.coder is not None and settings.enrollment_secret is None:
+            detail = (
+                f"enrollment needs the workspace's Coder agent token in the {AGENT_TOKEN_HEADER} "
+                "header (CODER_AGENT_TOKEN)"
+            )
+        else:
+            detail = (
+                f"enrollment needs the workspace's Coder agent token ({AGENT_TOKEN_HEADER} header) or "
+                "the enrollment secret ('Authorization: Bearer <enrollment secret>'; check "
+                "DRIFT_ENROLLMENT_SECRET on the server and the workspace's setting)"
+            )
+        raise ApiError(401, "unauthorized", detail, headers=_BEARER)
     req = parse(
         wire.EnrollRequest,
         await read_body(request, ENROLL_MAX_BYTES, False),
         "the enrollment request",
         False,
     )
+    who, mode, template = req.workspace, "enrollment-secret", None
+    if agent_token and ctx.coder is not None:
+        try:
+            verified = await ctx.coder.verify(agent_token, req.workspace.id)
+        except IdentityRefused as exc:
+            ctx.metrics.count_enroll_refused(exc.reason)
+            raise ApiError(403, "identity_refused", exc.message) from None
+        except CoderUnavailable as exc:
+            if not secret_ok or settings.require_agent_token:
+                raise ApiError(
+                    503,
+                    "coder_unavailable",
+                    f"cannot verify the workspace with Coder: {exc.message}",
+                ) from None
+            log.warning("enrolling %s with the shared secret: %s", req.workspace.id, exc.message)
+        else:
+            who = wire.WorkspaceIdentity(
+                id=req.workspace.id, name=verified.workspace_name, owner=verified.owner
+            )
+            mode, template = "coder-agent-token", verified.template_name or None
+    if mode == "enrollment-secret":
+        if settings.require_agent_token:
+            raise ApiError(
+                403,
+                "agent_token_required",
+                "this drift server enrolls only workspaces that Coder vouches for: send the "
+                f"workspace's CODER_AGENT_TOKEN in the {AGENT_TOKEN_HEADER} header",
+            )
+        before = await run_in_threadpool(_enrolled_identity, ctx, req.workspace.id)
+        if before == "coder-agent-token":
+            ctx.metrics.count_enroll_refused("takeover")
+            raise ApiError(
+                403,
+                "identity_required",
+                f"workspace {req.workspace.id!r} enrolled with its Coder identity; the shared "
+                "enrollment secret cannot enroll it again: enroll with its CODER_AGENT_TOKEN",
+            )
     new_token = auth.new_workspace_token()
 
     def tx() -> None:
         with write_tx(ctx.engine) as conn:
             queries.enroll(
-                conn, req.workspace, req.agent_version, auth.token_hash(new_token), ctx.clock()
+                conn,
+                who,
+                req.agent_version,
+                auth.token_hash(new_token),
+                ctx.clock(),
+                identity_mode=mode,
+                template_name=template,
             )
 
     await run_in_threadpool(tx)
@@ -252,8 +360,14 @@ async def enroll(request: Request) -> wire.EnrollResponse:
     return wire.EnrollResponse(
         workspace_id=req.workspace.id,
         workspace_token=new_token,
-        heartbeat_interval_s=ctx.settings.heartbeat_interval_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        identity_mode=mode,  # type: ignore[arg-type]
     )
+
+
+def _enrolled_identity(ctx: Ctx, workspace_id: str) -> str | None:
+    with ctx.engine.connect() as conn:
+        return queries.enrolled_identity(conn, workspace_id)
 
 
 @router.post(
@@ -261,12 +375,7 @@ async def enroll(request: Request) -> wire.EnrollResponse:
     response_model=wire.ReportAccepted,
     tags=["workspace"],
     summary="Send one drift report",
-    responses={
-        401: {"description": "no, unknown or revoked workspace token"},
-        403: {"description": "not a workspace token, or another workspace"},
-        413: {"description": "body too large"},
-        422: {"description": "not a valid report"},
-    },
+    responses=documented(401, 403, 413, 422),
 )
 async def post_report(request: Request) -> JSONResponse:
     """`Authorization: Bearer <workspace token>`. A report id already stored → 200 with
@@ -319,6 +428,7 @@ async def post_report(request: Request) -> JSONResponse:
     tags=["admin"],
     summary="The fleet, with counts and filters",
     response_class=JSONResponse,
+    responses=documented(401, 403, 422, 503),
 )
 async def list_workspaces(
     request: Request,
@@ -330,11 +440,13 @@ async def list_workspaces(
     mismatch: bool | None = None,
     q: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=500, ge=1, le=5000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> Response:
     """Counts are for the whole fleet (stale overrides the last state); `updated_at` is when
     the latest report arrived. `drifted` is the last known state, also for stale workspaces."""
     await require_admin(request)
+    for name, value in (("level", level), ("owner", owner), ("q", q)):
+        no_nul(name, value)
     ctx = ctx_of(request)
     flt = queries.FleetFilter(
         status=status,
@@ -380,12 +492,15 @@ def detail_data(ctx: Ctx, workspace_id: str) -> dict[str, Any] | None:
     tags=["admin"],
     summary="One workspace: rule states, first failing, transitions",
     response_class=JSONResponse,
+    responses=documented(401, 403, 404, 422, 503),
 )
 async def get_workspace(request: Request, workspace_id: str) -> Response:
     await require_admin(request)
     ctx = ctx_of(request)
 
     def answer() -> bytes | None:
+        if "\x00" in workspace_id:  # no stored id holds one (reports with NUL are refused)
+            return None
         found = detail_data(ctx, workspace_id)
         return None if found is None else json_bytes(found)
 
@@ -399,6 +514,7 @@ async def get_workspace(request: Request, workspace_id: str) -> Response:
     wire.WORKSPACES_PATH + "/{workspace_id:path}/revoke",
     tags=["admin"],
     summary="Revoke a workspace's token",
+    responses=documented(401, 403, 404, 422, 503),
 )
 async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
     """Later reports with that token get 401. The workspace can enroll again with the enrollment
@@ -410,14 +526,19 @@ async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any
         with write_tx(ctx.engine) as conn:
             return queries.revoke(conn, workspace_id, ctx.clock())
 
-    revoked_at = await run_in_threadpool(tx)
+    revoked_at = await run_in_threadpool(tx) if "\x00" not in workspace_id else None
     ctx.tokens.forget(workspace_id)
     if revoked_at is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
     return {"workspace_id": workspace_id, "revoked": True, "revoked_at": revoked_at}
 
 
-@router.get("/health", tags=["ops"], summary="Liveness and database check")
+@router.get(
+    "/health",
+    tags=["ops"],
+    summary="Liveness and database check",
+    responses={503: {"description": "the database cannot be reached"}},
+)
 async def health(request: Request) -> JSONResponse:
     ctx = ctx_of(request)
 

@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     report_retention_days: int = Field(default=30, ge=1)  # report ids kept for duplicate checks
     session_hours: int = Field(default=12, ge=1)  # admin login cookie lifetime
     cookie_secure: bool = False  # set when the server is only reached over HTTPS
+    # Enrollment by the workspace's Coder agent token (docs/identity.md): the server asks Coder at
+    # coder_url, with coder_api_token (a token that can read every workspace), who is enrolling.
+    coder_url: str | None = None
+    coder_api_token: SecretStr | None = None
+    coder_identity_cache_s: float = Field(default=30.0, ge=0, le=3600)
+    coder_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # true: the shared enrollment secret alone never enrolls (only verified workspaces report).
+    require_agent_token: bool = False
     # "full": an fsync per commit (per batch of reports), so an acknowledged report also survives
     # a power cut; "normal" survives a crash of the server (see README, Performance).
     sqlite_synchronous: Literal["normal", "full"] = "normal"
@@ -49,6 +57,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("coder_url", mode="before")
+    @classmethod
+    def _blank_url_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("webhook_url", mode="before")
     @classmethod
@@ -75,6 +88,18 @@ class Settings(BaseSettings):
                     "DRIFT_WEBHOOK_URL is set but DRIFT_WEBHOOK_SECRET is not: the receiver "
                     "needs the secret to check the X-Drift-Signature of each notice"
                 )
+        if (self.coder_url is None) != (self.coder_api_token is None):
+            raise ValueError(
+                "DRIFT_CODER_URL and DRIFT_CODER_API_TOKEN go together: set both to enroll workspaces "
+                "by their Coder agent token, or neither"
+            )
+        if self.coder_url is not None and not self.coder_url.startswith(("http://", "https://")):
+            raise ValueError("DRIFT_CODER_URL must start with http:// or https://")
+        if self.require_agent_token and self.coder_url is None:
+            raise ValueError(
+                "DRIFT_REQUIRE_AGENT_TOKEN needs DRIFT_CODER_URL and DRIFT_CODER_API_TOKEN: without "
+                "them no workspace could enroll"
+            )
         if self.enrollment_secret is not None and any(
             t.get_secret_value() == self.enrollment_secret.get_secret_value()
             for t in self.admin_tokens

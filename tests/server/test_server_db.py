@@ -96,9 +96,13 @@ def test_sqlite_write_transactions_that_read_first_take_turns(tmp_path: Path) ->
         engine.dispose()
 
 
-def test_version_1_database_gets_the_rules_digest_column(db_url: str) -> None:
-    """A database made by the first release (no workspaces.rules_digest, no ix_workspaces_status)
-    is upgraded in place and keeps its rows; the next report stores a digest."""
+@pytest.mark.parametrize("old_version", [1, 2])
+def test_older_database_gets_the_rules_digest_and_status_index(
+    db_url: str, old_version: int
+) -> None:
+    """A database made by an earlier release (1: the first; 2: with the identity columns) is
+    upgraded in place to the current schema and keeps its rows; the next report stores a
+    digest."""
     from datetime import UTC, datetime
 
     from workspace_agent_server import queries
@@ -116,12 +120,15 @@ def test_version_1_database_gets_the_rules_digest_column(db_url: str) -> None:
             queries.enroll(conn, WorkspaceIdentity(id="w"), "0.1.0", "h" * 64, now)
             conn.exec_driver_sql("DROP INDEX ix_workspaces_status")
             conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN rules_digest")
-            conn.execute(meta.update().values(value="1"))
-        assert migrate(engine) == SCHEMA_VERSION == 2
-        assert migrate(engine) == 2  # and again: nothing to do
+            if old_version < 2:
+                conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN identity_mode")
+                conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN template_name")
+            conn.execute(meta.update().values(value=str(old_version)))
+        assert migrate(engine) == SCHEMA_VERSION == 3
+        assert migrate(engine) == 3  # and again: nothing to do
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("workspaces")}
-            assert "rules_digest" in columns
+            assert {"rules_digest", "identity_mode", "template_name"} <= columns
             indexes = {i["name"] for i in sa.inspect(conn).get_indexes("workspaces")}
             assert "ix_workspaces_status" in indexes
             assert conn.execute(sa.text("SELECT id FROM workspaces")).scalars().all() == ["w"]

@@ -3,10 +3,13 @@
 It follows the contract in workspace_agent/wire.py (the real server in server/ implements the
 same one; end-to-end tests use that):
 
-  POST ENROLL_PATH   Authorization: Bearer <enrollment secret>, EnrollRequest
+  POST ENROLL_PATH   Authorization: Bearer <enrollment secret> and/or Coder-Agent-Token:
+                     <agent token>, EnrollRequest
                      → 201 EnrollResponse (a new token each time; older tokens of that
                        workspace stop working, as a re-enrollment should); 401 bad secret;
-                       422 malformed.
+                       422 malformed. With `agent_tokens` (token → workspace id: what Coder
+                       would say), an agent token is checked first: its own workspace →
+                       identity_mode coder-agent-token; any other → 403.
   POST REPORTS_PATH  Authorization: Bearer <workspace token>, Report
                      → 202 ReportAccepted, or 200 with duplicate=true for a known report id;
                        401 unknown/revoked token; 403 the report names another workspace;
@@ -61,8 +64,10 @@ class DriftStandin:
     """The running stand-in: its URL, what it received and accepted, and its mode."""
 
     def __init__(self, enrollment_secret: str = "enroll-Ts9fQ2xLw8", *, heartbeat_interval_s: int = 300,
-                 max_report_bytes: int = MAX_REPORT_BYTES, port: int = 0) -> None:
+                 max_report_bytes: int = MAX_REPORT_BYTES, port: int = 0,
+                 agent_tokens: dict[str, str] | None = None) -> None:
         self.enrollment_secret = enrollment_secret
+        self.agent_tokens = agent_tokens  # None: this server cannot ask Coder (shared secret only)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.max_report_bytes = max_report_bytes
         self.mode = "normal"
@@ -129,13 +134,18 @@ class DriftStandin:
 
     # -- the contract --------------------------------------------------------------------------------
 
-    def _enroll(self, bearer: str, raw: bytes) -> tuple[int, dict[str, Any]]:
-        if not hmac.compare_digest(bearer.encode(), self.enrollment_secret.encode()):
-            return 401, {"detail": "invalid enrollment secret"}
+    def _enroll(self, bearer: str, raw: bytes, agent_token: str = "") -> tuple[int, dict[str, Any]]:
         try:
             request = EnrollRequest.model_validate_json(raw)
         except ValidationError as exc:
             return 422, {"detail": exc.errors(include_url=False, include_context=False, include_input=False)}
+        mode = "enrollment-secret"
+        if agent_token and self.agent_tokens is not None:
+            if self.agent_tokens.get(agent_token) != request.workspace.id:
+                return 403, {"detail": "Coder does not vouch for this workspace: a workspace can only enroll itself"}
+            mode = "coder-agent-token"
+        elif not hmac.compare_digest(bearer.encode(), self.enrollment_secret.encode()):
+            return 401, {"detail": "invalid enrollment secret"}
         token = "wst_" + _secrets.token_urlsafe(24)
         workspace_id = request.workspace.id
         with self._lock:
@@ -144,7 +154,7 @@ class DriftStandin:
             self.tokens[token] = workspace_id
             self.enrollments.append(request.model_dump(mode="json"))
         answer = EnrollResponse(workspace_id=workspace_id, workspace_token=token,
-                                heartbeat_interval_s=self.heartbeat_interval_s)
+                                heartbeat_interval_s=self.heartbeat_interval_s, identity_mode=mode)
         return 201, answer.model_dump(mode="json")
 
     def _report(self, bearer: str, raw: bytes) -> tuple[int, dict[str, Any]]:
@@ -191,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         if standin.mode == "unavailable":
             self._answer(503, {"detail": "database unavailable"})
         elif path == ENROLL_PATH:
-            self._answer(*standin._enroll(bearer, raw))
+            self._answer(*standin._enroll(bearer, raw, headers.get("coder-agent-token", "").strip()))
         elif path == REPORTS_PATH:
             self._answer(*standin._report(bearer, raw))
         else:

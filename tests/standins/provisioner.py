@@ -14,17 +14,19 @@ Modes
            /health/ready, /api/v1/keys/info (LiteLLM-shaped key info for a virtual key).
   fail502  key requests that pass auth and validation get 502 {"error": "Failed to generate
            key: ..."}, as when LiteLLM is down; /health/ready says degraded.
+  fail500  key requests that pass auth get 500 text/plain "Internal Server Error" (a crash).
   flaky    the first `fail_first` key requests fail (`fail_with`: "502", "reset" or
            "alternate"), then normal.
   slow     every request waits `delay` seconds, then is answered as in normal mode.
   garbage  key requests get 200 text/html "<html>oops</html>".
   badjson  key requests get 200 application/json "{not json".
   nokey    key requests get 201 {"reused": false}.
+  emptykey key requests get 201 {"key": "", "reused": false}.
   huge     key requests get 200 with a `huge_bytes` body (20 MB), streamed chunked, or with
            its Content-Length announced when `huge_content_length` is set.
   hang     every request is read and never answered until the stand-in stops.
   reset    every request is read, then the connection is reset without an answer.
-"Garbage" modes (garbage, badjson, nokey, huge) and flaky failures come before the bearer
+"Garbage" modes (garbage, badjson, nokey, emptykey, huge) and flaky failures come before the bearer
 check, as a wrong URL or a broken proxy would; fail502 comes after it, as the real server's.
 
 As a process (for benchmarks):
@@ -54,11 +56,13 @@ from typing import Any, NamedTuple
 MODES = (
     "normal",
     "fail502",
+    "fail500",
     "flaky",
     "slow",
     "garbage",
     "badjson",
     "nokey",
+    "emptykey",
     "huge",
     "hang",
     "reset",
@@ -66,7 +70,7 @@ MODES = (
 LEVELS = ("standard", "design-first", "unrestricted")
 KEY_PATH = "/api/v1/keys/workspace"
 INFO_PATH = "/api/v1/keys/info"
-_GARBAGE_MODES = ("garbage", "badjson", "nokey", "huge")
+_GARBAGE_MODES = ("garbage", "badjson", "nokey", "emptykey", "huge")
 
 
 class Received(NamedTuple):
@@ -404,6 +408,9 @@ class _Handler(BaseHTTPRequestHandler):
         ):
             self._json(400, {"error": "workspace_id and username are required"})
             return
+        if mode == "fail500":
+            self._send(500, "text/plain; charset=utf-8", b"Internal Server Error")
+            return
         if mode == "fail502":
             self._json(
                 502,
@@ -432,6 +439,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "application/json", b"{not json")
         elif mode == "nokey":
             self._json(201, {"reused": False})
+        elif mode == "emptykey":
+            self._json(201, {"key": "", "reused": False})
         else:
             self._huge()
 

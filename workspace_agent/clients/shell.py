@@ -117,23 +117,31 @@ def _body(line: str) -> str:
     return line.rstrip("\r\n")
 
 
+def legacy_lines(text: str) -> set[int]:
+    """Indexes (0-based) of the lines of every `# AI Configuration (LiteLLM)` block: the header
+    and the lines the platform wrote under it."""
+    lines = text.splitlines()
+    inside: set[int] = set()
+    i = 0
+    while i < len(lines):
+        if lines[i].rstrip() == LEGACY_HEADER:
+            inside.add(i)
+            i += 1
+            while i < len(lines) and _LEGACY_LINE.match(lines[i]):
+                inside.add(i)
+                i += 1
+            continue
+        i += 1
+    return inside
+
+
 def remove_legacy(text: str) -> tuple[str, int]:
     """Drop every `# AI Configuration (LiteLLM)` block (the header and the lines the platform
     wrote under it); everything else stays byte-identical. Returns (text, blocks removed)."""
     lines = text.splitlines(keepends=True)
-    kept: list[str] = []
-    blocks = 0
-    i = 0
-    while i < len(lines):
-        if _body(lines[i]).rstrip() == LEGACY_HEADER:
-            blocks += 1
-            i += 1
-            while i < len(lines) and _LEGACY_LINE.match(_body(lines[i])):
-                i += 1
-            continue
-        kept.append(lines[i])
-        i += 1
-    return "".join(kept), blocks
+    inside = legacy_lines(text)
+    blocks = sum(1 for i in inside if _body(lines[i]).rstrip() == LEGACY_HEADER)
+    return "".join(line for i, line in enumerate(lines) if i not in inside), blocks
 
 
 def ensure_rc_line(text: str | None, line: str) -> str | None:
@@ -204,7 +212,8 @@ def _rc_rule(rule_id: str, path: Path, line: str) -> Rule:
             rule_id, path, _count_sourcing, {"sourced", "via shell-init"}, 'add eval "$(workspace-agent shell-init)"'
         )
     return FileRule(
-        rule_id, path, lambda text: ensure_rc_line(text, line), summarize=_count_sourcing, title="sources the env file"
+        rule_id, path, lambda text: ensure_rc_line(text, line), summarize=_count_sourcing, title="sources the env file",
+        user_file=True,
     )
 
 
@@ -216,7 +225,8 @@ def legacy_rule(path: Path) -> Rule:
         return None if text is None else remove_legacy(text)[0]
 
     return FileRule(
-        "shell.legacy-plaintext-key", path, render, summarize=_count_legacy, title="old plaintext key block removed"
+        "shell.legacy-plaintext-key", path, render, summarize=_count_legacy, title="old plaintext key block removed",
+        user_file=True,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from workspace_agent.lockdown import codeserver, coder, overrides, removal, settings
+from workspace_agent.lockdown import coder, codeserver, overrides, removal, settings
 from workspace_agent.lockdown.spec import Lockdown, load
 from workspace_agent.plan import Rule
 

@@ -65,7 +65,10 @@ def machine_rule(lockdown: Lockdown, path: Path) -> FileRule:
             return "(unreadable)"
         return ", ".join(f"{key}={show(value)}" for key, value in found) or "no override"
 
-    return FileRule("vscode.machine-override", path, render, summarize=summarize, title="Machine settings overriding the lockdown")
+    return FileRule(
+        "vscode.machine-override", path, render, summarize=summarize,
+        title="Machine settings overriding the lockdown", user_file=True,
+    )
 
 
 def workspace_rule(lockdown: Lockdown, roots: list[Path], paths: Paths) -> ActionRule:

@@ -1,0 +1,432 @@
+"""The provisioner's HTTP API: the platform's routes, bodies and status codes, plus identity.
+
+    POST /api/v1/keys/workspace   Authorization: Bearer <PROVISIONER_SECRET>
+                                  Coder-Agent-Token: <CODER_AGENT_TOKEN>   (new, see below)
+        {workspace_id, username, workspace_name, enforcement_level, guardrail_action}
+        201 {"key", "reused": false, "identity"} · 200 {"key", "reused": true, "identity"}
+        400 {"error": "workspace_id and username are required"} · 401 {"error": "unauthorized"}
+        502 {"error": "Failed to generate key: …"}
+      and, new: 403 (identity refused, or missing when required) · 429 (rate limit, with
+      Retry-After) · 503 (Coder could not be asked: nothing is handed out).
+    GET  /api/v1/keys/info        Authorization: Bearer <virtual key> → LiteLLM's /key/info for it
+    GET  /health → {"status": "ok"} · GET /health/ready → 200/503 {"status", "litellm", "coder"}
+
+`identity` in a key answer says how the caller was known: `coder-agent-token` (Coder confirmed
+the workspace) or `provisioner-secret` (legacy mode: only the shared secret). Clients of the
+platform's contract ignore the extra field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from coder_identity import AGENT_TOKEN_HEADER, CoderIdentity, CoderUnavailable, IdentityRefused
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from key_provisioner import __version__
+from key_provisioner.keys import (
+    Decision,
+    decide,
+    derive_key,
+    generate_body,
+    is_downgrade,
+    normalize_level,
+)
+from key_provisioner.litellm import LiteLLM, LiteLLMError
+from key_provisioner.logs import logger
+from key_provisioner.ratelimit import RateLimiter
+from key_provisioner.settings import Settings
+from key_provisioner.store import Store
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+KEY_PATH = "/api/v1/keys/workspace"
+INFO_PATH = "/api/v1/keys/info"
+MAX_BODY_BYTES = 16 * 1024
+VERIFIED = "coder-agent-token"
+LEGACY = "provisioner-secret"
+
+
+@dataclass
+class _Caller:
+    """Who asked, once known: Coder's facts when verified, the body's otherwise."""
+
+    identity: str
+    workspace_id: str
+    owner: str
+    workspace_name: str
+    template_name: str = ""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    coder: CoderIdentity | None = None,
+    litellm_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> FastAPI:
+    """The ASGI app for `settings`; tests pass their own Coder checker and transports."""
+    log = logger(settings.secrets)
+    if coder is None and settings.coder_url and settings.coder_api_token:
+        coder = CoderIdentity(
+            settings.coder_url,
+            settings.coder_api_token,
+            timeout=settings.coder_timeout_s,
+            cache_ttl=settings.identity_cache_s,
+        )
+    litellm = LiteLLM(
+        settings.litellm_url,
+        settings.litellm_master_key,
+        timeout=settings.litellm_timeout_s,
+        transport=litellm_transport,
+    )
+    limiter = RateLimiter(settings.rate_limit, settings.rate_window_s, clock)
+    locks = _Locks()
+    store_box: list[Store] = []
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        store_box.append(Store(settings.db_path))
+        mode = (
+            "required"
+            if settings.identity == "required"
+            else "legacy (requests without an agent token are served)"
+        )
+        log.info(
+            "key provisioner %s: identity %s; Coder %s; LiteLLM %s",
+            __version__,
+            mode,
+            settings.coder_url or "not configured",
+            settings.litellm_url,
+        )
+        try:
+            yield
+        finally:
+            store_box.pop().close()
+
+    app = FastAPI(
+        title="workspace-key-provisioner",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    def store() -> Store:
+        return store_box[0]
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
+        litellm_ok = await litellm.alive()
+        coder_ok = None if coder is None else (await coder.build_info()) is not None
+        ok = litellm_ok and coder_ok is not False
+        return JSONResponse(
+            {"status": "ok" if ok else "degraded", "litellm": litellm_ok, "coder": coder_ok},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get(INFO_PATH)
+    async def key_info(request: Request) -> JSONResponse:
+        key = _bearer(request.headers.get("authorization"))
+        if key is None:
+            return error(401, "unauthorized")
+        try:
+            answer = await litellm.own_info(key)
+        except LiteLLMError as exc:
+            log.warning("key info: %s", exc.message)
+            return error(502, "failed to contact LiteLLM")
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    @app.post(KEY_PATH)
+    async def workspace_key(request: Request) -> JSONResponse:
+        secret = _bearer(request.headers.get("authorization"))
+        if secret is None or not _same(secret, settings.provisioner_secret):
+            return error(401, "unauthorized")
+        body = await _json_body(request)
+        workspace_id = _field(body, "workspace_id")
+        username = _field(body, "username")
+        if not workspace_id or not username:
+            return error(400, "workspace_id and username are required")
+        workspace_name = _field(body, "workspace_name")
+        wait = limiter.check(workspace_id.lower())
+        if wait is not None:
+            store().event("rate-limited", workspace_id, "unknown")
+            log.warning("rate limited: workspace=%s", workspace_id)
+            seconds = math.ceil(wait)
+            return error(
+                429,
+                f"too many key requests for workspace {workspace_id}: try again in {seconds} s",
+                {"Retry-After": str(seconds)},
+            )
+
+        agent_token = (request.headers.get(AGENT_TOKEN_HEADER) or "").strip()
+        if agent_token and coder is not None:
+            try:
+                verified = await coder.verify(agent_token, workspace_id)
+            except IdentityRefused as exc:
+                store().event(
+                    "identity-refused",
+                    workspace_id,
+                    "refused",
+                    reason=exc.reason,
+                    username=username,
+                )
+                log.warning(
+                    "identity refused: workspace=%s username=%s reason=%s",
+                    workspace_id,
+                    username,
+                    exc.reason,
+                )
+                return error(403, exc.message)
+            except CoderUnavailable as exc:
+                store().event("identity-unavailable", workspace_id, "unknown", problem=exc.message)
+                log.error("cannot verify workspace=%s: %s", workspace_id, exc.message)
+                return error(
+                    503,
+                    f"cannot verify this workspace's identity, so no key is handed out: {exc.message}",
+                )
+            if verified.owner.lower() != username.lower():
+                store().event(
+                    "identity-refused", workspace_id, "refused", reason="owner", username=username
+                )
+                log.warning(
+                    "identity refused: workspace=%s owner=%s but username=%s",
+                    workspace_id,
+                    verified.owner,
+                    username,
+                )
+                return error(
+                    403, f"username {username!r} is not the owner of workspace {workspace_id}"
+                )
+            caller = _Caller(
+                VERIFIED,
+                verified.workspace_id,
+                verified.owner,
+                verified.workspace_name,
+                verified.template_name,
+            )
+        elif settings.identity == "required":
+            store().event("identity-missing", workspace_id, "refused", username=username)
+            log.warning(
+                "no agent token: workspace=%s username=%s (refused: identity required)",
+                workspace_id,
+                username,
+            )
+            return error(
+                403,
+                f"this key provisioner hands out keys only to a verified workspace: send the "
+                f"workspace's CODER_AGENT_TOKEN in the {AGENT_TOKEN_HEADER} header "
+                "(workspace-agent does when CODER_AGENT_TOKEN is set)",
+            )
+        else:
+            store().event(
+                "legacy-request",
+                workspace_id,
+                LEGACY,
+                username=username,
+                agent_token_ignored=bool(agent_token),
+            )
+            log.warning(
+                "legacy request without a verified identity: workspace=%s username=%s",
+                workspace_id,
+                username,
+            )
+            caller = _Caller(LEGACY, workspace_id, username, workspace_name)
+
+        requested, unknown = normalize_level(body.get("enforcement_level"))
+        if unknown:
+            log.info(
+                "unknown enforcement level %r for workspace=%s: standard",
+                str(body.get("enforcement_level"))[:40],
+                workspace_id,
+            )
+        guardrail = _field(body, "guardrail_action") or "block"
+        try:
+            async with locks.hold(
+                caller.workspace_id.lower()
+            ):  # one key decision per workspace at a time
+                return await _obtain(caller, requested, guardrail)
+        except LiteLLMError as exc:
+            store().event(
+                "litellm-failed", caller.workspace_id, caller.identity, problem=exc.message
+            )
+            log.error("key for workspace=%s failed: %s", caller.workspace_id, exc.message)
+            return error(502, f"Failed to generate key: {exc.message}")
+
+    async def _obtain(caller: _Caller, requested: str, guardrail: str) -> JSONResponse:
+        db = store()
+        stored = db.stored(caller.workspace_id)
+        generation = stored.generation if stored else 0
+        facts = await litellm.find(
+            derive_key(settings.derivation_secret, caller.workspace_id, generation)
+        )
+        decision = decide(stored, facts, requested, now())
+        if decision.mismatch:
+            _record_mismatch(caller, decision, requested)
+        if decision.action == "refuse":
+            db.event("key-blocked", caller.workspace_id, caller.identity)
+            return error(
+                403,
+                f"the key of workspace {caller.workspace_id} is blocked in LiteLLM: ask an admin",
+            )
+        key = derive_key(settings.derivation_secret, caller.workspace_id, decision.generation)
+        if decision.action == "reuse":
+            db.save(caller.workspace_id, decision.generation, decision.level, caller.owner)
+            db.event(
+                "key-reused", caller.workspace_id, caller.identity, generation=decision.generation
+            )
+            log.info(
+                "key reused: workspace=%s owner=%s level=%s identity=%s",
+                caller.workspace_id,
+                caller.owner,
+                decision.level,
+                caller.identity,
+            )
+            return JSONResponse(
+                {"key": key, "reused": True, "identity": caller.identity}, status_code=200
+            )
+        await _generate(caller, decision, key, guardrail)
+        db.save(caller.workspace_id, decision.generation, decision.level, caller.owner)
+        kind = "key-issued" if decision.reason == "new" else "key-rotated"
+        db.event(
+            kind,
+            caller.workspace_id,
+            caller.identity,
+            generation=decision.generation,
+            reason=decision.reason,
+            level=decision.level,
+        )
+        log.info(
+            "%s: workspace=%s owner=%s level=%s generation=%d reason=%s identity=%s",
+            kind,
+            caller.workspace_id,
+            caller.owner,
+            decision.level,
+            decision.generation,
+            decision.reason,
+            caller.identity,
+        )
+        return JSONResponse(
+            {"key": key, "reused": False, "identity": caller.identity}, status_code=201
+        )
+
+    async def _generate(caller: _Caller, decision: Decision, key: str, guardrail: str) -> None:
+        body = generate_body(
+            key=key,
+            workspace_id=caller.workspace_id,
+            owner=caller.owner,
+            workspace_name=caller.workspace_name,
+            level=decision.level,
+            guardrail_action=guardrail,
+            identity=caller.identity,
+            generation=decision.generation,
+            template_name=caller.template_name,
+            budget=settings.workspace_budget,
+            budget_duration=settings.budget_duration,
+            rpm_limit=settings.rpm_limit,
+            tpm_limit=settings.tpm_limit,
+            duration=settings.key_duration,
+        )
+        if decision.reason == "expired":  # the dead key still holds the alias
+            await litellm.delete(
+                derive_key(settings.derivation_secret, caller.workspace_id, decision.generation - 1)
+            )
+        try:
+            await litellm.generate(body)
+        except LiteLLMError:
+            # Another provisioner (or a lost race) may have made this very key meanwhile.
+            if await litellm.find(key) is None:
+                raise
+
+    def _record_mismatch(caller: _Caller, decision: Decision, requested: str) -> None:
+        downgrade = is_downgrade(decision.level, requested)
+        store().event(
+            "level-mismatch",
+            caller.workspace_id,
+            caller.identity,
+            kept=decision.level,
+            requested=requested,
+            downgrade=downgrade,
+        )
+        log.warning(
+            "enforcement level %s requested for workspace=%s but its key keeps %s (%s); anti-downgrade",
+            requested,
+            caller.workspace_id,
+            decision.level,
+            "a downgrade attempt" if downgrade else "a change",
+        )
+
+    app.state.settings = settings
+    app.state.store = store
+    return app
+
+
+class _Locks:
+    """One asyncio.Lock per workspace, forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, list[Any]] = {}  # name → [lock, holders and waiters]
+
+    @asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        entry = self._entries.setdefault(name, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._entries[name]
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value else None
+
+
+def _same(candidate: str, expected: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(candidate.encode(), expected.encode())
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    """The JSON object sent, or {} (as the platform's `get_json(silent=True) or {}`)."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            return {}
+    try:
+        data = json.loads(raw) if raw else {}
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    return value.strip()[:200] if isinstance(value, str) else ""

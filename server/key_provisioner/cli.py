@@ -1,0 +1,125 @@
+"""`workspace-key-provisioner`: run the provisioner, or read what it recorded.
+
+    workspace-key-provisioner serve [--host 0.0.0.0] [--port 8100]
+    workspace-key-provisioner events [--kind level-mismatch] [--workspace ID] [--limit 50] [--json]
+
+Settings (and every secret) come from the environment only, never from flags that `ps` shows:
+PROVISIONER_SECRET, LITELLM_URL, LITELLM_MASTER_KEY, KEY_PROVISIONER_DERIVATION_SECRET,
+CODER_URL, CODER_API_TOKEN, KEY_PROVISIONER_IDENTITY, KEY_PROVISIONER_DB,
+KEY_PROVISIONER_RATE_LIMIT, WORKSPACE_BUDGET (docs/identity.md). Exit codes: 0 fine, 1 a setting
+or the database is wrong (one sentence on stderr), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from key_provisioner import __version__
+from key_provisioner.settings import SettingsError, from_env
+from key_provisioner.store import Store, StoreError
+
+EVENT_KINDS = (
+    "key-issued",
+    "key-reused",
+    "key-rotated",
+    "key-blocked",
+    "level-mismatch",
+    "identity-refused",
+    "identity-missing",
+    "identity-unavailable",
+    "legacy-request",
+    "rate-limited",
+    "litellm-failed",
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workspace-key-provisioner",
+        description="Hands each Coder workspace its LiteLLM key, after Coder confirms who is asking.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP API (the platform's port is 8100)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=8100, help="port (default 8100)")
+    events = commands.add_parser("events", help="what the provisioner recorded, newest first")
+    events.add_argument("--kind", choices=EVENT_KINDS, help="only this kind (e.g. level-mismatch)")
+    events.add_argument("--workspace", help="only this workspace id")
+    events.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "events":
+            return _events(args)
+        return _serve(args)
+    except (SettingsError, StoreError) as exc:
+        print(f"workspace-key-provisioner: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = from_env()
+    Store(settings.db_path).close()  # a database problem is a sentence now, not a traceback later
+    import uvicorn
+
+    from key_provisioner.app import create_app
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    path = Path(os.environ.get("KEY_PROVISIONER_DB", "").strip() or "key-provisioner.db")
+    if not path.exists():
+        raise StoreError(
+            f"no provisioner database at {path}: set KEY_PROVISIONER_DB to the server's"
+        )
+    store = Store(path)
+    try:
+        rows = store.events(args.kind, args.workspace, max(1, args.limit))
+    finally:
+        store.close()
+    for event in rows:
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "at": event.at,
+                        "kind": event.kind,
+                        "workspace_id": event.workspace_id,
+                        "identity": event.identity,
+                        **event.detail,
+                    },
+                    sort_keys=True,
+                )
+            )
+        else:
+            detail = " ".join(f"{k}={v}" for k, v in sorted(event.detail.items()))
+            print(
+                f"{event.at}  {event.kind:<20} {event.workspace_id}  {event.identity}  {detail}".rstrip()
+            )
+    if not rows and not args.json:
+        print("no events recorded" + (f" of kind {args.kind}" if args.kind else ""))
+    return 0

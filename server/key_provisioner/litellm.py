@@ -1,0 +1,180 @@
+"""The three LiteLLM calls the provisioner makes (shapes in shared/reference/litellm.md).
+
+* find: `GET /key/info?key=<sha256 of the key>` with the master key. LiteLLM looks a non-`sk-`
+  value up as the stored hash, so the key itself never travels in a URL (or an access log).
+* generate: `POST /key/generate` with the master key and the derived key value.
+* delete: `POST /key/delete` with the master key and the hash of an expired key, before its
+  next generation takes the workspace's key alias (LiteLLM keeps aliases unique).
+* own_info: `GET /key/info` with a workspace's own key (the `/api/v1/keys/info` passthrough).
+
+Every failure is a LiteLLMError with a sentence; no message carries a key or the master key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from key_provisioner.keys import KeyFacts, facts_from_info, key_hash
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+MAX_ANSWER_BYTES = 1024 * 1024
+
+
+class LiteLLMError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+
+
+class LiteLLM:
+    def __init__(
+        self,
+        base_url: str,
+        master_key: str,
+        *,
+        timeout: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._master_key = master_key
+        self._timeout = timeout
+        self._transport = transport
+
+    def __repr__(self) -> str:
+        return f"LiteLLM({self.base_url!r})"
+
+    async def find(self, key: str) -> KeyFacts | None:
+        """What LiteLLM knows about `key`; None when it has no such key."""
+        answer = await self._call(
+            "GET", "/key/info", self._master_key, params={"key": key_hash(key)}, hide=(key,)
+        )
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise LiteLLMError(
+                f"LiteLLM answered HTTP {answer.status} to /key/info: {_said(answer)}"
+            )
+        facts = facts_from_info(answer.body)
+        if facts is None:
+            raise LiteLLMError(
+                "LiteLLM's /key/info answer has no `info`: is LITELLM_URL a LiteLLM proxy?"
+            )
+        return facts
+
+    async def generate(self, body: dict[str, Any]) -> None:
+        """Create the key `body["key"]`; raise LiteLLMError when LiteLLM does not."""
+        key = str(body["key"])
+        answer = await self._call(
+            "POST", "/key/generate", self._master_key, json_body=body, hide=(key,)
+        )
+        if answer.status not in (200, 201):
+            raise LiteLLMError(
+                f"LiteLLM answered HTTP {answer.status} to /key/generate: {_said(answer, key)}"
+            )
+        made = answer.body.get("key") if isinstance(answer.body, dict) else None
+        if made != key:
+            raise LiteLLMError(
+                "LiteLLM made a key other than the one asked for (it ignored `key` in /key/generate); "
+                "this provisioner needs a LiteLLM that accepts chosen key values"
+            )
+
+    async def delete(self, key: str) -> None:
+        """Remove `key` (by its hash) so that its alias is free for the next generation."""
+        answer = await self._call(
+            "POST",
+            "/key/delete",
+            self._master_key,
+            json_body={"keys": [key_hash(key)]},
+            hide=(key,),
+        )
+        if answer.status not in (200, 404):
+            raise LiteLLMError(
+                f"LiteLLM answered HTTP {answer.status} to /key/delete: {_said(answer, key)}"
+            )
+
+    async def own_info(self, key: str) -> Answer:
+        """`GET /key/info` as the key itself: LiteLLM's answer, to pass through."""
+        return await self._call("GET", "/key/info", key, hide=(key,))
+
+    async def alive(self) -> bool:
+        try:
+            answer = await self._call("GET", "/health/liveliness", None)
+        except LiteLLMError:
+            return False
+        return answer.status == 200
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        bearer: str | None,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        hide: tuple[str, ...] = (),
+    ) -> Answer:
+        import httpx
+
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        try:
+            async with httpx.AsyncClient(
+                transport=self._transport,
+                timeout=httpx.Timeout(self._timeout),
+                follow_redirects=False,
+                trust_env=True,
+            ) as client, client.stream(
+                method, self.base_url + path, headers=headers, params=params, json=json_body
+            ) as response:
+                raw = bytearray()
+                async for chunk in response.aiter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_ANSWER_BYTES:
+                        raise LiteLLMError(
+                            f"LiteLLM's answer to {path} was larger than {MAX_ANSWER_BYTES} bytes"
+                        )
+                status = response.status_code
+        except httpx.TimeoutException:
+            raise LiteLLMError(
+                f"LiteLLM at {self.base_url} did not answer {path} within {self._timeout:g} s"
+            ) from None
+        except (httpx.HTTPError, OSError) as exc:
+            reason = _scrub(str(exc) or type(exc).__name__, (self._master_key, *hide))
+            raise LiteLLMError(f"cannot reach LiteLLM at {self.base_url}: {reason[:160]}") from None
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")[:200]
+        return Answer(status, body)
+
+
+def _said(answer: Answer, *hide: str) -> str:
+    """LiteLLM's own message ({"error": {"message"}} or FastAPI's {"detail"}), one short line."""
+    body = answer.body
+    text = ""
+    if isinstance(body, dict):
+        err = body.get("error", body.get("detail"))
+        if isinstance(err, dict):
+            err = err.get("message", err.get("error"))
+        text = err if isinstance(err, str) else json.dumps(err)[:200] if err else ""
+    elif isinstance(body, str):
+        text = body
+    return _scrub(" ".join(text.split())[:200], hide) or "no reason given"
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "(secret)")
+    return text

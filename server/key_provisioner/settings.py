@@ -1,0 +1,151 @@
+"""Settings from the environment: the platform's variable names where they exist, new ones with
+the `KEY_PROVISIONER_` prefix. A setting that cannot work is refused at start with a sentence
+naming the variable, never later at the first request.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+IdentityPolicy = Literal["required", "legacy"]
+
+MIN_SECRET_CHARS = 16
+MIN_DERIVATION_CHARS = 32
+SECRET_HINT = "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the variable and what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    provisioner_secret: str = field(repr=False)  # the platform's shared bearer secret
+    litellm_master_key: str = field(repr=False)
+    derivation_secret: str = field(repr=False)  # turns (workspace, generation) into its key
+    litellm_url: str = "http://litellm:4000"
+    db_path: Path = Path("key-provisioner.db")
+    # required: every key request must carry the workspace's Coder agent token;
+    # legacy: requests without one are still served (the platform's behaviour), and logged.
+    identity: IdentityPolicy = "required"
+    coder_url: str | None = None
+    coder_api_token: str | None = field(default=None, repr=False)
+    workspace_budget: float = 10.0  # USD per budget window
+    budget_duration: str = "1d"  # daily reset
+    rpm_limit: int = 60
+    tpm_limit: int = 100_000
+    key_duration: str = "30d"
+    rate_limit: int = 6  # key requests per workspace …
+    rate_window_s: float = 60.0  # … per this many seconds
+    identity_cache_s: float = 30.0
+    coder_timeout_s: float = 5.0
+    litellm_timeout_s: float = 15.0
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in a log line or an answer."""
+        values = (
+            self.provisioner_secret,
+            self.litellm_master_key,
+            self.derivation_secret,
+            self.coder_api_token or "",
+        )
+        return tuple(v for v in values if v)
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting; raise SettingsError with one sentence on the first problem."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str:
+        return env.get(name, "").strip()
+
+    def secret(name: str, minimum: int = MIN_SECRET_CHARS) -> str:
+        value = get(name)
+        if not value:
+            raise SettingsError(f"{name} is not set: the key provisioner cannot run without it")
+        if len(value) < minimum:
+            raise SettingsError(
+                f"{name} is too short: use at least {minimum} random characters {SECRET_HINT}"
+            )
+        return value
+
+    def url(name: str, default: str | None) -> str | None:
+        value = get(name) or default
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+            raise SettingsError(f"{name}={value!r} is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    def number(name: str, default: float, low: float, high: float) -> float:
+        raw = get(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number") from None
+        if not (low <= value <= high) or math.isnan(value):
+            raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
+        return value
+
+    identity = get("KEY_PROVISIONER_IDENTITY") or "required"
+    if identity not in ("required", "legacy"):
+        raise SettingsError(
+            f"KEY_PROVISIONER_IDENTITY={identity!r} is not allowed: choose required (every request "
+            "proves its workspace with its Coder agent token) or legacy (requests without one are "
+            "served as the platform's provisioner did, and logged)"
+        )
+    coder_url = url("CODER_URL", None)
+    coder_token = get("CODER_API_TOKEN") or None
+    if identity == "required" and not (coder_url and coder_token):
+        raise SettingsError(
+            "KEY_PROVISIONER_IDENTITY=required needs CODER_URL (Coder's access URL) and "
+            "CODER_API_TOKEN (a token that can read every workspace) to verify workspaces; set "
+            "them, or set KEY_PROVISIONER_IDENTITY=legacy to serve unverified requests"
+        )
+    if coder_url and not coder_token:
+        raise SettingsError(
+            "CODER_URL is set but CODER_API_TOKEN is not: both are needed to ask Coder"
+        )
+    if coder_token and not coder_url:
+        raise SettingsError(
+            "CODER_API_TOKEN is set but CODER_URL is not: both are needed to ask Coder"
+        )
+    rate_raw = get("KEY_PROVISIONER_RATE_LIMIT") or "6/60"
+    count, _, window = rate_raw.partition("/")
+    if (
+        not (count.isdigit() and window.replace(".", "", 1).isdigit())
+        or int(count) < 1
+        or float(window) <= 0
+    ):
+        raise SettingsError(
+            f"KEY_PROVISIONER_RATE_LIMIT={rate_raw!r} must look like 6/60 (requests per workspace / seconds)"
+        )
+    budget = number("WORKSPACE_BUDGET", 10.0, 0.0, 1_000_000.0)
+    settings = Settings(
+        provisioner_secret=secret("PROVISIONER_SECRET"),
+        litellm_master_key=secret("LITELLM_MASTER_KEY", 4),
+        derivation_secret=secret("KEY_PROVISIONER_DERIVATION_SECRET", MIN_DERIVATION_CHARS),
+        litellm_url=url("LITELLM_URL", "http://litellm:4000") or "",
+        db_path=Path(get("KEY_PROVISIONER_DB") or "key-provisioner.db"),
+        identity=identity,  # type: ignore[arg-type]
+        coder_url=coder_url,
+        coder_api_token=coder_token,
+        workspace_budget=budget,
+        rate_limit=int(count),
+        rate_window_s=float(window),
+        identity_cache_s=number("KEY_PROVISIONER_IDENTITY_CACHE_S", 30.0, 0.0, 3600.0),
+    )
+    if len(set(settings.secrets)) != len(settings.secrets):
+        raise SettingsError(
+            "PROVISIONER_SECRET, LITELLM_MASTER_KEY, KEY_PROVISIONER_DERIVATION_SECRET and "
+            "CODER_API_TOKEN must all differ: workspaces hold PROVISIONER_SECRET"
+        )
+    return settings

@@ -1,0 +1,1 @@
+"""Fault-injection helpers: prepared homes, agent processes, the SIGKILL harness."""

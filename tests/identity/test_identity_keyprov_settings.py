@@ -1,0 +1,85 @@
+"""key_provisioner.settings: every refusal is one sentence naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from key_provisioner.settings import Settings, SettingsError, from_env
+
+GOOD = {
+    "PROVISIONER_SECRET": "Prov-Secret-7f3a9c2e1b",
+    "LITELLM_MASTER_KEY": "sk-master-Vb8Qz3nL5",
+    "KEY_PROVISIONER_DERIVATION_SECRET": "derive-Lq2Vb7Rt9Wz3Ahx8Km4Xy7Pq1Ns8Dv5",
+    "CODER_URL": "https://coder.example/",
+    "CODER_API_TOKEN": "coder-api-token-Rk2mW9qT",
+}
+
+
+def test_defaults_follow_the_platform() -> None:
+    settings = from_env(GOOD)
+    assert settings.identity == "required" and settings.coder_url == "https://coder.example"
+    assert (
+        settings.litellm_url,
+        settings.workspace_budget,
+        settings.rpm_limit,
+        settings.tpm_limit,
+    ) == ("http://litellm:4000", 10.0, 60, 100_000)
+    assert (settings.key_duration, settings.budget_duration) == ("30d", "1d")
+    assert (settings.rate_limit, settings.rate_window_s) == (6, 60.0)
+    assert settings.db_path == Path("key-provisioner.db")
+    for secret in GOOD.values():
+        if "coder.example" not in secret:
+            assert secret not in repr(settings)
+
+
+def test_legacy_mode_needs_no_coder() -> None:
+    env = {k: v for k, v in GOOD.items() if not k.startswith("CODER_")} | {
+        "KEY_PROVISIONER_IDENTITY": "legacy"
+    }
+    settings = from_env(env)
+    assert settings.identity == "legacy" and settings.coder_url is None
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"PROVISIONER_SECRET": ""}, "PROVISIONER_SECRET is not set"),
+        ({"PROVISIONER_SECRET": "short"}, "PROVISIONER_SECRET is too short"),
+        (
+            {"KEY_PROVISIONER_DERIVATION_SECRET": "x" * 20},
+            "KEY_PROVISIONER_DERIVATION_SECRET is too short",
+        ),
+        ({"CODER_URL": ""}, "KEY_PROVISIONER_IDENTITY=required needs CODER_URL"),
+        ({"CODER_URL": "coder.example"}, "CODER_URL='coder.example' is not an http"),
+        ({"KEY_PROVISIONER_IDENTITY": "maybe"}, "KEY_PROVISIONER_IDENTITY='maybe' is not allowed"),
+        (
+            {"KEY_PROVISIONER_RATE_LIMIT": "lots"},
+            "KEY_PROVISIONER_RATE_LIMIT='lots' must look like 6/60",
+        ),
+        ({"KEY_PROVISIONER_RATE_LIMIT": "0/60"}, "must look like 6/60"),
+        ({"WORKSPACE_BUDGET": "ten"}, "WORKSPACE_BUDGET='ten' is not a number"),
+        ({"WORKSPACE_BUDGET": "-1"}, "WORKSPACE_BUDGET='-1' must be between"),
+        ({"LITELLM_URL": "litellm:4000"}, "LITELLM_URL='litellm:4000' is not an http"),
+        ({"CODER_API_TOKEN": GOOD["PROVISIONER_SECRET"]}, "must all differ"),
+    ],
+)
+def test_bad_settings_are_one_sentence(change: dict[str, str], words: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_env(GOOD | change)
+    assert words in str(caught.value)
+    for secret in GOOD.values():
+        if len(secret) > 12 and "://" not in secret:
+            assert secret not in str(caught.value)
+
+
+def test_coder_url_and_token_go_together_in_legacy_mode_too() -> None:
+    env = GOOD | {"KEY_PROVISIONER_IDENTITY": "legacy", "CODER_API_TOKEN": ""}
+    with pytest.raises(SettingsError, match="CODER_URL is set but CODER_API_TOKEN is not"):
+        from_env(env)
+
+
+def test_settings_is_frozen() -> None:
+    settings: Settings = from_env(GOOD)
+    with pytest.raises(AttributeError):
+        settings.identity = "legacy"  # type: ignore[misc]
