@@ -200,7 +200,9 @@ def parse(model: type[M], body: bytes, what: str, count: bool) -> M:
         raise ApiError(
             422, "invalid", detail, count_as="invalid" if count else None, extra={"errors": errors}
         ) from exc
-    where = _nul_at(parsed.model_dump())
+    # JSON can carry a NUL only as the escape \u0000 (the parser refuses a raw one), so only
+    # a body holding that text is walked: the walk cost ~40 us, a tenth of a report's time.
+    where = _nul_at(parsed.model_dump()) if b"\\u0000" in body else None
     if where is not None:
         raise ApiError(
             422,

@@ -454,3 +454,21 @@ async def test_enrolled_without_a_report_is_unknown_not_stale(api: Api) -> None:
     assert (fleet["counts"]["unknown"], fleet["counts"]["stale"]) == (0, 1)
     assert [w["id"] for w in (await view(stale="true"))["workspaces"]] == ["fresh"]
     assert (await view(stale="false"))["workspaces"] == []
+
+
+async def test_nul_is_refused_whether_escaped_or_raw(api: Api) -> None:
+    """routes.parse walks the parsed report for NUL only when the body holds the escape
+    \\u0000; a raw NUL byte never gets that far (the JSON parser refuses it)."""
+    import json
+
+    token = await api.enroll("ws-1")
+    good = json.dumps(make_report("ws-1", [rule("a", "drift", "x", "y")]))
+    before = api.snapshot()
+    escaped = good.replace('"before": "x"', '"before": "a\\u0000b"').encode()
+    raw = good.replace('"before": "x"', '"before": "a\x00b"').encode()
+    for body in (escaped, raw):
+        resp = await api.report(token, body)
+        assert resp.status_code == 422 and resp.json()["reason"] == "invalid", resp.text
+    assert "NUL" in (await api.report(token, escaped)).json()["detail"]
+    assert api.snapshot() == before
+    assert (await api.report(token, good.encode())).status_code == 200
