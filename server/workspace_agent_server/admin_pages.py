@@ -9,7 +9,9 @@ from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader
+from jinja2 import Environment, PackageLoader, pass_context
+from jinja2.runtime import Context
+from starlette.concurrency import run_in_threadpool
 
 from . import auth, queries
 from .errors import ApiError
@@ -53,13 +55,24 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
+@pass_context
+def _ago_filter(context: Context, value: datetime | None) -> str:
+    return _ago(value, context["_now"])
+
+
+# Filters are set once, so each template is compiled once (a per-request overlay environment
+# compiled the fleet template on every view: ~13 ms of its ~20).
+_env.filters["ts"] = _ts
+_env.filters["ago"] = _ago_filter
+
+
+def render_html(ctx: Ctx, template: str, **values: Any) -> str:
+    """The page as text. Pure Python work: call it off the event loop for big pages."""
+    return _env.get_template(template).render(_now=ctx.clock(), **values)
+
+
 def render(ctx: Ctx, template: str, code: int = 200, **values: Any) -> HTMLResponse:
-    now = ctx.clock()
-    env = _env.overlay()
-    env.filters["ts"] = _ts
-    env.filters["ago"] = lambda v: _ago(v, now)
-    html = env.get_template(template).render(**values)
-    return HTMLResponse(html, code, headers=SECURITY_HEADERS)
+    return HTMLResponse(render_html(ctx, template, **values), code, headers=SECURITY_HEADERS)
 
 
 async def _gate(request: Request) -> Response | None:
@@ -108,7 +121,6 @@ async def fleet_page(request: Request) -> Response:
         limit=PAGE_SIZE,
         offset=min(int(offset), MAX_OFFSET) if offset.isascii() and offset.isdigit() else 0,
     )
-    data = await ctx.run_db(fleet_data, ctx, flt)
     base = {
         k: v
         for k, v in {
@@ -123,22 +135,27 @@ async def fleet_page(request: Request) -> Response:
     def link(**changes: object) -> str:
         return "/?" + urlencode({k: v for k, v in {**base, **changes}.items() if v != ""})
 
-    levels = sorted(
-        set(LEVELS) | {w["enforcement_level"] for w in data["workspaces"] if w["enforcement_level"]}
-    )
-    return render(
-        ctx,
-        "fleet.html",
-        data=data,
-        flt=flt,
-        link=link,
-        levels=levels,
-        refresh=60,
-        signed_in=True,
-        stale_text=_duration(ctx.settings.stale_after_s),
-        heartbeats=ctx.settings.stale_after_heartbeats,
-        enrollment=_enrollment(ctx),
-    )
+    def page() -> str:  # query and render off the event loop: reports keep flowing meanwhile
+        data = fleet_data(ctx, flt)
+        levels = sorted(
+            set(LEVELS)
+            | {w["enforcement_level"] for w in data["workspaces"] if w["enforcement_level"]}
+        )
+        return render_html(
+            ctx,
+            "fleet.html",
+            data=data,
+            flt=flt,
+            link=link,
+            levels=levels,
+            refresh=60,
+            signed_in=True,
+            stale_text=_duration(ctx.settings.stale_after_s),
+            heartbeats=ctx.settings.stale_after_heartbeats,
+            enrollment=_enrollment(ctx),
+        )
+
+    return HTMLResponse(await run_in_threadpool(page), headers=SECURITY_HEADERS)
 
 
 def _enrollment(ctx: Ctx) -> dict[str, bool]:
@@ -153,10 +170,19 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
     if (refused := await _gate(request)) is not None:
         return refused
     ctx = ctx_of(request)
-    found = None
-    if "\x00" not in workspace_id:  # no stored id holds one
-        found = await ctx.run_db(detail_data, ctx, workspace_id)
-    if found is None:
+
+    def page() -> str | None:
+        if "\x00" in workspace_id:  # no stored id holds one
+            return None
+        found = detail_data(ctx, workspace_id)
+        if found is None:
+            return None
+        return render_html(
+            ctx, "workspace.html", w=found, refresh=60, signed_in=True, enrollment=_enrollment(ctx)
+        )
+
+    html = await run_in_threadpool(page)
+    if html is None:
         return render(
             ctx,
             "error.html",
@@ -165,9 +191,7 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
             detail=f"No workspace with id {workspace_id!r} has enrolled.",
             signed_in=True,
         )
-    return render(
-        ctx, "workspace.html", w=found, refresh=60, signed_in=True, enrollment=_enrollment(ctx)
-    )
+    return HTMLResponse(html, headers=SECURITY_HEADERS)
 
 
 def _safe_next(target: str | None) -> str:

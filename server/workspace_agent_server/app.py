@@ -27,11 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from workspace_agent import wire
 
 from . import __version__, admin_pages, queries, routes
-from .db import make_engine, migrate
+from .db import make_engine, migrate, write_tx
 from .errors import ApiError, describe_validation
 from .metrics import Metrics
 from .settings import Settings
+from .token_cache import TokenCache
 from .webhook import Notifier
+from .writer import Writer
 
 log = logging.getLogger("workspace_agent_server")
 Clock = Callable[[], datetime]
@@ -50,6 +52,8 @@ class Ctx:
     engine: Engine
     metrics: Metrics
     clock: Clock
+    writer: Writer
+    tokens: TokenCache
     notifier: Notifier | None = None
     coder: CoderIdentity | None = None  # set when the server may ask Coder who enrolls
     db_limiter: anyio.CapacityLimiter | None = None  # made on first use: it needs the running loop
@@ -79,9 +83,17 @@ def db_threads(engine: Engine) -> int:
 def create_app(
     settings: Settings, clock: Clock = _utcnow, coder: CoderIdentity | None = None
 ) -> FastAPI:
-    engine = make_engine(settings.db_url)
+    engine = make_engine(settings.db_url, settings.sqlite_synchronous)
     migrate(engine)
-    ctx = Ctx(settings=settings, engine=engine, metrics=Metrics(), clock=clock, coder=coder)
+    ctx = Ctx(
+        settings=settings,
+        engine=engine,
+        metrics=Metrics(),
+        clock=clock,
+        writer=Writer(engine),
+        tokens=TokenCache(),
+        coder=coder,
+    )
     if ctx.coder is None and settings.coder_url and settings.coder_api_token:
         ctx.coder = CoderIdentity(
             settings.coder_url,
@@ -95,6 +107,7 @@ def create_app(
         if settings.webhook_url:
             ctx.notifier = Notifier(settings, ctx.metrics)
             ctx.notifier.start()
+        ctx.writer.start()
         loop = asyncio.create_task(_maintenance_loop(ctx), name="drift-maintenance")
         try:
             yield
@@ -102,6 +115,7 @@ def create_app(
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+            await ctx.writer.stop()  # reports still queued are written before the engine closes
             if ctx.notifier is not None:
                 await ctx.notifier.stop()
             engine.dispose()
@@ -120,6 +134,11 @@ def create_app(
     app.include_router(admin_pages.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one uvicorn worker process (`--workers N`): settings from `DRIFT_*`."""
+    return create_app(Settings())
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -171,7 +190,7 @@ async def maintenance_round(ctx: Ctx) -> int:
 
 def _maintenance_tx(ctx: Ctx) -> list[dict[str, Any]]:
     now = ctx.clock()
-    with ctx.engine.begin() as conn:
+    with write_tx(ctx.engine) as conn:
         stale = (
             queries.mark_newly_stale(conn, now, ctx.settings.stale_after_s)
             if ctx.notifier is not None

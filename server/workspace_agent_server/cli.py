@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .db import DbError
-from .settings import Settings
+from .settings import Settings, to_environment
 
 
 class StartError(Exception):
@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (default 1; see the README's Performance section)",
+    )
     p.add_argument(
         "--heartbeat-interval",
         dest="heartbeat_interval_s",
@@ -130,18 +136,33 @@ def main(argv: list[str] | None = None) -> int:
             "stay closed until it is",
             file=sys.stderr,
         )
+    if args.workers < 1:
+        print("workspace-agent-server: --workers must be 1 or more", file=sys.stderr)
+        return 1
     try:
-        app = create_app(settings)
+        app = create_app(settings)  # here too with workers: a bad database stops the start now
     except DbError as exc:
         print(f"workspace-agent-server: {exc}", file=sys.stderr)
         return 1
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "proxy_headers": False,
+        "server_header": False,
+    }
+    if args.workers == 1:
+        uvicorn.run(app, **options)
+        return 0
+    app.state.ctx.engine.dispose()
+    # Each worker process builds its own app from the environment (secrets read from files
+    # included: the environment of one's own processes is readable by the same user only).
+    os.environ.update(to_environment(settings))
     uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        proxy_headers=False,
-        server_header=False,
+        "workspace_agent_server.app:app_from_environment",
+        factory=True,
+        workers=args.workers,
+        **options,
     )
     return 0

@@ -7,6 +7,8 @@ are written.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 2  # 2: workspaces.identity_mode, workspaces.template_name
+SCHEMA_VERSION = 3  # 2: identity_mode, template_name; 3: rules_digest, ix_workspaces_status
 _PG_MIGRATE_LOCK = 7_315_024_001  # arbitrary constant for pg_advisory_xact_lock
 
 
@@ -97,6 +99,8 @@ workspaces = Table(
     Column("rules_failing", Integer, nullable=False, default=0),
     Column("rules_corrected", Integer, nullable=False, default=0),
     Column("notes", Text, nullable=False, default="[]"),  # JSON list of strings
+    # ingest.rules_digest of the stored rule rows: an unchanged heartbeat skips reading them.
+    Column("rules_digest", String(64), nullable=True),
     Column("stale_notified", Boolean, nullable=False, default=False),
     # How the workspace proved itself at enrollment: coder-agent-token (Coder vouched) or
     # enrollment-secret (the shared secret only; NULL in rows from before schema 2).
@@ -105,6 +109,9 @@ workspaces = Table(
     Index("ix_workspaces_state", "state"),
     Index("ix_workspaces_owner", "owner"),
     Index("ix_workspaces_last_seen", "last_seen_at"),
+    # Covers what the status (stale overrides the state) and the fleet's order need: counts and
+    # the fleet list read this index instead of the table's wide rows.
+    Index("ix_workspaces_status", "state", "last_seen_at", "enrolled_at", "name", "id"),
 )
 
 rule_states = Table(
@@ -163,8 +170,13 @@ reports = Table(
 )
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions."""
+def make_engine(url: str, sqlite_synchronous: str = "normal") -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions.
+
+    `sqlite_synchronous`: "normal" (WAL's usual setting: a committed report survives a crash or
+    kill of the server, but the last commits before a power cut or kernel crash can be lost) or
+    "full" (an fsync per commit, i.e. per batch of reports: survives those too; measured ~15-40%
+    fewer reports/s here)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -173,8 +185,12 @@ def make_engine(url: str) -> Engine:
             "postgresql+psycopg://user@host:5432/db"
         ) from exc
     if parsed.get_backend_name() == "sqlite":
+        if sqlite_synchronous not in ("normal", "full"):
+            raise DbError(f"sqlite_synchronous must be normal or full, not {sqlite_synchronous!r}")
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(
+            engine, "connect", lambda conn, _record: _sqlite_connect(conn, sqlite_synchronous)
+        )
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql":
@@ -184,26 +200,39 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, synchronous: str) -> None:
     # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own handling skips it for
     # SELECTs, which would break read-then-write transactions).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # A write transaction takes the write lock at BEGIN: one that read first and wrote later would
+    # fail with "database is locked" (not wait) when another writer committed in between.
+    write = conn.get_execution_options().get("drift_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes (commits at the end, rolls back on an error). Use it instead of
+    `engine.begin()`: on SQLite it waits its turn for the write lock up front."""
+    with engine.connect() as conn:
+        conn.execution_options(drift_write=True)
+        with conn.begin():
+            yield conn
 
 
 def migrate(engine: Engine) -> int:
     """Create or upgrade the schema; safe to run on every start. Returns the schema version."""
     try:
-        with engine.begin() as conn:
+        with write_tx(engine) as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
             metadata.create_all(conn, checkfirst=True)
@@ -216,15 +245,13 @@ def migrate(engine: Engine) -> int:
                     f"the database has schema version {version}, newer than this server "
                     f"understands ({SCHEMA_VERSION}): upgrade workspace-agent-server"
                 )
-            # Schema changes, one step per version (create_all made any new table already).
+            # Schema changes, one step per version (a fresh database got them from create_all).
             if 0 < version < 2:
-                have = {c["name"] for c in inspect(conn).get_columns("workspaces")}
-                for name, kind in (
-                    ("identity_mode", "VARCHAR(30)"),
-                    ("template_name", "VARCHAR(200)"),
-                ):
-                    if name not in have:
-                        conn.execute(text(f"ALTER TABLE workspaces ADD COLUMN {name} {kind}"))
+                _add_column(conn, workspaces.c.identity_mode)
+                _add_column(conn, workspaces.c.template_name)
+            if 0 < version < 3:
+                _add_column(conn, workspaces.c.rules_digest)
+                _index("ix_workspaces_status").create(conn, checkfirst=True)
             if version == 0:
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif version < SCHEMA_VERSION:
@@ -236,6 +263,19 @@ def migrate(engine: Engine) -> int:
             return SCHEMA_VERSION
     except SQLAlchemyError as exc:
         raise DbError(f"cannot open the database {safe_url(engine)}: {_first_line(exc)}") from exc
+
+
+def _add_column(conn: Connection, column: Column[Any]) -> None:
+    """ALTER TABLE … ADD COLUMN, unless an interrupted earlier start already added it."""
+    table = column.table.name
+    if column.name in {c["name"] for c in inspect(conn).get_columns(table)}:
+        return
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f'ALTER TABLE {table} ADD COLUMN "{column.name}" {kind}')
+
+
+def _index(name: str) -> Index:
+    return next(i for i in workspaces.indexes if i.name == name)
 
 
 def safe_url(engine: Engine) -> str:

@@ -9,11 +9,13 @@ is corrected, so an admin sees both "failed at" and "corrected at".
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from workspace_agent.wire import Report
+from workspace_agent.wire import Report, RuleResultWire
 
 FAILING = frozenset({"drift", "error"})
 WORKSPACE_STATES = ("compliant", "drifted", "error", "unknown")
@@ -163,3 +165,41 @@ def _episode(new: RuleRow, old: RuleRow | None, at: datetime) -> RuleRow:
     if was_failing:
         return replace(new, failing_since=old.failing_since, recovered_at=at)
     return replace(new, failing_since=old.failing_since, recovered_at=old.recovered_at)
+
+
+def rules_digest(rules: Sequence[RuleResultWire]) -> str | None:
+    """A digest of everything stored per rule (id, target, state, before, after, message), in any
+    order; None for a report without rules (it leaves the stored rules alone). Stored with the
+    workspace, so a heartbeat with nothing changed is planned without reading its rule rows."""
+    if not rules:
+        return None
+    rows = sorted((r.rule_id, r.target, r.state, r.before, r.after, r.message) for r in rules)
+    return hashlib.blake2b(json.dumps(rows).encode(), digest_size=16).hexdigest()
+
+
+def same_rules_apply(report: Report, stored_digest: str | None) -> bool:
+    """True when `plan_same_rules` gives what `plan_ingest` would: the stored rules equal the
+    report's, rule ids are unique, and none is `corrected` (which is a new episode every time)."""
+    return (
+        stored_digest is not None
+        and not any(r.state == "corrected" for r in report.rules)
+        and len({r.rule_id for r in report.rules}) == len(report.rules)
+        and rules_digest(report.rules) == stored_digest
+    )
+
+
+def plan_same_rules(old_state: str | None, report: Report) -> IngestPlan:
+    """The plan for a report whose rules are exactly the stored ones (see `same_rules_apply`):
+    no rule row changes; only the workspace's state can move (e.g. the exit code says error)."""
+    states = [r.state for r in report.rules]
+    state = workspace_state(states, report.exit_code)
+    moves = []
+    if state != old_state:
+        moves.append(Transition(None, None if old_state == "unknown" else old_state, state))
+    return IngestPlan(
+        transitions=moves,
+        state=state,
+        rules_total=len(states),
+        rules_failing=sum(1 for s in states if s in FAILING),
+        rules_corrected=0,
+    )

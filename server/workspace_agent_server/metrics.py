@@ -50,7 +50,12 @@ class Metrics:
         with self._lock:
             self.webhook[result] += n
 
-    def render(self, workspaces: Mapping[str, int], webhook_queue: int | None) -> str:
+    def render(
+        self,
+        workspaces: Mapping[str, int],
+        webhook_queue: int | None,
+        writer: Mapping[str, int] | None = None,
+    ) -> str:
         """The /metrics body (text format 0.0.4)."""
         with self._lock:
             lines = [
@@ -101,6 +106,18 @@ class Metrics:
         lines += [
             f'drift_workspaces{{state="{s}"}} {n}' for s, n in workspaces.items() if s != "total"
         ]
+        if writer is not None:
+            lines += [
+                "# HELP drift_ingest_batches_total Transactions the report writer ran.",
+                "# TYPE drift_ingest_batches_total counter",
+                f"drift_ingest_batches_total {writer['batches']}",
+                "# HELP drift_ingest_batch_reports_total Reports in them (÷ batches: mean batch).",
+                "# TYPE drift_ingest_batch_reports_total counter",
+                f"drift_ingest_batch_reports_total {writer['reports']}",
+                "# HELP drift_ingest_queue Reports waiting for the writer (grows when it cannot keep up).",
+                "# TYPE drift_ingest_queue gauge",
+                f"drift_ingest_queue {writer['waiting']}",
+            ]
         if webhook_queue is not None:
             lines += [
                 "# HELP drift_webhook_queue Notices waiting to be sent.",

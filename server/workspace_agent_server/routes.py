@@ -1,19 +1,24 @@
 """The JSON API: thin handlers (authenticate → read a bounded body → validate → query → respond).
 
-Auth order for a report: the token first (cheap, before reading any body), then the size, then
-validation, then "this token may write this workspace". Each refusal is counted by reason.
+Auth order for a report: the token first (cheap, before reading any body; a token seen valid
+before is answered from memory, see token_cache.py), then the size, then validation, then "this
+token may write this workspace", and last the token once more inside the transaction that writes
+(so a revoked token never writes, whatever a cache says). Reports are written by the group-commit
+writer (writer.py) and answered after their transaction commits. Each refusal is counted by reason.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from coder_identity import AGENT_TOKEN_HEADER, CoderUnavailable, IdentityRefused
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from workspace_agent import wire
 
 from . import auth, queries
+from .db import write_tx
 from .errors import ApiError, describe_validation, documented
 
 if TYPE_CHECKING:
@@ -43,23 +49,30 @@ def ctx_of(request: Request) -> Ctx:
 # --- auth ------------------------------------------------------------------------------------
 
 
-def _lookup(ctx: Ctx, token: str) -> queries.TokenOwner | None:
+def _lookup(ctx: Ctx, hashed: str) -> queries.TokenOwner | None:
     with ctx.engine.connect() as conn:
-        return queries.token_owner(conn, auth.token_hash(token))
+        return queries.token_owner(conn, hashed)
 
 
 async def identify(ctx: Ctx, token: str) -> tuple[Identity, str | None]:
     """What kind of credential `token` is (and for a workspace token, whose)."""
+    hashed = auth.token_hash(token) if token.startswith(auth.WORKSPACE_TOKEN_PREFIX) else None
+    if hashed is not None and (cached := ctx.tokens.get(hashed)) is not None:
+        return "workspace", cached
     if auth.is_admin(token, ctx.settings.admin_tokens):
         return "admin", None
     if auth.matches(token, ctx.settings.enrollment_secret):
         return "enrollment", None
-    if not token.startswith(auth.WORKSPACE_TOKEN_PREFIX):
+    if hashed is None:
         return "unknown", None
-    owner = await ctx.run_db(_lookup, ctx, token)
+    generation = ctx.tokens.generation
+    owner = await ctx.run_db(_lookup, ctx, hashed)
     if owner is None:
         return "unknown", None
-    return ("revoked" if owner.revoked else "workspace"), owner.workspace_id
+    if owner.revoked:
+        return "revoked", owner.workspace_id
+    ctx.tokens.put(hashed, owner.workspace_id, generation)
+    return "workspace", owner.workspace_id
 
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
@@ -96,8 +109,9 @@ async def require_admin(request: Request) -> None:
     raise ApiError(401, "unauthorized", "the token is not a valid admin token", headers=_BEARER)
 
 
-async def require_workspace(request: Request) -> str:
-    """The workspace whose token this is; refuses admin tokens, the secret and revoked tokens."""
+async def require_workspace(request: Request) -> tuple[str, str]:
+    """The workspace whose token this is, and the token's hash; refuses admin tokens, the secret
+    and revoked tokens."""
     ctx = ctx_of(request)
     token = auth.bearer(request.headers.get("authorization"))
     if token is None:
@@ -112,7 +126,7 @@ async def require_workspace(request: Request) -> str:
     kind, workspace_id = await identify(ctx, token)
     if kind == "workspace":
         assert workspace_id is not None
-        return workspace_id
+        return workspace_id, auth.token_hash(token)
     if kind == "admin":
         raise ApiError(
             403,
@@ -128,15 +142,20 @@ async def require_workspace(request: Request) -> str:
             f"{wire.ENROLL_PATH} first and use the workspace token it returns",
             count_as="forbidden",
         )
+    raise _refused(kind)
+
+
+def _refused(kind: str) -> ApiError:
+    """The 401 of a revoked or unknown workspace token."""
     if kind == "revoked":
-        raise ApiError(
+        return ApiError(
             401,
             "revoked",
             "this workspace token was revoked by an admin; enroll again to get a new one",
             count_as="revoked",
             headers=_BEARER,
         )
-    raise ApiError(
+    return ApiError(
         401,
         "unauthorized",
         "unknown workspace token (the server may have been "
@@ -180,7 +199,9 @@ def parse(model: type[M], body: bytes, what: str, count: bool) -> M:
         raise ApiError(
             422, "invalid", detail, count_as="invalid" if count else None, extra={"errors": errors}
         ) from exc
-    where = _nul_at(parsed.model_dump())
+    # JSON can carry a NUL only as the escape \u0000 (the parser refuses a raw one), so only
+    # a body holding that text is walked: the walk cost ~40 us, a tenth of a report's time.
+    where = _nul_at(parsed.model_dump()) if b"\\u0000" in body else None
     if where is not None:
         raise ApiError(
             422,
@@ -324,7 +345,7 @@ async def enroll(request: Request) -> wire.EnrollResponse:
     new_token = auth.new_workspace_token()
 
     def tx() -> None:
-        with ctx.engine.begin() as conn:
+        with write_tx(ctx.engine) as conn:
             queries.enroll(
                 conn,
                 who,
@@ -336,6 +357,7 @@ async def enroll(request: Request) -> wire.EnrollResponse:
             )
 
     await ctx.run_db(tx)
+    ctx.tokens.forget(req.workspace.id)  # the workspace's earlier token stops working
     return wire.EnrollResponse(
         workspace_id=req.workspace.id,
         workspace_token=new_token,
@@ -356,12 +378,13 @@ def _enrolled_identity(ctx: Ctx, workspace_id: str) -> str | None:
     summary="Send one drift report",
     responses=documented(401, 403, 413, 422),
 )
-async def post_report(request: Request) -> wire.ReportAccepted:
+async def post_report(request: Request) -> JSONResponse:
     """`Authorization: Bearer <workspace token>`. A report id already stored → 200 with
-    `duplicate: true` and nothing changes. One transaction per report."""
+    `duplicate: true` and nothing changes. Answered once the report is committed (reports that
+    arrive together share one transaction)."""
     ctx = ctx_of(request)
     started = time.perf_counter()
-    workspace_id = await require_workspace(request)
+    workspace_id, hashed = await require_workspace(request)
     body = await read_body(request, ctx.settings.max_body_bytes, True)
     report = parse(wire.Report, body, "the report", True)
     if report.wire_version != wire.WIRE_VERSION:
@@ -390,21 +413,22 @@ async def post_report(request: Request) -> wire.ReportAccepted:
             count_as="wrong_workspace",
         )
 
-    def tx() -> queries.IngestResult:
-        with ctx.engine.begin() as conn:
-            return queries.ingest(conn, workspace_id, report, ctx.clock())
-
-    result = await ctx.run_db(tx)
+    result = await ctx.writer.submit(workspace_id, hashed, report, ctx.clock())
+    if result.refused is not None:  # revoked or re-enrolled since the token was let in
+        ctx.tokens.discard(hashed)
+        raise _refused(result.refused)
     ctx.metrics.observe_ingest(time.perf_counter() - started, result.duplicate)
     if result.newly_drifted and ctx.notifier is not None:
         ctx.notifier.offer("drifted", result.workspace)
-    return wire.ReportAccepted(report_id=report.report_id, duplicate=result.duplicate)
+    # The answer is built here (not by FastAPI's response_model, which validates it again).
+    return JSONResponse({"report_id": report.report_id, "duplicate": result.duplicate})
 
 
 @router.get(
     wire.WORKSPACES_PATH,
     tags=["admin"],
     summary="The fleet, with counts and filters",
+    response_class=JSONResponse,
     responses=documented(401, 403, 422, 503),
 )
 async def list_workspaces(
@@ -418,7 +442,7 @@ async def list_workspaces(
     q: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=500, ge=1, le=5000),
     offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
-) -> dict[str, Any]:
+) -> Response:
     """Counts are for the whole fleet (stale overrides the last state); `updated_at` is when
     the latest report arrived. `drifted` is the last known state, also for stale workspaces."""
     await require_admin(request)
@@ -436,7 +460,22 @@ async def list_workspaces(
         limit=limit,
         offset=offset,
     )
-    return await ctx.run_db(fleet_data, ctx, flt)
+    body = await ctx.run_db(lambda: json_bytes(fleet_data(ctx, flt)))
+    return Response(body, media_type="application/json")
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def json_bytes(data: Any) -> bytes:
+    """What FastAPI would send for `data` (datetimes as ISO 8601, like its jsonable_encoder),
+    made here so that big answers are encoded off the event loop (and ~5x faster)."""
+    return json.dumps(
+        data, default=_iso, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode()
 
 
 def fleet_data(ctx: Ctx, flt: queries.FleetFilter) -> dict[str, Any]:
@@ -453,17 +492,23 @@ def detail_data(ctx: Ctx, workspace_id: str) -> dict[str, Any] | None:
     wire.WORKSPACES_PATH + "/{workspace_id:path}",
     tags=["admin"],
     summary="One workspace: rule states, first failing, transitions",
+    response_class=JSONResponse,
     responses=documented(401, 403, 404, 422, 503),
 )
-async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
+async def get_workspace(request: Request, workspace_id: str) -> Response:
     await require_admin(request)
     ctx = ctx_of(request)
-    found = None
-    if "\x00" not in workspace_id:  # no stored id holds one (reports with NUL are refused)
-        found = await ctx.run_db(detail_data, ctx, workspace_id)
-    if found is None:
+
+    def answer() -> bytes | None:
+        if "\x00" in workspace_id:  # no stored id holds one (reports with NUL are refused)
+            return None
+        found = detail_data(ctx, workspace_id)
+        return None if found is None else json_bytes(found)
+
+    body = await ctx.run_db(answer)
+    if body is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
-    return found
+    return Response(body, media_type="application/json")
 
 
 @router.post(
@@ -479,10 +524,11 @@ async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any
     ctx = ctx_of(request)
 
     def tx() -> Any:
-        with ctx.engine.begin() as conn:
+        with write_tx(ctx.engine) as conn:
             return queries.revoke(conn, workspace_id, ctx.clock())
 
     revoked_at = await ctx.run_db(tx) if "\x00" not in workspace_id else None
+    ctx.tokens.forget(workspace_id)
     if revoked_at is None:
         raise ApiError(404, "not_found", f"no workspace with id {workspace_id!r} has enrolled")
     return {"workspace_id": workspace_id, "revoked": True, "revoked_at": revoked_at}
@@ -528,5 +574,14 @@ async def metrics(request: Request) -> PlainTextResponse:
     by_state = await ctx.run_db(read)
     queued = ctx.notifier.queue.qsize() if ctx.notifier is not None else None
     return PlainTextResponse(
-        ctx.metrics.render(by_state, queued), media_type="text/plain; version=0.0.4; charset=utf-8"
+        ctx.metrics.render(
+            by_state,
+            queued,
+            {
+                "batches": ctx.writer.stats.batches,
+                "reports": ctx.writer.stats.reports,
+                "waiting": ctx.writer.waiting,
+            },
+        ),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
     )

@@ -6,7 +6,7 @@ repr or a log line. A setting that cannot work is refused at start with a senten
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     coder_timeout_s: float = Field(default=5.0, gt=0, le=120)
     # true: the shared enrollment secret alone never enrolls (only verified workspaces report).
     require_agent_token: bool = False
+    # "full": an fsync per commit (per batch of reports), so an acknowledged report also survives
+    # a power cut; "normal" survives a crash of the server (see README, Performance).
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
 
     @field_validator("admin_tokens", mode="before")
     @classmethod
@@ -108,3 +111,22 @@ class Settings(BaseSettings):
     def stale_after_s(self) -> int:
         """No report for this long → the workspace is shown stale."""
         return self.heartbeat_interval_s * self.stale_after_heartbeats
+
+
+def to_environment(settings: Settings) -> dict[str, str]:
+    """The `DRIFT_*` variables that give `settings` again: how uvicorn's worker processes, which
+    build their app from the environment, get the settings checked (and the secrets read from
+    files) by the command line."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = ",".join(v.get_secret_value() for v in value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"DRIFT_{name.upper()}"] = str(value)
+    return env

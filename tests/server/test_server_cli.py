@@ -127,3 +127,91 @@ def test_secret_files(tmp_path: Path) -> None:
     )
     missing = run_cli("--enrollment-secret-file", str(tmp_path / "nope"))
     assert missing.returncode != 0 and "cannot read the enrollment secret file" in missing.stderr
+
+
+@pytest.mark.slow
+def test_two_workers_share_settings_and_revocation(tmp_path: Path) -> None:
+    """`--workers 2`: both processes get the settings checked by the command line (secrets from
+    files included), and a token revoked through one is refused by both, also when cached."""
+    import os
+    import signal
+    import time
+
+    from tests.server.conftest import free_port
+
+    (tmp_path / "secret").write_text(SECRET + "\n")
+    (tmp_path / "admins").write_text(ADMIN + "\n")
+    env = {k: v for k, v in server_env().items() if not k.startswith("DRIFT_")}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    args = ["--db", f"sqlite:///{tmp_path / 'drift.db'}", "--port", str(port), "--workers", "2"]
+    args += ["--enrollment-secret-file", str(tmp_path / "secret")]
+    args += ["--admin-tokens-file", str(tmp_path / "admins"), "--log-level", "warning"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workspace_agent_server", *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) >= 2, children
+
+        def fresh(method: str, path: str, **kw: object) -> httpx.Response:
+            with httpx.Client(base_url=url, timeout=10) as c:  # a new connection: any worker
+                return c.request(method, path, **kw)  # type: ignore[arg-type]
+
+        enrolled = fresh(
+            "POST",
+            wire.ENROLL_PATH,
+            headers={"Authorization": f"Bearer {SECRET}"},
+            json={"workspace": {"id": "ws-0"}, "agent_version": "0.1.0"},
+        )
+        assert enrolled.status_code == 200, enrolled.text
+        token = {"Authorization": f"Bearer {enrolled.json()['workspace_token']}"}
+        for _ in range(20):  # both workers see (and cache) the token
+            sent = fresh(
+                "POST", wire.REPORTS_PATH, json=make_report("ws-0", [rule("a")]), headers=token
+            )
+            assert sent.status_code == 200, sent.text
+        revoked = fresh(
+            "POST",
+            f"{wire.WORKSPACES_PATH}/ws-0/revoke",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        assert revoked.status_code == 200
+        for _ in range(20):
+            refused = fresh(
+                "POST",
+                wire.REPORTS_PATH,
+                json=make_report("ws-0", [rule("a", "drift")]),
+                headers=token,
+            )
+            assert refused.status_code == 401 and refused.json()["reason"] == "revoked"
+        detail = fresh(
+            "GET", f"{wire.WORKSPACES_PATH}/ws-0", headers={"Authorization": f"Bearer {ADMIN}"}
+        ).json()
+        assert len(detail["reports"]) == 20 and detail["status"] == "compliant"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    assert code == 0, log.read_text()
+    assert "Traceback" not in log.read_text()

@@ -3,6 +3,8 @@ refused with a sentence."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from workspace_agent_server.db import SCHEMA_VERSION, DbError, make_engine, meta, migrate
@@ -54,3 +56,98 @@ def test_sqlite_uses_wal(tmp_path) -> None:  # type: ignore[no-untyped-def]
         assert (tmp_path / "d.db-wal").exists()
     finally:
         engine.dispose()
+
+
+def test_sqlite_write_transactions_that_read_first_take_turns(tmp_path: Path) -> None:
+    """Two transactions that read, pause, then write: both commit, one after the other (BEGIN
+    IMMEDIATE makes the second wait for the write lock instead of failing with "database is
+    locked"). PostgreSQL needs no such thing: ingest locks the workspace's row."""
+    import threading
+    import time
+
+    from workspace_agent_server.db import write_tx
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    errors: list[BaseException] = []
+    try:
+        migrate(engine)
+
+        def bump() -> None:
+            try:
+                with write_tx(engine) as conn:
+                    n = int(
+                        conn.execute(sa.select(meta.c.value).where(meta.c.key == "n")).scalar() or 0
+                    )
+                    time.sleep(0.2)
+                    conn.execute(meta.delete().where(meta.c.key == "n"))
+                    conn.execute(meta.insert().values(key="n", value=str(n + 1)))
+            except BaseException as exc:  # noqa: BLE001 (collected and asserted below)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=bump) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(meta.c.value).where(meta.c.key == "n")).scalar() == "2"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("old_version", [1, 2])
+def test_older_database_gets_the_rules_digest_and_status_index(
+    db_url: str, old_version: int
+) -> None:
+    """A database made by an earlier release (1: the first; 2: with the identity columns) is
+    upgraded in place to the current schema and keeps its rows; the next report stores a
+    digest."""
+    from datetime import UTC, datetime
+
+    from workspace_agent_server import queries
+    from workspace_agent_server.db import write_tx
+
+    from tests.server.conftest import make_report, rule
+    from workspace_agent import wire
+    from workspace_agent.wire import WorkspaceIdentity
+
+    engine = make_engine(db_url)
+    try:
+        migrate(engine)
+        now = datetime.now(UTC)
+        with write_tx(engine) as conn:
+            queries.enroll(conn, WorkspaceIdentity(id="w"), "0.1.0", "h" * 64, now)
+            conn.exec_driver_sql("DROP INDEX ix_workspaces_status")
+            conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN rules_digest")
+            if old_version < 2:
+                conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN identity_mode")
+                conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN template_name")
+            conn.execute(meta.update().values(value=str(old_version)))
+        assert migrate(engine) == SCHEMA_VERSION == 3
+        assert migrate(engine) == 3  # and again: nothing to do
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("workspaces")}
+            assert {"rules_digest", "identity_mode", "template_name"} <= columns
+            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("workspaces")}
+            assert "ix_workspaces_status" in indexes
+            assert conn.execute(sa.text("SELECT id FROM workspaces")).scalars().all() == ["w"]
+        rep = wire.Report.model_validate(make_report("w", [rule("a")], at=now))
+        with write_tx(engine) as conn:
+            assert queries.ingest(conn, "w", rep, now, "h" * 64).applied
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT rules_digest FROM workspaces")).scalar()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("mode, level", [("normal", 1), ("full", 2)])
+def test_sqlite_synchronous_setting(tmp_path: Path, mode: str, level: int) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}", sqlite_synchronous=mode)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
+    finally:
+        engine.dispose()
+    with pytest.raises(DbError, match="normal or full"):
+        make_engine(f"sqlite:///{tmp_path / 'e.db'}", sqlite_synchronous="sometimes")

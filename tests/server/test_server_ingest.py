@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from workspace_agent_server.ingest import RuleRow, plan_ingest, workspace_state
+from workspace_agent_server.ingest import (
+    RuleRow,
+    plan_ingest,
+    plan_same_rules,
+    rules_digest,
+    same_rules_apply,
+    workspace_state,
+)
 
 from tests.server.conftest import make_report, rule
 from workspace_agent import wire
@@ -109,3 +116,60 @@ def test_repeated_rule_id_counts_once() -> None:
     plan = plan_ingest({}, "unknown", report(rule("a"), rule("a", "drift")), T1)
     assert [r.state for r in plan.inserts] == ["compliant"]
     assert (plan.rules_total, plan.rules_failing, plan.state) == (1, 0, "compliant")
+
+
+# --- the rules digest: a heartbeat with nothing changed is planned without the rule rows --------
+
+
+def as_stored(r: wire.Report) -> dict[str, RuleRow]:
+    return {
+        x.rule_id: RuleRow(
+            x.rule_id, x.target, x.state, x.before, x.after, x.message, T0, None, None
+        )
+        for x in r.rules
+    }
+
+
+@pytest.mark.parametrize("old_state", ["unknown", "compliant", "drifted", "error"])
+@pytest.mark.parametrize("exit_code", [0, 1, 2, 4, 6])
+@pytest.mark.parametrize(
+    "states",
+    [("compliant",), ("compliant", "drift"), ("error", "compliant"), ("drift", "error", "drift")],
+)
+def test_same_rules_plan_is_what_the_full_plan_gives(
+    old_state: str, exit_code: int, states: tuple[str, ...]
+) -> None:
+    rep = report(*(rule(f"r{i}", s, "1", "2") for i, s in enumerate(states)), exit_code=exit_code)
+    assert same_rules_apply(rep, rules_digest(rep.rules))
+    full = plan_ingest(as_stored(rep), old_state, rep, T1)
+    assert (full.inserts, full.updates, full.deletes) == ([], [], [])
+    assert plan_same_rules(old_state, rep) == full
+
+
+def test_digest_sees_every_stored_field_and_ignores_order() -> None:
+    base = report(rule("a", "drift", "1", "2", message="m"), rule("b"))
+    digest = rules_digest(base.rules)
+    assert digest == rules_digest(
+        report(rule("b"), rule("a", "drift", "1", "2", message="m")).rules
+    )
+    for changed in [
+        rule("a", "error", "1", "2", message="m"),
+        rule("a", "drift", "0", "2", message="m"),
+        rule("a", "drift", "1", "3", message="m"),
+        rule("a", "drift", "1", "2", message="n"),
+        rule("a", "drift", "1", "2", message="m", target="/elsewhere"),
+        rule("a", "drift", "1", None, message="m"),
+    ]:
+        assert rules_digest(report(changed, rule("b")).rules) != digest
+    assert rules_digest(report(rule("a", "drift", "1", "2", message="m")).rules) != digest
+    assert rules_digest(report().rules) is None
+
+
+def test_same_rules_does_not_apply_to_corrected_repeats_or_no_digest() -> None:
+    corrected = report(rule("a", "corrected", "1", "2"))  # each one is a new episode
+    assert not same_rules_apply(corrected, rules_digest(corrected.rules))
+    repeated = report(rule("a"), rule("a"))
+    assert not same_rules_apply(repeated, rules_digest(repeated.rules))
+    plain = report(rule("a"))
+    assert not same_rules_apply(plain, None)
+    assert not same_rules_apply(plain, rules_digest(report(rule("a", "drift")).rules))

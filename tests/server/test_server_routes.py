@@ -4,6 +4,7 @@ the refusals (and that they change nothing in the database), fleet, detail, revo
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -407,3 +408,67 @@ async def test_report_from_a_clock_ahead_does_not_freeze_the_state(api: Api) -> 
     assert (await api.report(token, fixed)).status_code == 200
     d = (await api.admin(f"{wire.WORKSPACES_PATH}/ws-1")).json()
     assert d["status"] == "compliant" and d["rules"][0]["recovered_at"] is not None
+
+
+async def test_json_answers_are_what_fastapi_would_send(api: Api) -> None:
+    """The fleet and detail answers are encoded off the event loop by json_bytes: byte for byte
+    what FastAPI's jsonable_encoder + JSONResponse made of them before."""
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.responses import JSONResponse
+    from workspace_agent_server.queries import FleetFilter
+    from workspace_agent_server.routes import detail_data, fleet_data, json_bytes
+
+    token = await api.enroll("ws-1", name="Ünïcode dev")
+    rules = [rule("a", "drift", "1", "2"), rule("b")]
+    await api.report(token, make_report("ws-1", rules, name="Ünïcode dev"))
+    ctx = api.app.state.ctx
+    for data in (fleet_data(ctx, FleetFilter()), detail_data(ctx, "ws-1")):
+        assert json_bytes(data) == JSONResponse(jsonable_encoder(data)).body
+    listed = await api.admin(wire.WORKSPACES_PATH)
+    assert listed.headers["content-type"] == "application/json"
+    assert listed.json()["workspaces"][0]["failing_rules"] == ["a"]
+    assert "Ünïcode dev".encode() in listed.content  # UTF-8, not \u escapes, as before
+
+
+async def test_enrolled_without_a_report_is_unknown_not_stale(api: Api) -> None:
+    """A workspace that enrolled a moment ago and has not reported (no last_seen_at): counted
+    as unknown, listed as not stale; stale once the stale time has passed since enrollment."""
+    await api.enroll("fresh")
+
+    async def view(**params: object) -> dict[str, Any]:
+        resp = await api.admin(wire.WORKSPACES_PATH, **params)
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    fleet = await view()
+    assert (fleet["counts"]["unknown"], fleet["counts"]["stale"], fleet["counts"]["total"]) == (
+        1,
+        0,
+        1,
+    )
+    assert [w["id"] for w in (await view(stale="false"))["workspaces"]] == ["fresh"]
+    assert [w["id"] for w in (await view(status="unknown"))["workspaces"]] == ["fresh"]
+    assert (await view(stale="true"))["workspaces"] == []
+    api.clock.advance(181)  # stale after 3 × 60 s
+    fleet = await view()
+    assert (fleet["counts"]["unknown"], fleet["counts"]["stale"]) == (0, 1)
+    assert [w["id"] for w in (await view(stale="true"))["workspaces"]] == ["fresh"]
+    assert (await view(stale="false"))["workspaces"] == []
+
+
+async def test_nul_is_refused_whether_escaped_or_raw(api: Api) -> None:
+    """routes.parse walks the parsed report for NUL only when the body holds the escape
+    \\u0000; a raw NUL byte never gets that far (the JSON parser refuses it)."""
+    import json
+
+    token = await api.enroll("ws-1")
+    good = json.dumps(make_report("ws-1", [rule("a", "drift", "x", "y")]))
+    before = api.snapshot()
+    escaped = good.replace('"before": "x"', '"before": "a\\u0000b"').encode()
+    raw = good.replace('"before": "x"', '"before": "a\x00b"').encode()
+    for body in (escaped, raw):
+        resp = await api.report(token, body)
+        assert resp.status_code == 422 and resp.json()["reason"] == "invalid", resp.text
+    assert "NUL" in (await api.report(token, escaped)).json()["detail"]
+    assert api.snapshot() == before
+    assert (await api.report(token, good.encode())).status_code == 200

@@ -45,3 +45,29 @@ def test_defaults_need_no_setup() -> None:
 def test_unworkable_settings_are_refused(values: dict[str, object], says: str) -> None:
     with pytest.raises(ValidationError, match=says):
         Settings(**values)  # type: ignore[arg-type]
+
+
+def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--workers N` hands the checked settings to the worker processes as DRIFT_* variables."""
+    from workspace_agent_server.settings import Settings, to_environment
+
+    given = Settings(
+        db_url="sqlite:////tmp/x.db",
+        enrollment_secret="enroll-secret-Km4Xy7Pq1Ns8Dv5",
+        admin_tokens="admin-one-Xq9Wm2Lk5Rv8,admin-two-Pz4Ty7Bn1Cs3",
+        heartbeat_interval_s=120,
+        webhook_url="https://hooks.example/x",
+        webhook_secret="hook-secret-Ab3Cd4Ef5Gh6",
+        webhook_batch_window_s=2.5,
+        cookie_secure=True,
+    )
+    for name, value in to_environment(given).items():
+        monkeypatch.setenv(name, value)
+    again = Settings()
+    assert again.model_dump() == given.model_dump()
+    assert [t.get_secret_value() for t in again.admin_tokens] == [
+        "admin-one-Xq9Wm2Lk5Rv8",
+        "admin-two-Pz4Ty7Bn1Cs3",
+    ]
+    assert again.webhook_secret is not None
+    assert again.webhook_secret.get_secret_value() == "hook-secret-Ab3Cd4Ef5Gh6"
