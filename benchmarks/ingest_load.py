@@ -39,26 +39,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script (as documented): make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.reports import DRIFT_RULE, RULES  # one rule table for every benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SECRET = "bench-enroll-" + secrets.token_urlsafe(16)
 ADMIN = "bench-admin-" + secrets.token_urlsafe(16)
-RULES = (
-    ("key.file", "~/.config/workspace-agent/litellm.key"),
-    ("roo.rules", "~/.roo/rules/00-platform-enforcement.md"),
-    ("roo.auto-import", "~/.local/share/code-server/User/settings.json"),
-    ("roo.settings", "~/.config/roo-code/settings.json"),
-    ("opencode.instructions", "~/.config/opencode/enforcement.md"),
-    ("opencode.config", "~/.config/opencode/opencode.json"),
-    ("opencode.managed", "/etc/opencode/opencode.json"),
-    ("vscode.setting.chat.disableAIFeatures", "~/.local/share/code-server/User/settings.json"),
-    ("vscode.setting.github.copilot.enable", "~/.local/share/code-server/User/settings.json"),
-    ("vscode.setting.extensions.allowed", "~/.local/share/code-server/User/settings.json"),
-    ("vscode.setting.telemetry.telemetryLevel", "~/.local/share/code-server/User/settings.json"),
-    ("extension.absent.github.copilot", "~/.local/share/code-server/extensions"),
-    ("extension.absent.github.copilot-chat", "~/.local/share/code-server/extensions"),
-    ("extension.absent.sourcegraph.cody-ai", "~/.local/share/code-server/extensions"),
-)
 OWNER = "platform-team"
 HELLO_APP = """
 from starlette.applications import Starlette
@@ -91,7 +79,7 @@ def report_body(workspace_id: str, drifted: bool = False, error: bool = False) -
         for rule_id, target in RULES
     ]
     if drifted:
-        rules[7].update(state="drift", before="false", after="true")
+        rules[DRIFT_RULE].update(state="drift", before="false", after="true")
     if error:
         rules[5].update(state="error", message="cannot read opencode.json: permission denied")
     return json.dumps(
