@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import threading
 import time
 import uuid
@@ -39,6 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple, Self
+
+from tests.standins._json_http import read_body, send_json
 
 LOG_SOURCE = "/api/v2/workspaceagents/me/log-source"
 MANIFEST = "/api/v2/workspaceagents/me/manifest"
@@ -329,23 +330,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         standin: CoderStandin = self.server.standin  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw
+        body = read_body(self)
         if standin.delay:
             time.sleep(standin.delay)
         token = self.headers.get("Coder-Session-Token", "")
         status, payload = standin.answer(method, self.path.split("?", 1)[0], token, body)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        with contextlib.suppress(OSError):
-            self.wfile.write(data)
+        send_json(self, status, payload)
 
     def do_GET(self) -> None:
         self._handle("GET")

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import secrets as _secrets
 import threading
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from typing import Any, NamedTuple, Self
 
 from pydantic import ValidationError
 
+from tests.standins._json_http import send_json
 from workspace_agent.wire import (
     ENROLL_PATH,
     MAX_REPORT_BYTES,
@@ -208,12 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404, {"detail": "not found"})
 
     def _answer(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, status, payload)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 import secrets
 import threading
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
+
+from tests.standins._json_http import read_body, send_json
 
 
 def token_hash(key: str) -> str:
@@ -265,22 +266,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         standin: LitellmKeys = self.server.standin  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw
+        body = read_body(self)
         status, payload = standin.answer(
             method, self.path, self.headers.get("Authorization", ""), body
         )
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        with contextlib.suppress(OSError):
-            self.wfile.write(data)
+        send_json(self, status, payload)
 
     def do_GET(self) -> None:
         self._handle("GET")

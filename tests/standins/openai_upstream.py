@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.standins._json_http import send_json
+
 
 class Upstream:
     def __init__(self) -> None:
@@ -91,12 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _send(self, status: int, payload: Any) -> None:
-        raw = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
+        send_json(self, status, payload)
 
 
 @contextlib.contextmanager
