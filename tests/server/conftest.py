@@ -293,6 +293,20 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 30) -> None:
+    """Until a server process started by a test answers /health (fail with its log if it dies)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"server exited: {log.read_text()}"
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"server did not answer: {log.read_text()}"
+        time.sleep(0.1)
+
+
 @contextmanager
 def serving(db_url: str, log: Path, port: int | None = None, **env: str) -> Iterator[str]:
     """`workspace-agent-server` as a real process on 127.0.0.1 until the block ends (SIGINT)."""
@@ -319,16 +333,7 @@ def serving(db_url: str, log: Path, port: int | None = None, **env: str) -> Iter
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"server exited: {log.read_text()}"
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"server did not answer: {log.read_text()}"
-            time.sleep(0.1)
+        wait_healthy(proc, url, log)
         yield url
     finally:
         proc.send_signal(signal.SIGINT)

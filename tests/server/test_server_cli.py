@@ -19,6 +19,7 @@ from tests.server.conftest import (
     rule,
     server_env,
     serving,
+    wait_healthy,
 )
 from workspace_agent import wire
 
@@ -135,7 +136,6 @@ def test_two_workers_share_settings_and_revocation(tmp_path: Path) -> None:
     files included), and a token revoked through one is refused by both, also when cached."""
     import os
     import signal
-    import time
 
     from tests.server.conftest import free_port
 
@@ -157,16 +157,7 @@ def test_two_workers_share_settings_and_revocation(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_healthy(proc, url, log, timeout=60)
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) >= 2, children
 

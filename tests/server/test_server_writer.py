@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,16 @@ from workspace_agent_server.auth import token_hash
 from workspace_agent_server.db import make_engine, migrate, write_tx
 from workspace_agent_server.writer import Writer
 
-from tests.server.conftest import REPO, SECRET, Api, free_port, make_report, rule, server_env
+from tests.server.conftest import (
+    REPO,
+    SECRET,
+    Api,
+    free_port,
+    make_report,
+    rule,
+    server_env,
+    wait_healthy,
+)
 from workspace_agent import wire
 from workspace_agent.wire import WorkspaceIdentity
 
@@ -203,16 +211,7 @@ def test_killed_server_has_stored_every_acknowledged_report(tmp_path: Path) -> N
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_healthy(proc, url, log, timeout=30)
         acked = asyncio.run(_post_until_killed(url, proc))
     finally:
         if proc.poll() is None:
