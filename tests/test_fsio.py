@@ -116,3 +116,112 @@ def test_read_fact_reports_the_owner(tmp_path: Path) -> None:
     fact = fsio.read_fact(path)
     assert fact.uid == os.geteuid() and not fact.foreign
     assert fsio.read_fact(tmp_path / "absent").uid is None
+
+
+# --- walking below the home without links (privilege.confine sets the home) --------------------
+
+
+@pytest.fixture
+def confined(tmp_path: Path):
+    """A home the process works on: walks below it never follow a link."""
+    from workspace_agent import privilege
+
+    home = tmp_path / "confined-home"
+    home.mkdir()
+    privilege.confine(home)
+    yield home
+    privilege.release()
+
+
+def test_a_linked_parent_directory_is_refused_for_reading_and_writing(confined: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "settings.json").write_text('{"mine": 1}\n')
+    (confined / ".config").symlink_to(outside)
+    target = confined / ".config" / "settings.json"
+    with pytest.raises(AgentError, match=r"\.config is a symbolic link; the agent does not follow links inside the home"):
+        fsio.read_fact(target)
+    with pytest.raises(AgentError, match="symbolic link"):
+        fsio.atomic_write(target, "{}\n")
+    with pytest.raises(AgentError, match="symbolic link"):
+        fsio.atomic_write(confined / ".config" / "new" / "f", "x")
+    assert sorted(p.name for p in outside.iterdir()) == ["settings.json"]
+    assert (outside / "settings.json").read_text() == '{"mine": 1}\n'
+
+
+def test_directories_are_created_below_the_home_step_by_step(confined: Path) -> None:
+    fsio.atomic_write(confined / "a" / "b" / "c.txt", "x\n", 0o600)
+    assert (confined / "a" / "b" / "c.txt").read_text() == "x\n"
+    assert stat.S_IMODE((confined / "a" / "b" / "c.txt").stat().st_mode) == 0o600
+
+
+def test_a_fifo_is_refused_at_once_never_waited_on(confined: Path) -> None:
+    fifo = confined / ".profile"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(AgentError, match=r"\.profile is a FIFO \(named pipe\), not a regular file"):
+        fsio.read_fact(fifo)
+    with pytest.raises(AgentError, match="FIFO"):
+        fsio.read_linked(fifo, 1024)
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_link_to_a_device_is_refused_and_never_read(confined: Path) -> None:
+    (confined / ".bashrc").symlink_to("/dev/zero")
+    with pytest.raises(AgentError, match="symbolic link"):
+        fsio.read_fact(confined / ".bashrc")
+    with pytest.raises(AgentError, match=r"leads to a device, not a regular file"):
+        fsio.read_linked(confined / ".bashrc", 1024)
+
+
+def test_read_linked_follows_a_dotfiles_link_but_caps_the_bytes(confined: Path, tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "bashrc").write_text("export A=1\n" * 10)
+    (confined / ".bashrc").symlink_to(dotfiles / "bashrc")
+    assert fsio.read_linked(confined / ".bashrc", 1024) == "export A=1\n" * 10
+    assert fsio.read_linked(confined / ".bashrc", 11, truncate=True) == "export A=1\n"
+    with pytest.raises(AgentError, match="larger than"):
+        fsio.read_linked(confined / ".bashrc", 11)
+    assert fsio.read_linked(confined / ".zshrc", 1024) is None
+
+
+def test_the_lock_file_is_never_opened_through_a_link(confined: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    lock_path = confined / ".local" / "state" / "workspace-agent" / "lock"
+    lock_path.parent.mkdir(parents=True)
+    lock_path.symlink_to(victim)
+    with pytest.raises(AgentError, match="lock is a symbolic link"):
+        fsio.open_lock(lock_path)
+    lock_path.unlink()
+    lock_path.symlink_to(tmp_path / "dangling")
+    with pytest.raises(AgentError, match="symbolic link"):
+        fsio.open_lock(lock_path)
+    assert victim.read_text() == "precious\n" and not (tmp_path / "dangling").exists()
+
+
+def test_a_hard_linked_lock_file_is_refused(confined: Path, tmp_path: Path) -> None:
+    other = confined / "other"
+    other.write_text("someone's\n")
+    lock_path = confined / "lock"
+    os.link(other, lock_path)
+    with pytest.raises(AgentError, match="has 2 hard links"):
+        fsio.open_lock(lock_path)
+    assert other.read_text() == "someone's\n"
+
+
+def test_remove_tree_never_leaves_a_linked_parent(confined: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside" / "github.copilot-1.0.0"
+    outside.mkdir(parents=True)
+    (confined / "extensions").symlink_to(outside.parent)
+    with pytest.raises(AgentError, match="symbolic link"):
+        fsio.remove_tree(confined / "extensions" / "github.copilot-1.0.0")
+    assert outside.is_dir()
+
+
+def test_an_oversized_file_is_refused_with_its_size(confined: Path) -> None:
+    big = confined / "big.json"
+    big.write_text("x" * 100)
+    with pytest.raises(AgentError, match="is 100 bytes, more than the 50 bytes the agent edits"):
+        fsio.read_fact(big, max_bytes=50)

@@ -9,18 +9,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from workspace_agent import fsio
 from workspace_agent.errors import AgentError
-from workspace_agent.fsio import write_error
 
 
 @contextlib.contextmanager
 def exclusive(path: Path, wait: float) -> Iterator[None]:
-    """Hold the lock for the block; wait up to `wait` seconds for another run to finish."""
+    """Hold the lock for the block; wait up to `wait` seconds for another run to finish.
+
+    The lock file is opened by fsio.open_lock: never through a link, only a regular file of our
+    own, so writing the pid into it cannot truncate anyone else's file.
+    """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise AgentError(f"cannot take the run lock: {write_error(path, exc).message}") from None
+        fd = fsio.open_lock(path)
+    except AgentError as exc:
+        raise AgentError(f"cannot take the run lock: {exc.message}") from None
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -37,7 +40,7 @@ def exclusive(path: Path, wait: float) -> Iterator[None]:
                 time.sleep(0.05)
         with contextlib.suppress(OSError):  # who holds it is only for the message; a full disk must not stop us
             os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)

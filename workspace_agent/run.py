@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from workspace_agent import __version__, fsio, lock
+from workspace_agent import __version__, fsio, lock, privilege
 from workspace_agent.config import AgentConfig
 from workspace_agent.desired import Desired, build_desired, rules
 from workspace_agent.errors import EXIT_CHANGED, EXIT_OK, AgentError, detailed_exit_code
@@ -101,6 +101,9 @@ def execute(
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     paths = Paths.for_home(config.home, environ)
+    # From here on every path below the home is walked without links, and a root run acts as
+    # the home's owner there; only the managed dirs in /etc stay root's (docs/privilege.md).
+    privilege.confine(config.home, root_dirs=(config.managed_dir, config.claude_managed_dir))
     desired = build_desired(config, dict(policy), paths)
     if mode == "bootstrap":
         with lock.exclusive(paths.lock_file, wait):

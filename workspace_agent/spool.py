@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,18 +52,13 @@ class Spool:
         """The waiting reports, oldest (lowest sequence number) first."""
         found: list[Entry] = []
         try:
-            scan = list(os.scandir(self.directory))
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise AgentError(f"cannot list the report queue {self.directory}: {exc.strerror}") from None
+            scan = fsio.list_dir(self.directory) or []
+        except AgentError as exc:
+            raise AgentError(f"cannot list the report queue: {exc.message}") from None
         for item in scan:
             match = _ENTRY.match(item.name)
-            if match is None:
-                continue
-            with contextlib.suppress(OSError):
-                if item.is_file(follow_symlinks=False):
-                    found.append(Entry(int(match.group(1)), Path(item.path), item.stat(follow_symlinks=False).st_size))
+            if match is not None and item.is_file:
+                found.append(Entry(int(match.group(1)), self.directory / item.name, item.size))
         return sorted(found, key=lambda e: e.seq)
 
     def enqueue(self, item: dict[str, Any], queued_at: str) -> tuple[Entry, list[str]]:
@@ -107,15 +101,14 @@ class Spool:
 
     def set_aside(self, entry: Entry) -> None:
         """Rename a damaged file to `*.corrupt` (kept for a person, out of the queue)."""
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                os.replace(entry.path, entry.path.with_name(entry.path.name + ".corrupt"))
-            except OSError as exc:
-                raise AgentError(f"cannot move aside the damaged report {entry.path}: {exc.strerror}") from None
-        corrupt = sorted(self.directory.glob("*.json.corrupt"))
-        for old in corrupt[:-MAX_CORRUPT_KEPT]:
-            with contextlib.suppress(OSError):
-                old.unlink()
+        try:
+            fsio.rename(entry.path, entry.path.name + ".corrupt")
+        except AgentError as exc:
+            raise AgentError(f"cannot move aside the damaged report: {exc.message}") from None
+        with contextlib.suppress(AgentError):
+            corrupt = [item.name for item in fsio.list_dir(self.directory) or [] if item.name.endswith(".json.corrupt")]
+            for old in corrupt[:-MAX_CORRUPT_KEPT]:
+                fsio.remove_file(self.directory / old)
 
     def size(self) -> tuple[int, int]:
         """(number of waiting reports, their bytes)."""
@@ -123,9 +116,10 @@ class Spool:
         return len(entries), sum(e.size for e in entries)
 
     def _stored_next_seq(self) -> int:
-        try:
-            value = int((self.directory / _SEQ_FILE).read_text(encoding="ascii").strip())
-        except (OSError, ValueError):
+        try:  # a FIFO, device or link in its place is refused at once, never waited on
+            text = fsio.read_fact(self.directory / _SEQ_FILE, max_bytes=64).text
+            value = int((text or "").strip())
+        except (AgentError, ValueError):
             return 1  # lost or damaged: the files themselves still give the order
         # A number that does not fit the 12-digit file names would name a file `entries()` never
         # sees: the report would be lost. Such a value is damage; the files give the order.

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from workspace_agent import reportstate
+from workspace_agent import fsio, reportstate
+from workspace_agent.errors import AgentError
 from workspace_agent.paths import Paths
 from workspace_agent.spool import Spool
 
@@ -49,13 +50,12 @@ def gather(paths: Paths) -> dict[str, Any]:
 
 
 def _read_last_run(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(_MAX_RECORD_BYTES + 1)
-    except FileNotFoundError:
+    try:  # no link, FIFO or device: `status` runs every few seconds and must never wait
+        raw = fsio.read_fact(path, _MAX_RECORD_BYTES).text
+    except AgentError as exc:
+        return None, exc.message
+    if raw is None:
         return None, None
-    except OSError as exc:
-        return None, f"cannot read {path}: {exc.strerror}"
     try:
         data = json.loads(raw)
     except ValueError:

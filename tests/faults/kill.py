@@ -85,15 +85,28 @@ def parse_trace(text: str) -> list[Syscall]:
     return calls
 
 
+# A path argument: absolute, or relative to a directory descriptor that `strace -y` shows as `N</dir>`.
+_PATH_ARG = re.compile(r'(?:\d+<([^>]*)>,\s*)?"([^"]*)"')
+
+
+def paths_of(line: str) -> list[str]:
+    """The absolute paths a traced call names (the agent works relative to directory descriptors)."""
+    found: list[str] = []
+    for directory, name in _PATH_ARG.findall(line):
+        if name.startswith("/"):
+            found.append(name)
+        elif directory.startswith("/"):
+            found.append(f"{directory}/{name}")
+    return found
+
+
 def where(line: str) -> str:
     """The path a traced call works on (temp names blurred), or "" when its first string is not
     a path: what a planned kill and the trial's last call must agree on besides name and count."""
     if _CALL.match(line) is None or _CALL.match(line).group(1) not in _PATH_CALLS:  # type: ignore[union-attr]
         return ""
-    match = re.search(r'"([^"]*)"', line)
-    if match is None or not match.group(1).startswith("/"):
-        return ""
-    return _TEMP_IN_LINE.sub(".XXXXXXXX.tmp", match.group(1))
+    found = paths_of(line)
+    return _TEMP_IN_LINE.sub(".XXXXXXXX.tmp", found[0]) if found else ""
 
 
 @dataclass
@@ -152,13 +165,13 @@ class Harness:
         after = snapshot(self.ws.root)
         calls = parse_trace(trace.read_text()) if self.method == "strace" else []
         lock = str(self.ws.state_dir)
-        start = next((c.index for c in calls if lock in c.line), 0)
+        start = next((c.index for c in calls if any(p.startswith(lock) for p in paths_of(c.line))), 0)
         window = [c for c in calls[start:] if c.name not in _NOT_KILL_POINTS]
         self.ref = Reference(calls, window, before, after, duration, self._writes(calls))
         return self.ref
 
     def _strace(self, out: Path, kill: Syscall | None = None) -> tuple[str, ...]:
-        cmd = ("strace", "-qq", "-e", f"trace={TRACE_SET}", "-o", str(out))
+        cmd = ("strace", "-qq", "-y", "-e", f"trace={TRACE_SET}", "-o", str(out))
         if kill is not None:
             cmd += ("-e", f"inject={kill.name}:signal=KILL:when={kill.nth}")
         return cmd
@@ -168,14 +181,13 @@ class Harness:
         opened: dict[str, int] = {}
         found: list[tuple[str, int, int]] = []
         for call in calls:
-            temp = re.search(r'"([^"]+/\.[^"/]+\.[a-z0-9_]{8}\.tmp)"', call.line)
-            if temp is None:
+            named = paths_of(call.line)
+            if not named or not _TEMP.match(named[0].rsplit("/", 1)[-1]):
                 continue
             if call.name == "openat":
-                opened[temp.group(1)] = call.index
-            elif call.name == "rename" and temp.group(1) in opened:
-                target = call.line.split('", "', 1)[1].split('"', 1)[0]
-                found.append((self._show(target), opened[temp.group(1)], call.index))
+                opened[named[0]] = call.index
+            elif call.name.startswith("rename") and named[0] in opened and len(named) > 1:
+                found.append((self._show(named[1]), opened[named[0]], call.index))
         return found
 
     def _show(self, path: str) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workspace_agent import data
+from workspace_agent import data, fsio
 from workspace_agent.desired import Desired
 from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
@@ -152,13 +152,12 @@ def scan_files(home: Path, patterns: Iterable[str], names: frozenset[str], key: 
 
     found: list[Finding] = []
     for path in _expand(home, patterns):
-        try:
-            with open(path, "rb") as handle:
-                text = handle.read(MAX_RC_BYTES).decode("utf-8", errors="replace")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        try:  # as the home's owner, regular files only, the first MAX_RC_BYTES
+            text = fsio.read_linked(path, MAX_RC_BYTES, truncate=True)
+        except AgentError as exc:
+            raise AgentError(f"cannot look for provider keys: {exc.message}") from None
+        if text is None:
             continue
-        except OSError as exc:
-            raise AgentError(f"cannot read {path} to look for provider keys: {exc.strerror}") from None
         skip = legacy_lines(text)
         found += [Finding(name, f"{show(path)}:{line}") for line, name in rc_assignments(text, names, key, skip)]
     return found

@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from workspace_agent import fsio
 from workspace_agent.desired import Desired
 from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
@@ -192,12 +193,10 @@ def _linked_rule(rule_id: str, path: Path, check: Callable[[str | None], str], g
     """A start file that is a symbolic link belongs to a dotfiles tool: check it, never write."""
 
     def observe() -> ActionFact:
-        try:
-            text: str | None = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            text = None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AgentError(f"cannot read {path} (a link to {os.path.realpath(path)}): {exc}") from None
+        try:  # as the home's owner, regular files only, capped: a link to /dev/zero or a FIFO is refused
+            text = fsio.read_linked(path, fsio.MAX_MANAGED_FILE_BYTES)
+        except AgentError as exc:
+            raise AgentError(f"{exc.message} (a link to {os.path.realpath(path)})") from None
         seen = check(text)
         if seen in good:
             return ActionFact(True, seen, seen)
@@ -239,11 +238,11 @@ def plaintext_key_rule(desired: Desired, key: str) -> ActionRule:
         for name in PLAINTEXT_CANDIDATES:
             path = home / name
             try:
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                text = fsio.read_linked(path, fsio.MAX_MANAGED_FILE_BYTES)
+            except AgentError as exc:
+                raise AgentError(f"cannot look for a plaintext key: {exc.message}") from None
+            if text is None:
                 continue
-            except OSError as exc:
-                raise AgentError(f"cannot read {path} to look for a plaintext key: {exc.strerror}") from None
             text = remove_legacy(text)[0] if name == ".bashrc" else text
             found += [f"~/{name}:{n}" for n, item in enumerate(text.splitlines(), 1) if key in item]
         if not found:

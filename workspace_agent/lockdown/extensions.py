@@ -10,7 +10,6 @@ folder without an entry is still a risk: code-server rebuilds the index from the
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ class Found:
     ext_id: str
     entries: list[Entry]
     folders: list[Folder]
+    problems: tuple[str, ...] = ()  # folders whose package.json could not be read safely (a FIFO, a device, too big)
 
     @property
     def present(self) -> bool:
@@ -75,14 +75,22 @@ def folder_id(name: str) -> tuple[str, str | None] | None:
     return None
 
 
-def manifest_id(folder: Path) -> tuple[str, str | None] | None:
-    """publisher.name and version from the folder's package.json (None: not an extension)."""
+def manifest_id(folder: Path, *, linked: bool = False) -> tuple[str, str | None] | None:
+    """publisher.name and version from the folder's package.json (None: not an extension).
+
+    Read with fsio (no link below the home, a folder that is a link followed only as the home's
+    owner, no FIFO or device, capped): an unusable one raises AgentError naming it; a missing or
+    unparsable one is simply not an extension's."""
     manifest = folder / "package.json"
+    if linked:
+        text = fsio.read_linked(manifest, MAX_MANIFEST_BYTES, follow=2)
+    else:
+        text = fsio.read_fact(manifest, MAX_MANIFEST_BYTES).text
+    if text is None:
+        return None
     try:
-        if manifest.stat().st_size > MAX_MANIFEST_BYTES:
-            return None
-        doc = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        doc = json.loads(text)
+    except ValueError:
         return None
     if not isinstance(doc, dict):
         return None
@@ -128,20 +136,25 @@ def entry_of(item: dict[str, Any], extensions_dir: Path) -> Entry | None:
     return Entry(ext_id.lower(), version if isinstance(version, str) else None, folder, builtin)
 
 
-def folders(extensions_dir: Path) -> list[Folder]:
-    """Every extension folder (package.json first, then the folder-name convention)."""
-    try:
-        entries = sorted(os.scandir(extensions_dir), key=lambda e: e.name)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise AgentError(f"cannot list {extensions_dir}: {exc.strerror}") from None
+def folders(extensions_dir: Path, problems: list[str] | None = None) -> list[Folder]:
+    """Every extension folder (package.json first, then the folder-name convention).
+
+    The extensions dir is reached without following a link (fsio), so a linked one is an error,
+    never a walk elsewhere; a folder that is itself a link is named by its folder name only (its
+    manifest is read as the home's owner). A package.json that cannot be read safely goes to `problems`.
+    """
     found: list[Folder] = []
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.is_dir():
+    for item in fsio.list_dir(extensions_dir) or []:
+        if item.name.startswith(".") or not (item.is_dir or item.is_link):
             continue
-        path = Path(entry.path)
-        ident = manifest_id(path) or folder_id(entry.name)
+        path = extensions_dir / item.name
+        ident = None
+        try:
+            ident = manifest_id(path, linked=item.is_link)
+        except AgentError as exc:
+            if problems is not None:
+                problems.append(exc.message)
+        ident = ident or folder_id(item.name)
         if ident:
             found.append(Folder(ident[0], ident[1], path))
     return found
@@ -152,5 +165,6 @@ def find(extensions_dir: Path, ext_id: str) -> Found:
     wanted = ext_id.lower()
     index = read_index(extensions_dir) or []
     entries = [e for e in (entry_of(item, extensions_dir) for item in index) if e and e.ext_id == wanted]
-    on_disk = [f for f in folders(extensions_dir) if f.ext_id == wanted]
-    return Found(wanted, entries, on_disk)
+    problems: list[str] = []
+    on_disk = [f for f in folders(extensions_dir, problems) if f.ext_id == wanted]
+    return Found(wanted, entries, on_disk, tuple(problems))

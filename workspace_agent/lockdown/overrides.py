@@ -110,12 +110,14 @@ def _skipped(name: str, limits: AuditLimits) -> bool:
 
 def read_overrides(path: Path, locked: dict[str, Any]) -> Found:
     """The locked keys this file sets to another value; a file we cannot judge says why."""
-    try:
+    try:  # as the home's owner, regular files only, capped (a link to a FIFO or device is refused)
         if path.stat().st_size > MAX_SETTINGS_BYTES:
             return Found(path, [], "larger than 1 MB, not read")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return Found(path, [], f"cannot be read ({getattr(exc, 'strerror', None) or exc})")
+        text = fsio.read_linked(path, MAX_SETTINGS_BYTES) or ""
+    except OSError as exc:
+        return Found(path, [], f"cannot be read ({exc.strerror or exc})")
+    except AgentError as exc:
+        return Found(path, [], f"cannot be read ({exc.message})")
     try:
         document = jsonc.loads(text)
     except jsonc.JsoncError as exc:

@@ -11,11 +11,10 @@ again, so a removal that did not happen is an error, never a false "corrected".
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
-from workspace_agent import fsio
+from workspace_agent import fsio, privilege
 from workspace_agent.errors import AgentError
 from workspace_agent.lockdown import extensions
 from workspace_agent.lockdown.codeserver import find_binary
@@ -29,6 +28,8 @@ def rule(ext_id: str, extensions_dir: Path, user_data_dir: Path, code_server_bin
 
     def observe() -> ActionFact:
         found = extensions.find(extensions_dir, ext_id)
+        if not found.present and found.problems:  # cannot tell: one folder's manifest is unusable
+            raise AgentError(f"cannot tell whether {ext_id} is installed: " + "; ".join(found.problems))
         if not found.present:
             return ActionFact(True)
         return ActionFact(False, found.describe(), "absent")
@@ -66,8 +67,9 @@ def uninstall(cli: Path, ext_id: str, extensions_dir: Path, user_data_dir: Path)
         str(user_data_dir),
     ]
     try:
-        proc = subprocess.run(
-            command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False
+        proc = subprocess.run(  # as the home's owner in a root run (privilege.subprocess_ids)
+            command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False,
+            **privilege.subprocess_ids(extensions_dir),  # type: ignore[call-overload]
         )
     except subprocess.TimeoutExpired:
         raise AgentError(f"{cli} --uninstall-extension {ext_id} did not finish in {CLI_TIMEOUT_S:.0f} s") from None
@@ -103,15 +105,10 @@ def drop_from_index(extensions_dir: Path, ext_id: str) -> None:
 
 
 def delete_folder(path: Path, extensions_dir: Path) -> None:
-    """Delete one extension folder directly inside the extensions dir (a link: only the link)."""
+    """Delete one extension folder directly inside the extensions dir (a link: only the link).
+
+    fsio.remove_tree reaches the extensions dir without following a link, so a linked
+    extensions dir (or a linked parent) is refused, never a deletion elsewhere."""
     if path.parent != extensions_dir:
         raise AgentError(f"{path} is outside {extensions_dir}; not deleting it")
-    try:
-        if path.is_symlink():
-            path.unlink()
-        else:
-            shutil.rmtree(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise AgentError(f"cannot delete {path}: {exc.strerror or exc}") from None
+    fsio.remove_tree(path)
