@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from workspace_agent import fsio
+from workspace_agent import fsio, privilege
 from workspace_agent.errors import AgentError
 from workspace_agent.redact import redact
 
@@ -172,7 +172,7 @@ def _fold(
         if new == text:  # only the mode and/or the owner differ
             was = ([f"mode {fact.mode:04o}"] if mode_drift else []) + ([f"owner uid {fact.uid}"] if owner_drift else [])
             will = ([f"mode {required_mode:04o}"] if mode_drift else []) + (
-                [f"owner uid {os.geteuid()}"] if owner_drift else [])
+                [f"owner uid {privilege.acting_uid(rule.path)}"] if owner_drift else [])
             before, after = ", ".join(was), ", ".join(will)
         results.append(RuleResult(rule.rule_id, target, "drift", before, after))
         drifted.append(rule.rule_id)
