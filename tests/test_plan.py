@@ -162,3 +162,36 @@ def test_render_none_removes_file(tmp_path: Path) -> None:
     apply_plan(build_plan(rules))
     assert not target.exists()
     assert states(build_plan(rules).results) == {"gone": "compliant"}
+
+
+def test_an_old_key_of_any_shape_is_not_printed_in_a_diff(tmp_path: Path) -> None:
+    old = "plain-old-key-Wq3Xe8Rt5"  # not sk- shaped, not a known secret any more
+    key_file = tmp_path / "litellm.key"
+    key_file.write_text(old + "\n")
+    roo = tmp_path / "roo.json"
+    roo.write_text(f'{{\n  "openAiApiKey": "{old}",\n  "openAiBaseUrl": "http://old:4000"\n}}\n')
+    new = "sk-new-Vb7Qz2Kp9Lm4Xw1Rt6"
+    plan = build_plan([
+        generated_file("key.file", key_file, new + "\n", mode=0o600, secret=True),
+        generated_file("roo.import", roo, f'{{\n  "openAiApiKey": "{new}"\n}}\n', mode=0o600, secret=True),
+    ], [new])
+    diff = render_diff(plan)
+    assert old not in diff and new not in diff
+    assert "-…8Rt5" in diff  # the key file's old line, masked as a key (last 4 at most)
+
+
+def test_a_file_owned_by_someone_else_or_hard_linked_is_not_shown(tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere"
+    other.write_text("root only line\n")
+    linked = tmp_path / "linked.txt"
+    os.link(other, linked)
+    plan = build_plan([generated_file("g", linked, "ours\n")])
+    diff = render_diff(plan)
+    assert "root only line" not in diff
+    assert "contents not shown (it has 2 hard links" in diff
+    if os.geteuid() == 0:
+        owned = tmp_path / "owned.txt"
+        owned.write_text("someone else's line\n")
+        os.chown(owned, 65534, 65534)
+        diff = render_diff(build_plan([generated_file("o", owned, "ours\n")]))
+        assert "someone else's line" not in diff and "contents not shown (owned by uid 65534, not by uid 0)" in diff

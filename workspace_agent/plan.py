@@ -22,7 +22,7 @@ from typing import Literal
 
 from workspace_agent import fsio, privilege
 from workspace_agent.errors import AgentError
-from workspace_agent.redact import redact
+from workspace_agent.redact import mask_bound_values, redact
 
 Render = Callable[[str | None], str | None]
 """Current text (None: absent) → desired text (None: must be absent). Pure; may raise AgentError."""
@@ -183,9 +183,13 @@ def _fold(
 def _values(rule: FileRule, before: str | None, after: str | None) -> tuple[str | None, str | None]:
     if rule.secret:
         return ("absent" if before is None else "set"), ("absent" if after is None else "set")
-    if rule.summarize is not None:
-        return rule.summarize(before), rule.summarize(after)
+    if rule.summarize is not None:  # a value read from the file: one bound to a key-like name is masked
+        return _masked(rule.summarize(before)), _masked(rule.summarize(after))
     return ("absent" if before is None else "present"), ("absent" if after is None else "present")
+
+
+def _masked(value: str | None) -> str | None:
+    return None if value is None else mask_bound_values(value)
 
 
 def build_plan(rules: Iterable[Rule], secrets: Sequence[str] = ()) -> Plan:
@@ -303,21 +307,22 @@ def _read_only_message(fact: fsio.FileFact) -> str:
 
 
 def render_diff(plan: Plan, show_path: Callable[[Path], str] = str) -> str:
-    """A unified diff of every file that would change (secrets masked), then the actions."""
+    """A unified diff of every file that would change (secrets masked), then the actions.
+
+    Only bytes the agent or the user it acts for wrote are shown: a file owned by someone else
+    or with more than one hard link (it may be another file's bytes) gets one line instead, and
+    a secret file's whole line (the key file: an old key of any shape) is masked like a key."""
     chunks: list[str] = []
+    hidden = list(plan.secrets)
     for file_plan in plan.files:
         name = show_path(file_plan.path)
+        hidden += _secret_lines(file_plan)
         if file_plan.text_changes:
-            before = (file_plan.fact.text or "").splitlines(keepends=True)
-            after = (file_plan.desired_text or "").splitlines(keepends=True)
-            diff = difflib.unified_diff(
-                before,
-                after,
-                fromfile=f"a/{name}" if file_plan.fact.exists else "/dev/null",
-                tofile=f"b/{name}" if file_plan.desired_text is not None else "/dev/null",
-            )
-            text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in diff)
-            chunks.append(text)
+            withheld = _not_shown(file_plan.fact)
+            if withheld:
+                chunks.append(f"~ {name}: contents not shown ({withheld})\n")
+            else:
+                chunks.append(_unified(file_plan, name))
         if file_plan.mode_changes or (not file_plan.fact.exists and file_plan.desired_mode is not None):
             old = f"{file_plan.fact.mode:04o}" if file_plan.fact.mode is not None else "new"
             chunks.append(f"mode {name}: {old} → {file_plan.desired_mode:04o}\n")
@@ -325,4 +330,43 @@ def render_diff(plan: Plan, show_path: Callable[[Path], str] = str) -> str:
         result = next((r for r in plan.results if r.rule_id == action.rule_id), None)
         change = f"{result.before} → {result.after}" if result and result.before else "fix"
         chunks.append(f"~ {action.rule_id} {action.target}: {change}\n")
-    return redact("".join(chunks), plan.secrets)
+    return mask_bound_values(redact("".join(chunks), hidden))
+
+
+def _unified(file_plan: FilePlan, name: str) -> str:
+    before = (file_plan.fact.text or "").splitlines(keepends=True)
+    after = (file_plan.desired_text or "").splitlines(keepends=True)
+    diff = difflib.unified_diff(
+        before,
+        after,
+        fromfile=f"a/{name}" if file_plan.fact.exists else "/dev/null",
+        tofile=f"b/{name}" if file_plan.desired_text is not None else "/dev/null",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in diff)
+
+
+def _not_shown(fact: fsio.FileFact) -> str | None:
+    """Why this file's bytes are not ours to print (None: they are)."""
+    if not fact.exists:
+        return None
+    acting = privilege.acting_uid(fact.path)
+    if fact.uid is not None and fact.uid != acting:
+        return f"owned by uid {fact.uid}, not by uid {acting}"
+    if fact.links > 1:
+        return f"it has {fact.links} hard links, so its bytes may be another file's"
+    return None
+
+
+_BARE_WORD = re.compile(r"[^\s\"'{}\[\]:=,]+")
+
+
+def _secret_lines(file_plan: FilePlan) -> list[str]:
+    """A secret file that is one bare word (the key file): that word is a secret whatever its shape."""
+    if not file_plan.secret:
+        return []
+    found = []
+    for text in (file_plan.fact.text, file_plan.desired_text):
+        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+        if len(lines) == 1 and _BARE_WORD.fullmatch(lines[0]):
+            found.append(lines[0])
+    return found
