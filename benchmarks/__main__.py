@@ -19,11 +19,12 @@ from typing import Any
 
 from benchmarks import table
 from benchmarks.agent import DEFAULT_PYTHON, REPO, run_agent_suite
+from benchmarks.big_settings import QUICK_SIZES, SIZES, run_big_settings_suite
 from benchmarks.drift import server_available
 from benchmarks.fleet import run_fleet_suite
 from benchmarks.server import run_server_suite
 
-SUITES = ("agent", "server", "fleet")
+SUITES = ("agent", "settings", "server", "fleet")
 QUIET_LOAD = 1.5
 
 
@@ -79,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     if "agent" in chosen:
         print(f"agent: {runs} interleaved runs of 6 commands …", file=sys.stderr, flush=True)
         results["agent"] = run_agent_suite(runs, args.python, workdir / "agent")
+    if "settings" in chosen:
+        sizes = QUICK_SIZES if args.quick else SIZES
+        print(f"settings: a user settings.json of {', '.join(map(str, sizes))} keys …", file=sys.stderr, flush=True)
+        results["settings"] = run_big_settings_suite(str(args.python), workdir / "settings", sizes)
     server_wanted = [s for s in ("server", "fleet") if s in chosen]
     if server_wanted and not server_available():
         results["meta"]["skipped"] = f"{', '.join(server_wanted)}: the drift server (server/) is not in this checkout"

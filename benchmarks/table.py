@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.big_settings import big_settings_table
+
 
 def _range(stat: dict[str, Any], digits: int = 0) -> str:
     fmt = f"{{:.{digits}f}}"
@@ -96,8 +98,8 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"  skipped: {meta['skipped']}")
     if meta.get("noisy"):
         lines.append(f"  NOTE: {meta['noisy']}")
-    for section, render_section in (("agent", agent_table), ("server", server_table),
-                                   ("fleet", fleet_table)):
+    for section, render_section in (("agent", agent_table), ("settings", big_settings_table),
+                                   ("server", server_table), ("fleet", fleet_table)):
         if section in results:
             lines += ["", *render_section(results[section]), "  Targets:", *targets(results[section])]
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from workspace_agent import jsonc
 from workspace_agent.jsonc import JsoncError, delete_key, loads, set_key
 
 BOM = "\ufeff"
@@ -490,3 +491,35 @@ def test_delete_key_property(doc, data):
     for c in doc.comments:
         if doc.text.find(c) < doc.text.find("{") or doc.text.rfind(c) > doc.text.rfind("}"):
             assert c in out
+
+
+# --- the member index: big files are edited without loading them whole --------------------------
+
+
+def test_get_key_reads_one_value_and_the_last_duplicate_wins() -> None:
+    text = '// c\n{\n  "a": 1,\n  "b": {"x": [1, 2]},\n  "a": 2, // again\n  "c\\u0064": 3,\n}\n'
+    assert jsonc.get_key(text, "a") == 2
+    assert jsonc.get_key(text, "b") == {"x": [1, 2]}
+    assert jsonc.get_key(text, "cd") == 3  # a key written with an escape is found too
+    assert jsonc.get_key(text, "missing", "default") == "default"
+    with pytest.raises(jsonc.JsoncError):
+        jsonc.get_key('{"a": 1 "b": 2}', "a")
+
+
+def test_a_value_with_comments_inside_is_read_and_replaced() -> None:
+    text = '{\n  "a": {\n    // note\n    "x": 1,\n  },\n  "b": 2\n}\n'
+    assert jsonc.get_key(text, "a") == {"x": 1}
+    edited = jsonc.set_key(text, "a", False)
+    assert jsonc.loads(edited) == {"a": False, "b": 2} and "// note" in edited
+    assert jsonc.get_key(edited, "b") == 2  # the index of the edited text is right too
+
+
+def test_a_run_of_edits_keeps_every_index_right() -> None:
+    text = "// mine\n{\n" + "".join(f'  "k{n}": {n},\n' for n in range(200)) + '  "last": true\n}\n'
+    for n in range(0, 200, 7):
+        text = jsonc.set_key(text, f"k{n}", {"n": n, "s": "x" * n})
+        text = jsonc.set_key(text, f"new{n}", [n])
+    expected = {f"k{n}": ({"n": n, "s": "x" * n} if n % 7 == 0 else n) for n in range(200)}
+    expected |= {"last": True} | {f"new{n}": [n] for n in range(0, 200, 7)}
+    assert jsonc.loads(text) == expected
+    assert all(jsonc.get_key(text, key) == value for key, value in expected.items())

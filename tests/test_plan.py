@@ -195,3 +195,26 @@ def test_a_file_owned_by_someone_else_or_hard_linked_is_not_shown(tmp_path: Path
         os.chown(owned, 65534, 65534)
         diff = render_diff(build_plan([generated_file("o", owned, "ours\n")]))
         assert "someone else's line" not in diff and "contents not shown (owned by uid 65534, not by uid 0)" in diff
+
+
+def test_a_diff_of_a_slice_has_the_line_numbers_of_the_whole_file(tmp_path: Path) -> None:
+    import difflib
+
+    path = tmp_path / "settings.json"
+    old = "".join(f"line {n}\n" for n in range(1, 5001))
+    path.write_text(old)
+    new = old.replace("line 2500\n", "line 2500 changed\n").replace("line 4999\n", "")
+    diff = render_diff(build_plan([generated_file("g", path, new)]))
+    whole = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{path}", f"b/{path}"))
+    assert diff == whole
+
+
+def test_a_diff_of_a_file_without_a_final_newline_matches_difflib(tmp_path: Path) -> None:
+    import difflib
+
+    path = tmp_path / "f"
+    old = "a\nb\nc"
+    path.write_text(old)
+    diff = render_diff(build_plan([generated_file("g", path, "a\nb\nc\nd\n")]))
+    whole = difflib.unified_diff(old.splitlines(True), ["a\n", "b\n", "c\n", "d\n"], f"a/{path}", f"b/{path}")
+    assert diff == "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in whole)

@@ -225,25 +225,37 @@ def _open_regular(dir_fd: int, path: Path, flags: int, max_bytes: int) -> tuple[
     return fd, info
 
 
-def _read_capped(fd: int, path: Path, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
+def _read_capped(fd: int, path: Path, max_bytes: int, expected: int = 0) -> bytearray:
+    """Everything up to EOF, at most `max_bytes` (more is an error); `expected` sizes the buffer."""
+    buffer = bytearray(min(expected, max_bytes) + 1)
+    view = memoryview(buffer)
     total = 0
-    while True:
-        try:
-            chunk = os.read(fd, min(_READ_CHUNK, max_bytes + 1 - total))
-        except OSError as exc:
-            raise AgentError(f"cannot read {path}: {exc.strerror}") from None
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > max_bytes:
-            raise AgentError(
-                f"{path} grew past the {_size(max_bytes)} the agent reads while it was read; left untouched"
-            )
+    try:
+        while True:
+            if total == len(buffer):
+                if total > max_bytes:
+                    raise AgentError(
+                        f"{path} grew past the {_size(max_bytes)} the agent reads while it was read; left untouched"
+                    )
+                view.release()
+                buffer.extend(bytes(min(_READ_CHUNK, max_bytes + 1 - total)))
+                view = memoryview(buffer)
+            try:
+                count = os.readv(fd, [view[total:]])
+            except OSError as exc:
+                raise AgentError(f"cannot read {path}: {exc.strerror}") from None
+            if not count:
+                break
+            total += count
+    finally:
+        view.release()
+    if total > max_bytes:
+        raise AgentError(f"{path} grew past the {_size(max_bytes)} the agent reads while it was read; left untouched")
+    del buffer[total:]
+    return buffer
 
 
-def _decode(path: Path, data: bytes) -> str:
+def _decode(path: Path, data: bytes | bytearray) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -267,7 +279,7 @@ def read_fact(path: Path, max_bytes: int = MAX_MANAGED_FILE_BYTES) -> FileFact:
                 except FileNotFoundError:
                     return FileFact(path, None, None)
                 try:
-                    data = _read_capped(fd, path, max_bytes)
+                    data = _read_capped(fd, path, max_bytes, info.st_size)
                 finally:
                     os.close(fd)
         except FileNotFoundError:

@@ -12,13 +12,17 @@ and empty, whitespace-only or comment-only text (which counts as `{}`).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import json.scanner
 import math
 import re
+from array import array
 from bisect import bisect_left
+from collections.abc import Iterator
 from typing import NamedTuple
 
-__all__ = ["JsoncError", "delete_key", "loads", "set_key"]
+__all__ = ["JsoncError", "delete_key", "get_key", "loads", "set_key"]
 
 _BOM = "\ufeff"
 _WS = " \t\r\n"
@@ -38,7 +42,7 @@ _STRING = r'"[^"\\\r\n]*(?:\\[^\r\n][^"\\\r\n]*)*"'
 # find a `}` inside the comment.
 _CLOSES_NEXT = rf"(?:[ \t\r\n]|{_LINE}[\r\n]|{_BLOCK})*[}}\]]"
 _CLEAN = (
-    rf'((?:[^"/,]+|{_STRING}|,(?!{_CLOSES_NEXT}))+)'
+    rf'((?:[^"/,]+|{_STRING}|,(?!{_CLOSES_NEXT})){{1,256}})'
     rf'|({_LINE}|{_BLOCK})|(,)(?={_CLOSES_NEXT})|(")|(/\*)'
 )
 
@@ -90,22 +94,34 @@ def loads(text: str) -> dict:
     return obj
 
 
+def get_key(text: str, key: str, default: object = None) -> object:
+    """The value of the top-level property `key` (the last one if duplicated), else `default`.
+
+    Validates `text` as `loads` does (same errors) but never builds the whole document: a
+    settings.json of 400,000 keys is indexed once (member positions, not values) and only the
+    asked value is parsed."""
+    _bom, body, index = _indexed(text)
+    i = _find(index, body, key)
+    return default if i < 0 else _value_at(body, index, i)
+
+
 def set_key(text: str, key: str, value: object) -> str:
     """Return `text` with the top-level property `key` set to `value`.
 
     An existing property (the last one, if `key` is duplicated) gets only its value replaced;
     a missing one is appended as the last member.  Text whose value already equals `value` is
     returned unchanged.  Comments inside a replaced value are moved to just before the property.
+    The result's index is derived from this one's, so a run of edits on a big file scans it once.
     """
-    obj = loads(text)
-    if key in obj and _same(obj[key], value):
+    bom, body, index = _indexed(text)
+    i = _find(index, body, key)
+    if i >= 0 and _same(_value_at(body, index, i), value):
         return text
-    bom, body = (_BOM, text[1:]) if text.startswith(_BOM) else ("", text)
+    _keep_only(text)
     nl = _newline(body)
     key_json = json.dumps(key, ensure_ascii=False)
-    doc = _parse(body)
 
-    if doc.open < 0:  # blank or comment-only text: write a new object
+    if index.open < 0:  # blank or comment-only text: write a new object
         unit = "    "
         new = (
             "{" + nl + unit + key_json + ": " + _dump(value, unit, unit, nl, False) + nl + "}" + nl
@@ -114,63 +130,66 @@ def set_key(text: str, key: str, value: object) -> str:
             return bom + new
         return bom + body + ("" if body.endswith("\n") else nl) + new
 
-    unit = _indent_unit(body, doc)
-    inline = "\n" not in body[doc.open : doc.close]
-    open_indent = _indent_of(body, doc.open)
-    same = [m for m in doc.members if m.key == key]
+    unit = _indent_unit(body, index.open)
+    inline = body.find("\n", index.open, index.close) < 0
+    open_indent = _indent_of(body, index.open)
 
-    if same:
-        m = same[-1]
-        base = _indent_of(body, m.key_start)
-        key_first = _starts_line(body, m.key_start)
+    if i >= 0:
+        key_start = index.key_starts[i]
+        value_start, value_end = _span(body, key_start)
+        base = _indent_of(body, key_start)
+        key_first = _starts_line(body, key_start)
         hoisted = []
-        for start, end, kind in doc.toks[m.first_tok : m.last_tok + 1]:
+        for start, end, kind in _tokens(body, value_start, value_end):
             if kind == _COMMENT:
                 comment = body[start:end]
                 line_comment = comment.startswith("//")
                 hoisted.append(comment + (nl + base if key_first or line_comment else " "))
+        moved = "".join(hoisted)
         new_value = _dump(value, unit, base, nl, inline)
-        return bom + "".join(
-            (
-                body[: m.key_start],
-                *hoisted,
-                body[m.key_start : m.value_start],
-                new_value,
-                body[m.value_end :],
-            )
-        )
+        result = "".join((body[:key_start], moved, body[key_start:value_start], new_value, body[value_end:]))
+        return _remember(bom, result, index.replaced(i, len(moved), len(result) - len(body)))
 
     edits: list[tuple[int, int, str]] = []
-    if doc.members and inline:
-        last = doc.members[-1]
+    count = len(index.key_starts)
+    if count and inline:
+        last_end = _span(body, index.key_starts[-1])[1]
+        comma = _comma_after(body, last_end)
         member = key_json + ": " + _dump(value, unit, "", nl, True)
-        if last.comma >= 0:
-            edits.append((last.comma + 1, last.comma + 1, " " + member + ","))
+        if comma >= 0:
+            edits.append((comma + 1, comma + 1, " " + member + ","))
+            new_key = comma + 2
         else:
-            edits.append((last.value_end, last.value_end, ", " + member))
+            edits.append((last_end, last_end, ", " + member))
+            new_key = last_end + 2
     else:
-        if doc.members:
-            last = doc.members[-1]
-            if last.comma >= 0:
-                pos, trail = last.comma + 1, ","
+        if count:
+            last_key = index.key_starts[-1]
+            last_end = _span(body, last_key)[1]
+            comma = _comma_after(body, last_end)
+            if comma >= 0:
+                pos, trail = comma + 1, ","
             else:
-                pos, trail = last.value_end, ""
+                pos, trail = last_end, ""
                 edits.append((pos, pos, ","))
-            if _starts_line(body, last.key_start):
-                indent = _indent_of(body, last.key_start)
+            if _starts_line(body, last_key):
+                indent = _indent_of(body, last_key)
             else:
                 indent = open_indent + unit
         else:
-            pos, trail, indent = doc.open + 1, "", open_indent + unit
-        pos = _skip_line_comments(body, doc, pos)
-        insert = nl + indent + key_json + ": " + _dump(value, unit, indent, nl, False) + trail
+            pos, trail, indent = index.open + 1, "", open_indent + unit
+        pos = _skip_line_comments(body, pos)
+        dumped = _dump(value, unit, indent, nl, False)
+        insert = nl + indent + key_json + ": " + dumped + trail
         end = pos
         rest = body[pos : _eol(body, pos)]
         if rest.strip(" \t"):  # something (the closing brace) follows on this line
             end = pos + len(rest) - len(rest.lstrip(" \t"))
             insert += nl + open_indent
+        new_key = pos + len(edits) + len(nl) + len(indent)  # after the comma inserted before it, if any
         edits.append((pos, end, insert))
-    return bom + _apply(body, edits)
+    result = _apply(body, edits)
+    return _remember(bom, result, index.appended(new_key, len(result) - len(body)))
 
 
 def delete_key(text: str, key: str) -> str:
@@ -252,6 +271,201 @@ def _kind(obj: object) -> str:
     return "a number"
 
 
+# --- the member index (big files: positions, never the whole document) ----------------------
+
+_SP = "[ \t\r\n]*"
+# Strict JSON (what json.loads accepts, NaN and Infinity included), matched on cleaned text.
+_JSON_STRING = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
+_JSON_SCALAR = rf"{_JSON_STRING}|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|NaN|-?Infinity"
+# One member: 1 key, then 2 a scalar value and 3 what follows it, or 4 the start of a container.
+_MEMBER_RE = re.compile(rf"{_SP}({_JSON_STRING}){_SP}:{_SP}(?:({_JSON_SCALAR}){_SP}([,}}])|([\[{{]))")
+_AFTER_RE = re.compile(rf"{_SP}([,}}])")
+_OPEN_RE = re.compile(rf"{_SP}{{")
+_EMPTY_RE = re.compile(rf"{_SP}}}")
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner: one value at a position
+_INDEX_CACHE = 2  # the text being folded and the one just made from it
+
+
+class _Index(NamedTuple):
+    """Where each top-level member of valid JSONC text starts (its key's quote); `open` -1 for
+    blank text. Value spans are found when asked (`_span`): one member, not 400,000."""
+
+    open: int
+    close: int
+    key_starts: array
+    escaped: dict[str, int]  # keys written with escapes: decoded key → last member index
+
+    def replaced(self, i: int, moved: int, delta: int) -> _Index:
+        """After `moved` chars went before member i's key and the text grew by `delta` there."""
+        ks = array("q", self.key_starts)
+        ks[i] += moved
+        if delta:
+            ks[i + 1 :] = array("q", [p + delta for p in ks[i + 1 :]])
+        return _Index(self.open, self.close + delta, ks, self.escaped)
+
+    def appended(self, key_start: int, delta: int) -> _Index:
+        """After a member was added at the end (every edit after the last member's value)."""
+        ks = array("q", self.key_starts)
+        ks.append(key_start)
+        return _Index(self.open, self.close + delta, ks, self.escaped)
+
+
+_indexes: dict[str, tuple[str, str, _Index]] = {}
+
+
+def _remember(bom: str, body: str, index: _Index) -> str:
+    """Keep the index of `bom + body` (the few most recent texts only); return that text."""
+    text = bom + body
+    while len(_indexes) >= _INDEX_CACHE:
+        _indexes.pop(next(iter(_indexes)))
+    _indexes[text] = (bom, body, index)
+    return text
+
+
+def _keep_only(text: str) -> None:
+    """Before an edit makes a new text: forget every other one (a big file is 8 MB each)."""
+    for other in [t for t in _indexes if t is not text]:
+        del _indexes[other]
+
+
+def _indexed(text: str) -> tuple[str, str, _Index]:
+    """(BOM, body, index) of `text`; raises JsoncError (as `loads`) when it is not valid."""
+    hit = _indexes.get(text)
+    if hit is not None:
+        return hit
+    bom, body = (_BOM, text[1:]) if text.startswith(_BOM) else ("", text)
+    index = _build_index(body)
+    if index is None:
+        loads(text)  # raises the precise error; if it does not, index the slow way
+        index = _index_of_doc(body, _parse(body))
+    _remember(bom, body, index)
+    return bom, body, index
+
+
+def _build_index(body: str) -> _Index | None:
+    """One pass over the top level; None when the text is not a valid JSONC object."""
+    cleaned = _clean.__wrapped__(body)  # not cached: a big file would stay in memory twice
+    if not cleaned.strip(_WS):
+        return _Index(-1, -1, array("q"), {})
+    opening = _OPEN_RE.match(cleaned)
+    if opening is None:
+        return None
+    ks = array("q")
+    escaped: dict[str, int] = {}
+    pos = opening.end()
+    empty = _EMPTY_RE.match(cleaned, pos)
+    if empty is not None:
+        pos = empty.end()
+    else:
+        member = _MEMBER_RE.match
+        while True:
+            found = member(cleaned, pos)
+            if found is None:
+                return None
+            key_start, key_end = found.span(1)
+            if "\\" in cleaned[key_start:key_end]:
+                escaped[json.loads(cleaned[key_start:key_end])] = len(ks)
+            ks.append(key_start)
+            if found.lastindex == 3:
+                pos, separator = found.end(), found.group(3)
+            else:
+                start = found.start(4)
+                try:
+                    _value, end = _SCAN(cleaned, start)
+                except (StopIteration, ValueError, RecursionError):
+                    return None
+                after = _AFTER_RE.match(cleaned, end)
+                if after is None:
+                    return None
+                pos, separator = after.end(), after.group(1)
+            if separator == "}":
+                break
+    if cleaned[pos:].strip(_WS):
+        return None
+    return _Index(opening.end() - 1, pos - 1, ks, escaped)
+
+
+def _index_of_doc(body: str, doc: _Doc) -> _Index:
+    escaped: dict[str, int] = {}
+    for n, m in enumerate(doc.members):
+        if "\\" in body[m.key_start : m.value_start]:
+            escaped[m.key] = n
+    return _Index(doc.open, doc.close, array("q", [m.key_start for m in doc.members]), escaped)
+
+
+def _find(index: _Index, body: str, key: str) -> int:
+    """The index of the last top-level member named `key`, -1 when there is none."""
+    if index.open < 0:
+        return -1
+    needle = json.dumps(key, ensure_ascii=False)
+    found = -1
+    end = index.close
+    while True:
+        pos = body.rfind(needle, index.open, end)
+        if pos < 0:
+            break
+        n = bisect_left(index.key_starts, pos)
+        if n < len(index.key_starts) and index.key_starts[n] == pos:
+            found = n
+            break
+        end = pos + len(needle) - 1
+    return max(found, index.escaped.get(key, -1))
+
+
+def _span(body: str, key_start: int) -> tuple[int, int]:
+    """(start, end) of the value of the member whose key starts at `key_start`."""
+    found = _MEMBER_RE.match(body, key_start)  # no comment around it: the usual case
+    if found is not None:
+        if found.lastindex == 3:
+            return found.span(2)
+        start = found.start(4)
+        try:
+            return start, _SCAN(body, start)[1]
+        except (StopIteration, ValueError, RecursionError):
+            pass  # a comment or trailing comma inside the container: by tokens
+    significant = (t for t in _tokens(body, key_start, len(body)) if t[2] != _COMMENT)
+    next(significant)  # the key
+    next(significant)  # the colon
+    start, end, kind = next(significant)
+    if kind != _PUNCT:
+        return start, end
+    depth = 0
+    for _start, end, kind in itertools.chain([(start, end, kind)], significant):
+        if kind == _PUNCT and body[_start] in "{[":
+            depth += 1
+        elif kind == _PUNCT and body[_start] in "}]":
+            depth -= 1
+            if depth == 0:
+                return start, end
+    raise AssertionError("unbalanced text passed validation")
+
+
+def _value_at(body: str, index: _Index, i: int) -> object:
+    start, end = _span(body, index.key_starts[i])
+    fragment = body[start:end]
+    try:
+        return json.loads(fragment)
+    except json.JSONDecodeError:  # comments or trailing commas inside a container value
+        return json.loads(_clean.__wrapped__(fragment))
+
+
+def _comma_after(body: str, value_end: int) -> int:
+    """Position of the comma after a value that ends at `value_end` (-1: none), comments skipped."""
+    for start, _end, kind in _tokens(body, value_end, len(body)):
+        if kind == _COMMENT:
+            continue
+        return start if body[start] == "," else -1
+    return -1
+
+
+def _tokens(body: str, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """The tokens of `body` from `start` (a token boundary) while they start before `end`."""
+    for match in re.compile(_TOKEN).finditer(body, start):
+        if match.start() >= end:
+            return
+        yield match.start(), match.end(), match.lastindex or 0
+
+
 # --- structure for editing --------------------------------------------------------------------
 
 
@@ -330,7 +544,7 @@ def _delete_member(body: str, doc: _Doc, index: int) -> str:
     prev_comma = doc.members[index - 1].comma if index > 0 else -1
     start = m.key_start
     end = m.comma + 1 if m.comma >= 0 else m.value_end
-    after = _skip_line_comments(body, doc, end)
+    after = _skip_line_comments(body, end)
     eol = _eol(body, end)
     ends_line = not body[after:eol].strip(" \t")
     edits = []
@@ -402,9 +616,9 @@ def _newline(body: str) -> str:
     return "\r\n" if i > 0 and body[i - 1] == "\r" else "\n"
 
 
-def _indent_unit(body: str, doc: _Doc) -> str:
+def _indent_unit(body: str, open_pos: int = 0) -> str:
     """The indent of the first indented line that starts with a token (tab or N spaces)."""
-    for start, _end, kind in doc.toks:
+    for start, _end, kind in _tokens(body, 0, len(body)):
         if kind == _COMMENT:
             continue
         prefix = body[_line_start(body, start) : start]
@@ -446,14 +660,11 @@ def _back_over(body: str, pos: int, chars: str) -> int:
     return pos
 
 
-def _skip_line_comments(body: str, doc: _Doc, pos: int) -> int:
+def _skip_line_comments(body: str, pos: int) -> int:
     """Move `pos` past comments that follow it on the same line and end on that line."""
     eol = _eol(body, pos)
-    k = bisect_left(doc.starts, pos)
-    while k < len(doc.toks):
-        start, end, kind = doc.toks[k]
-        if kind != _COMMENT or start >= eol or "\n" in body[start:end] or "\r" in body[start:end]:
+    for start, end, kind in _tokens(body, pos, eol):
+        if kind != _COMMENT or "\n" in body[start:end] or "\r" in body[start:end]:
             break
         pos = end
-        k += 1
     return pos

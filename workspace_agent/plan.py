@@ -333,16 +333,88 @@ def render_diff(plan: Plan, show_path: Callable[[Path], str] = str) -> str:
     return mask_bound_values(redact("".join(chunks), hidden))
 
 
+_CONTEXT = 3
+_BLOCK = 64 * 1024
+MAX_DIFF_LINES = 20_000  # a changed region longer than this is summarised, not diffed
+
+
 def _unified(file_plan: FilePlan, name: str) -> str:
-    before = (file_plan.fact.text or "").splitlines(keepends=True)
-    after = (file_plan.desired_text or "").splitlines(keepends=True)
+    """The unified diff of one file, computed only over the lines between the common prefix and
+    suffix (so an edit at the end of an 8 MB settings.json does not diff 400,000 lines)."""
+    old, new = file_plan.fact.text or "", file_plan.desired_text or ""
+    start, old_end, new_end = _changed_region(old, new)
+    skipped = old.count("\n", 0, start)
+    before = old[start:old_end].splitlines(keepends=True)
+    after = new[start:new_end].splitlines(keepends=True)
+    if max(len(before), len(after)) > MAX_DIFF_LINES:
+        return f"~ {name}: {len(before)} lines → {len(after)} lines changed (too long to show)\n"
     diff = difflib.unified_diff(
         before,
         after,
         fromfile=f"a/{name}" if file_plan.fact.exists else "/dev/null",
         tofile=f"b/{name}" if file_plan.desired_text is not None else "/dev/null",
+        n=_CONTEXT,
     )
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in diff)
+    lines = (_shift_hunk(line, skipped) if skipped and line.startswith("@@") else line for line in diff)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def _changed_region(old: str, new: str) -> tuple[int, int, int]:
+    """(start, old end, new end): whole lines, with context, around where the texts differ."""
+    prefix = _common_prefix(old, new)
+    suffix = _common_suffix(old, new, prefix)
+    start = old.rfind("\n", 0, prefix) + 1
+    for _ in range(_CONTEXT):
+        if start == 0:
+            break
+        start = old.rfind("\n", 0, start - 1) + 1
+    old_end = _forward_lines(old, len(old) - suffix)
+    new_end = _forward_lines(new, len(new) - suffix)
+    return start, old_end, new_end
+
+
+def _forward_lines(text: str, pos: int) -> int:
+    """The end of the line holding `pos`, then `_CONTEXT` more lines."""
+    for _ in range(_CONTEXT + 1):
+        if pos >= len(text):
+            return len(text)
+        found = text.find("\n", pos)
+        pos = len(text) if found < 0 else found + 1
+    return pos
+
+
+def _common_prefix(a: str, b: str) -> int:
+    size = 0
+    limit = min(len(a), len(b))
+    while size < limit and a[size : size + _BLOCK] == b[size : size + _BLOCK]:
+        size += _BLOCK
+    size = min(size, limit)
+    while size < limit and a[size] == b[size]:  # inside the first block that differs
+        size += 1
+    return size
+
+
+def _common_suffix(a: str, b: str, prefix: int) -> int:
+    """Common suffix length that does not reach into the common prefix of either text."""
+    limit = min(len(a), len(b)) - prefix
+    size = 0
+    while size + _BLOCK <= limit and a[len(a) - size - _BLOCK : len(a) - size] == b[len(b) - size - _BLOCK : len(b) - size]:
+        size += _BLOCK
+    while size < limit and a[len(a) - size - 1] == b[len(b) - size - 1]:
+        size += 1
+    return size
+
+
+_HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
+
+
+def _shift_hunk(line: str, lines: int) -> str:
+    """A hunk header of a diff of a slice, renumbered for the whole file."""
+    found = _HUNK.match(line)
+    if found is None:
+        return line
+    old, old_len, new, new_len = found.groups()
+    return f"@@ -{int(old) + lines}{old_len} +{int(new) + lines}{new_len} @@" + line[found.end():]
 
 
 def _not_shown(fact: fsio.FileFact) -> str | None:

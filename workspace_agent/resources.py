@@ -24,11 +24,10 @@ _UNSET = object()
 def _key_value(text: str | None, key: str, path: Path) -> Any:
     if text is None:
         return _UNSET
-    try:
-        data = jsonc.loads(text)
+    try:  # only this key's value is parsed: a settings.json of 400,000 keys is indexed, not loaded
+        return jsonc.get_key(text, key, _UNSET)
     except jsonc.JsoncError as exc:
         raise AgentError(f"{path} is not valid JSONC ({exc}); left untouched: fix or remove it") from None
-    return data.get(key, _UNSET)
 
 
 def _same(found: Any, value: Any) -> bool:
