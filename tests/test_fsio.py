@@ -225,3 +225,18 @@ def test_an_oversized_file_is_refused_with_its_size(confined: Path) -> None:
     big.write_text("x" * 100)
     with pytest.raises(AgentError, match="is 100 bytes, more than the 50 bytes the agent edits"):
         fsio.read_fact(big, max_bytes=50)
+
+
+def test_a_planted_lock_link_falls_back_to_locking_the_home(confined: Path, tmp_path: Path) -> None:
+    from workspace_agent import lock
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    lock_path = confined / ".local" / "state" / "workspace-agent" / "lock"
+    lock_path.parent.mkdir(parents=True)
+    lock_path.symlink_to(victim)
+    with lock.exclusive(lock_path, 0):
+        with pytest.raises(AgentError, match="another workspace-agent run still holds"):
+            with lock.exclusive(lock_path, 0):
+                pass  # pragma: no cover - the second lock must not be taken
+    assert victim.read_text() == "precious\n" and lock_path.is_symlink()

@@ -39,6 +39,11 @@ _OPEN_FILE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+class Unusable(AgentError):
+    """The path cannot be used as it is: a link (in it or at its end), a FIFO, a device, a
+    directory, a hard-linked or another user's lock file. The home's layout, not a passing fault."""
+
+
 @dataclass(frozen=True)
 class FileFact:
     """What is on disk at a path: text (None when absent) and permission bits."""
@@ -136,7 +141,7 @@ def _step(parent_fd: int, name: str, path: Path, create: bool, report_as: Path |
         return os.open(name, _OPEN_DIR, dir_fd=parent_fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise AgentError(_not_a_dir(parent_fd, name, path)) from None
+            raise Unusable(_not_a_dir(parent_fd, name, path)) from None
         if isinstance(exc, FileNotFoundError):
             raise
         raise write_error(report_as or path, exc) if create else AgentError(f"cannot open {path}: {exc.strerror}") from None
@@ -190,14 +195,14 @@ def _size(count: int) -> str:
 
 def _refuse_unusable(path: Path, info: os.stat_result, max_bytes: int) -> None:
     if stat.S_ISLNK(info.st_mode):
-        raise AgentError(
+        raise Unusable(
             f"{path} is a symbolic link; the agent does not write through links: "
             "replace it with a regular file to let the agent manage it"
         )
     if stat.S_ISDIR(info.st_mode):
-        raise AgentError(f"{path} is a directory, not a file: move it away to let the agent manage it")
+        raise Unusable(f"{path} is a directory, not a file: move it away to let the agent manage it")
     if not stat.S_ISREG(info.st_mode):
-        raise AgentError(f"{path} is {_kind(info.st_mode)}, not a regular file; left untouched: remove it")
+        raise Unusable(f"{path} is {_kind(info.st_mode)}, not a regular file; left untouched: remove it")
     if info.st_size > max_bytes:
         raise AgentError(
             f"{path} is {_size(info.st_size)}, more than the {_size(max_bytes)} the agent edits; left untouched"
@@ -210,7 +215,7 @@ def _open_regular(dir_fd: int, path: Path, flags: int, max_bytes: int) -> tuple[
         fd = os.open(path.name, flags | _OPEN_FILE, 0o600, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise AgentError(f"{path} is a symbolic link; the agent does not follow it: replace it with a regular file") from None
+            raise Unusable(f"{path} is a symbolic link; the agent does not follow it: replace it with a regular file") from None
         if exc.errno == errno.EACCES:
             raise AgentError(f"cannot read {path}: permission denied") from None
         if isinstance(exc, FileNotFoundError):
@@ -418,7 +423,9 @@ def open_lock(path: Path) -> int:
             fd = os.open(path.name, os.O_RDWR | os.O_CREAT | _OPEN_FILE, 0o600, dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise AgentError(f"{path} is a symbolic link; the agent does not follow it: remove it") from None
+                raise Unusable(f"{path} is a symbolic link; the agent does not follow it: remove it") from None
+            if exc.errno == errno.EISDIR:
+                raise Unusable(f"{path} is a directory, not a file: remove it") from None
             raise write_error(path, exc) from None
         info = os.fstat(fd)
         problem = None
@@ -430,8 +437,21 @@ def open_lock(path: Path) -> int:
             problem = f"{path} belongs to uid {info.st_uid}, not to this user: remove it"
         if problem:
             os.close(fd)
-            raise AgentError(problem)
+            raise Unusable(problem)
         return fd
+
+
+def open_home(path: Path) -> int | None:
+    """A descriptor of the home that holds `path` (None: `path` is not below one). A lock of last
+    resort: the user can put a link where a lock file belongs, never replace their home."""
+    home = privilege.anchor(path)
+    if home is None:
+        return None
+    with privilege.acting_for(path):
+        try:
+            return os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
 
 
 def writable_by_owner(fact: FileFact) -> bool:

@@ -18,10 +18,17 @@ def exclusive(path: Path, wait: float) -> Iterator[None]:
     """Hold the lock for the block; wait up to `wait` seconds for another run to finish.
 
     The lock file is opened by fsio.open_lock: never through a link, only a regular file of our
-    own, so writing the pid into it cannot truncate anyone else's file.
+    own, so writing the pid into it cannot truncate anyone else's file. Where the user left
+    something else there (a link, a FIFO, a linked parent directory), the home directory itself
+    is locked instead: planting a link must not keep the lockdown from being applied.
     """
     try:
         fd = fsio.open_lock(path)
+    except fsio.Unusable as exc:
+        home_fd = fsio.open_home(path)
+        if home_fd is None:
+            raise AgentError(f"cannot take the run lock: {exc.message}") from None
+        fd = home_fd  # a directory: the pid is not written (the writes below fail and are ignored)
     except AgentError as exc:
         raise AgentError(f"cannot take the run lock: {exc.message}") from None
     try:
