@@ -32,7 +32,9 @@ def test_a_value_bound_to_a_key_like_name_is_masked_whatever_its_shape(line: str
 
 
 @pytest.mark.parametrize("line", ['"github.copilot.enable": {"*": false}', '"chat.agent.enabled": false',
-                                  '"ANTHROPIC_AUTH_TOKEN": ""', '"max_tokens": 4096', '"apiKey": true'])
+                                  '"ANTHROPIC_AUTH_TOKEN": ""', '"max_tokens": 4096', '"apiKey": true',
+                                  '"openAiApiKey": "sk-…1Rt6"', 'export OPENAI_API_KEY="$_wa_key"',
+                                  '"apiKey": "{file:~/.config/workspace-agent/litellm.key}"'])
 def test_structure_and_plain_values_are_left_as_they_are(line: str) -> None:
     assert mask_bound_values(line) == line
 
