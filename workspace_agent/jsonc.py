@@ -282,7 +282,7 @@ _MEMBER_RE = re.compile(rf"{_SP}({_JSON_STRING}){_SP}:{_SP}(?:({_JSON_SCALAR}){_
 _AFTER_RE = re.compile(rf"{_SP}([,}}])")
 _OPEN_RE = re.compile(rf"{_SP}{{")
 _EMPTY_RE = re.compile(rf"{_SP}}}")
-_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner: one value at a position
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # the C scanner: one value at a position
 _INDEX_CACHE = 2  # the text being folded and the one just made from it
 
 
@@ -430,13 +430,13 @@ def _span(body: str, key_start: int) -> tuple[int, int]:
     if kind != _PUNCT:
         return start, end
     depth = 0
-    for _start, end, kind in itertools.chain([(start, end, kind)], significant):
-        if kind == _PUNCT and body[_start] in "{[":
+    for at, until, what in itertools.chain([(start, end, kind)], significant):
+        if what == _PUNCT and body[at] in "{[":
             depth += 1
-        elif kind == _PUNCT and body[_start] in "}]":
+        elif what == _PUNCT and body[at] in "}]":
             depth -= 1
             if depth == 0:
-                return start, end
+                return start, until
     raise AssertionError("unbalanced text passed validation")
 
 

@@ -13,7 +13,6 @@ from what is on disk at that moment, so an edit made between plan and apply is n
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
