@@ -398,3 +398,13 @@ def test_a_hard_linked_root_file_is_not_printed_nor_changed(hostile: Hostile, ha
     assert (fingerprint(secret), fingerprint(readable)) == before
     assert "permission denied" in rules["shell.rc.bash"]["message"]
     assert_lockdown_written(hostile)
+
+
+def test_a_root_that_cannot_switch_users_refuses_with_a_sentence(hostile: Hostile) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv to drop CAP_SETUID and CAP_SETGID")
+    done = hostile.run("bootstrap", prefix=("setpriv", "--bounding-set=-setuid,-setgid", "--"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"cannot act as the owner of {hostile.home} (uid {hostile.uid})" in done.stderr
+    assert "run the agent as that user, or as root with CAP_SETUID and CAP_SETGID" in done.stderr
+    assert [p for p in hostile.home.rglob("*")] == []  # nothing written as root instead

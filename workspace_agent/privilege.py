@@ -110,12 +110,16 @@ def acting_for(path: Path) -> Iterator[None]:
         return
     owner = _scope.owner
     saved_groups = os.getgroups()
+    steps = 0  # how many of the three switches were made (undone in reverse)
     try:
         os.setgroups(list(owner.groups))
+        steps = 1
         os.setegid(owner.gid)
+        steps = 2
         os.seteuid(owner.uid)
+        steps = 3
     except OSError as exc:
-        _back_to_root(saved_groups)
+        _back_to_root(saved_groups, steps)
         raise AgentError(
             f"cannot act as the owner of {_scope.home} (uid {owner.uid}) to work inside it: {exc.strerror}; "
             "run the agent as that user, or as root with CAP_SETUID and CAP_SETGID"
@@ -125,13 +129,16 @@ def acting_for(path: Path) -> Iterator[None]:
         yield
     finally:
         _depth -= 1
-        _back_to_root(saved_groups)
+        _back_to_root(saved_groups, steps)
 
 
-def _back_to_root(groups: list[int]) -> None:
-    os.seteuid(0)
-    os.setegid(0)
-    os.setgroups(groups)
+def _back_to_root(groups: list[int], steps: int) -> None:
+    if steps >= 3:
+        os.seteuid(0)
+    if steps >= 2:
+        os.setegid(0)
+    if steps >= 1:
+        os.setgroups(groups)
 
 
 def subprocess_ids(path: Path) -> dict[str, object]:
