@@ -240,3 +240,10 @@ def test_a_planted_lock_link_falls_back_to_locking_the_home(confined: Path, tmp_
             with lock.exclusive(lock_path, 0):
                 pass  # pragma: no cover - the second lock must not be taken
     assert victim.read_text() == "precious\n" and lock_path.is_symlink()
+
+
+def test_a_file_where_a_directory_belongs_is_named(confined: Path) -> None:
+    (confined / ".config").write_text("not a directory\n")
+    with pytest.raises(AgentError, match=r"\.config is a file, not a directory"):
+        fsio.atomic_write(confined / ".config" / "opencode" / "opencode.json", "{}\n")
+    assert (confined / ".config").read_text() == "not a directory\n"

@@ -156,7 +156,7 @@ def _not_a_dir(parent_fd: int, name: str, path: Path) -> str:
                 f"{path} is a symbolic link; the agent does not follow links inside the home: "
                 "replace it with a real directory to let the agent manage what is below it"
             )
-    return f"{path}: a parent of this path is a file, not a directory"
+    return f"{path} is a file, not a directory: move it away to let the agent manage what belongs below it"
 
 
 def _make_dirs(directory: Path, report_as: Path | None) -> None:
