@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workspace_agent import fsio, jsonc
+from workspace_agent.clients.base import Client
 from workspace_agent.desired import Desired
 from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
@@ -123,3 +124,22 @@ def _override_rule(desired: Desired) -> ActionRule:
         fix=None,
         title="user config overriding the platform's provider/model",
     )
+
+
+def models(desired: Desired) -> list[tuple[str, str]]:
+    return [("model", desired.model.litellm), ("small_model", desired.small_model.litellm)]
+
+
+def paths(desired: Desired) -> tuple[Path, ...]:
+    p = desired.paths
+    return (p.opencode_enforcement, p.opencode_config, desired.config.managed_dir / "opencode.json")
+
+
+CLIENT = Client(
+    name="opencode",
+    title="OpenCode",
+    assistants=("both", "all", "opencode"),
+    rules=rules,
+    models=models,
+    paths=paths,
+)
