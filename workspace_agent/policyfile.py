@@ -9,8 +9,7 @@ them, so a file is valid or invalid for every workspace alike.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,34 +33,59 @@ def load(options: dict[str, Any], environ: Mapping[str, str]) -> tuple[AgentConf
     return load_config(options, environ, policy), policy
 
 
-def tables() -> dict[str, PolicyTable]:
-    """Every table the policy file may have, by name."""
-    from workspace_agent.clients import bypass, registry
+def _agent() -> PolicyTable:
     from workspace_agent.config import SETTINGS_BY_NAME
+
+    return PolicyTable("agent", tuple(SETTINGS_BY_NAME))  # values: config.load_config
+
+
+def _models() -> PolicyTable:
+    return PolicyTable("models", MODELS_KEYS, _check_models)
+
+
+def _lockdown() -> PolicyTable:
     from workspace_agent.lockdown import spec
 
-    found = {
-        "agent": PolicyTable("agent", tuple(SETTINGS_BY_NAME)),  # values: config.load_config
-        "models": PolicyTable("models", MODELS_KEYS, _check_models),
-        "lockdown": PolicyTable("lockdown", spec.POLICY_KEYS, spec.check_policy),
-        "bypass": PolicyTable("bypass", bypass.POLICY_KEYS, bypass.check_policy),
-    }
-    for client in registry.clients():
-        if client.policy is not None:
-            found[client.policy.name] = client.policy
-    return found
+    return PolicyTable("lockdown", spec.POLICY_KEYS, spec.check_policy)
+
+
+def _bypass() -> PolicyTable:
+    from workspace_agent.clients import bypass
+
+    return PolicyTable("bypass", bypass.POLICY_KEYS, bypass.check_policy)
+
+
+# The always-on tables, each built on demand: the owner is imported only when the file has its table.
+ALWAYS_ON: dict[str, Callable[[], PolicyTable]] = {"agent": _agent, "models": _models, "lockdown": _lockdown, "bypass": _bypass}
+
+
+def _client_tables() -> dict[str, PolicyTable]:
+    from workspace_agent.clients import registry
+
+    return {c.policy.name: c.policy for c in registry.clients() if c.policy is not None}
+
+
+def table_names() -> tuple[str, ...]:
+    return tuple(sorted((*ALWAYS_ON, *_client_tables())))
+
+
+def tables() -> dict[str, PolicyTable]:
+    """Every table the policy file may have, by name."""
+    return {**{name: build() for name, build in ALWAYS_ON.items()}, **_client_tables()}
 
 
 def check(policy: Mapping[str, Any], path: Path | str) -> None:
     """AgentError with one sentence for the first unknown table or key, or bad value."""
-    known = tables()
+    if not policy:
+        return
+    clients = _client_tables()
     for name, table in policy.items():
-        schema = known.get(name)
+        schema = ALWAYS_ON[name]() if name in ALWAYS_ON else clients.get(name)
         if schema is None:
-            hint = _nearest(name, known)
+            known = table_names()
             raise AgentError(
-                f"policy file {path}: unknown table [{name}]{hint}; the tables are "
-                + ", ".join(f"[{t}]" for t in sorted(known))
+                f"policy file {path}: unknown table [{name}]{_nearest(name, known)}; the tables are "
+                + ", ".join(f"[{t}]" for t in known)
             )
         if not isinstance(table, dict):
             raise AgentError(f"policy file {path}: [{name}] must be a table, not a {_kind(table)}")
@@ -79,6 +103,8 @@ def check(policy: Mapping[str, Any], path: Path | str) -> None:
 
 
 def _nearest(name: str, candidates: Any) -> str:
+    import difflib
+
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -25,17 +25,17 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workspace_agent import data
 from workspace_agent.clients.base import Client, PolicyTable
 from workspace_agent.clients.opencode import managed_writable
 from workspace_agent.config import ENFORCEMENT_LEVELS
-from workspace_agent.desired import Desired
 from workspace_agent.errors import AgentError
-from workspace_agent.keysource import KeyResolution
-from workspace_agent.plan import FileRule, Rule
-from workspace_agent.resources import generated_file, json_entries, json_key
+
+if TYPE_CHECKING:  # pragma: no cover  (the registry imports this module to learn CLIENT: keep it light)
+    from workspace_agent.desired import Desired
+    from workspace_agent.keysource import KeyResolution
+    from workspace_agent.plan import FileRule, Rule
 
 MANAGED_FILE = "managed-settings.json"
 WORKSPACE_LEVEL = "workspace"
@@ -135,6 +135,8 @@ def validate(document: dict[str, Any]) -> list[str]:
 def strict_json_rule(path: Path) -> FileRule:
     """Claude Code parses settings as strict JSON: a comment or trailing comma makes it ignore the
     whole file (measured with 2.1.332: "Invalid or malformed JSON"), and with it our keys."""
+    from workspace_agent.plan import FileRule
+
 
     def render(current: str | None) -> str | None:
         if current is not None and current.strip():
@@ -157,6 +159,9 @@ def settings_file(desired: Desired) -> Path:
 
 
 def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
+    from workspace_agent import data
+    from workspace_agent.resources import generated_file, json_entries, json_key
+
     document = settings_document(desired)
     problems = validate(document)
     if problems:
