@@ -80,6 +80,26 @@ def test_a_zoo_rule_file_edited_by_hand_is_drift(home: Path, keyed_env: str, cli
     assert drift == {"zoo.rules"}
 
 
+def test_own_rules_in_roo_dir_are_named_but_never_drift(home: Path, keyed_env: str, cli) -> None:
+    own = home / ".roo/rules"
+    own.mkdir(parents=True)
+    (own / "team-style.md").write_text("use tabs\n")
+    (home / ".zoo/rules").mkdir(parents=True)
+    (home / ".zoo/rules/copied.md").write_text("x\n")
+    (own / "copied.md").write_text("x\n")
+    assert cli("bootstrap", "-q").code == 0
+    result = cli("check", "--json")
+    assert result.code == 0, result.all  # a note, not drift: the files are the user's
+    note = next(r for r in json.loads(result.out)["rules"] if r["rule_id"] == "zoo.own-rules")
+    assert note["state"] == "compliant"
+    assert note["message"] == (
+        "Zoo Code 3.82 reads ~/.zoo/rules/, not ~/.roo/rules/: copy your own team-style.md there for Zoo Code to follow them"
+    )
+    (home / ".zoo/rules/team-style.md").write_text("use tabs\n")
+    again = next(r for r in json.loads(cli("check", "--json").out)["rules"] if r["rule_id"] == "zoo.own-rules")
+    assert again["message"] is None
+
+
 def test_lockdown_may_not_take_zoos_settings_key(home: Path, keyed_env: str, cli, tmp_path: Path) -> None:
     (tmp_path / "policy.toml").write_text(f'[lockdown.settings]\n"{zoo_code.SETTINGS_KEY}" = "/tmp/x.json"\n')
     result = cli("plan")

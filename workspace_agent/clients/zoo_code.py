@@ -11,12 +11,15 @@ ships it. Read from its source (Zoo-Code-Org/Zoo-Code, 3.80-3.82):
 * Global rules: 3.80 reads `~/.roo/rules/`; 3.82 reads `~/.zoo/rules/` and falls back to
   `~/.roo/rules/` only when `~/.zoo/rules/` does not exist. The enforcement text goes to both
   (the `~/.roo` one is the rule Roo Code has too, so a workspace with both writes it once).
+  Once `~/.zoo/rules/` exists, 3.82 no longer reads a user's own files in `~/.roo/rules/`: the
+  report-only rule `zoo.own-rules` names them (a note, never drift; the files are the user's).
 * The import's `globalSettings.customModes` (the review workflows) are saved as global custom
   modes in the extension's storage, as with Roo Code.
 """
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,11 +29,12 @@ from workspace_agent.clients.base import Client
 if TYPE_CHECKING:  # pragma: no cover
     from workspace_agent.desired import Desired
     from workspace_agent.keysource import KeyResolution
-    from workspace_agent.plan import Rule
+    from workspace_agent.plan import ActionRule, Rule
 
 SETTINGS_KEY = "zoo-code.autoImportSettingsPath"
 EXTENSION_ID = "zoocodeorganization.zoo-code"
 RULE_FILE_NAME = "00-platform-enforcement.md"
+MAX_RULE_ENTRIES = 200  # the user's own rule files looked at, at most (this runs at every check)
 
 
 def import_file(desired: Desired) -> Path:
@@ -42,12 +46,42 @@ def rule_file(desired: Desired) -> Path:
     return desired.paths.home / ".zoo" / "rules" / RULE_FILE_NAME
 
 
+def own_rules_not_read(desired: Desired) -> list[str]:
+    """The user's own entries in ~/.roo/rules/ that have no namesake in ~/.zoo/rules/ (3.82 reads
+    only the latter once it exists)."""
+    legacy, canonical = desired.paths.roo_rule_file.parent, rule_file(desired).parent
+    try:
+        names = sorted(entry.name for entry in islice(legacy.iterdir(), MAX_RULE_ENTRIES))
+    except OSError:  # absent, or not a directory: nothing of the user's to miss
+        return []
+    return [name for name in names if name != RULE_FILE_NAME and not (canonical / name).exists()]
+
+
+def _own_rules_note(desired: Desired) -> ActionRule:
+    from workspace_agent.plan import ActionFact, ActionRule
+
+    def observe() -> ActionFact:
+        names = own_rules_not_read(desired)
+        if not names:
+            return ActionFact(True)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return ActionFact(
+            True,
+            message=f"Zoo Code 3.82 reads ~/.zoo/rules/, not ~/.roo/rules/: copy your own {shown} there "
+            "for Zoo Code to follow them",
+        )
+
+    target = str(desired.paths.roo_rule_file.parent)
+    return ActionRule("zoo.own-rules", target, observe, fix=None, title="your own rules Zoo Code 3.82 does not read")
+
+
 def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
     from workspace_agent.resources import generated_file, json_key
 
     found: list[Rule] = [
         generated_file("zoo.rules", rule_file(desired), desired.prompt, title="enforcement rule file (3.82+)"),
         roo_code.legacy_rule_file(desired),  # 3.80, and 3.82 without ~/.zoo/rules
+        _own_rules_note(desired),
         json_key("zoo.auto-import-path", desired.paths.user_settings, SETTINGS_KEY, str(import_file(desired))),
     ]
     if key.key is not None:
