@@ -2,22 +2,27 @@
 
 A new client module passes these before it has a test of its own: it is selected by its own
 `ai_assistant` value and by `all`, it writes only the files it declares, a second bootstrap changes
-nothing, a file that holds the key is 0600, it names models the workspace has, and its policy
-table (if any) is part of the one policy schema.
+nothing, a file that holds the key is 0600, it names models the workspace has, its policy table
+(if any) is part of the one policy schema, and what it writes passes the check of the client
+itself (OUTPUT_CHECKS: a registered client without one fails here).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_KEY
+from tests.conftest import REPO, TEST_KEY
+from tests.heavy import require, run_opencode
 from workspace_agent import policyfile
-from workspace_agent.clients import registry
+from workspace_agent.clients import claude_code, registry, zoo_code
 from workspace_agent.clients.base import Client
 from workspace_agent.config import load_config
 from workspace_agent.desired import Desired, build_desired
@@ -105,3 +110,60 @@ def test_policy_table_is_part_of_the_one_schema(client: Client) -> None:
     assert policyfile.tables()[client.policy.name] is client.policy
     assert client.policy.keys and client.policy.check is not None
     client.policy.check({})  # an empty table is always valid
+
+
+# --- each client's output, checked the way the client itself reads it ---------------------------
+
+
+def _node_check(script: str, target: Path) -> None:
+    types_dir = require("WA_ROO_TYPES_DIR", "@roo-code/types")
+    node = require("node", "Node 24")
+    checked = subprocess.run(
+        [f"{node}/node", str(REPO / "tests/node" / script), types_dir, str(target)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert checked.returncode == 0 and checked.stdout.strip() == "valid", checked.stderr
+
+
+def _check_roo(desired: Desired) -> None:
+    _node_check("validate_roo.cjs", desired.paths.roo_import_file)  # @roo-code/types, as Roo Code imports
+
+
+def _check_zoo(desired: Desired) -> None:
+    _node_check("validate_zoo.cjs", zoo_code.import_file(desired))  # no [AutoImport] Warning
+
+
+def _check_opencode(desired: Desired) -> None:
+    binary = require("WA_OPENCODE", "the OpenCode binary (npm opencode-ai)")
+    shown = run_opencode(binary, desired.paths.home, "debug", "config")
+    assert shown.returncode == 0, shown.stderr
+    merged = json.loads(shown.stdout[shown.stdout.index("{"):])
+    assert merged["model"] == f"litellm/{desired.model.litellm}"  # unknown keys are dropped: ours survived
+    assert merged["instructions"] == [str(desired.paths.opencode_enforcement)]
+
+
+def _check_claude(desired: Desired) -> None:
+    document = json.loads(claude_code.settings_file(desired).read_text())  # strict JSON, as Claude parses it
+    assert claude_code.validate({key: document[key] for key in claude_code.DOCUMENTED_KEYS}) == []
+    expected = claude_code.settings_document(desired)
+    assert (document["apiKeyHelper"], document["model"]) == (expected["apiKeyHelper"], expected["model"])
+    assert expected["env"].items() <= document["env"].items()  # the real CLI is run in test_claude_code.py
+
+
+OUTPUT_CHECKS: dict[str, Callable[[Desired], None]] = {
+    "roo-code": _check_roo,
+    "zoo-code": _check_zoo,
+    "opencode": _check_opencode,
+    "claude-code": _check_claude,
+}
+
+
+def test_every_client_brings_an_output_check() -> None:
+    assert set(OUTPUT_CHECKS) == {c.name for c in CLIENTS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("client", CLIENTS, ids=lambda c: c.name)
+def test_what_the_client_gets_is_what_it_accepts(client: Client, home: Path, keyed_env: str, cli) -> None:
+    assert cli("bootstrap", "--ai-assistant", client.name, "-q").code == 0
+    OUTPUT_CHECKS[client.name](_desired(home, client))
