@@ -24,7 +24,7 @@ from tests.heavy import require, run_opencode
 from workspace_agent import policyfile
 from workspace_agent.clients import claude_code, registry, zoo_code
 from workspace_agent.clients.base import Client
-from workspace_agent.config import load_config
+from workspace_agent.config import AgentConfig, load_config
 from workspace_agent.desired import Desired, build_desired
 from workspace_agent.keysource import KeyResolution
 from workspace_agent.plan import FileRule
@@ -50,6 +50,7 @@ def test_every_choice_but_none_selects_a_client() -> None:
     for choice in choices[:-1]:
         assert registry.selected(choice), choice
     assert registry.selected("all") == CLIENTS
+    assert AgentConfig(home=Path("/home/coder")).ai_assistant == registry.DEFAULT
 
 
 @pytest.mark.parametrize("client", CLIENTS, ids=lambda c: c.name)

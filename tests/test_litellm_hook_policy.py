@@ -257,3 +257,19 @@ def test_anthropic_and_responses_copies_are_taken_out_too() -> None:
     responses = {"model": "m", "input": "hi", "instructions": f"{text}\nbe brief"}
     assert prepend(responses, "aresponses", text.encode()) is True
     assert responses["instructions"] == f"{text}\n\n\nbe brief" and responses["instructions"].count(text) == 1
+
+
+def test_roo_and_zoo_style_copies_are_all_taken_out() -> None:
+    """Roo Code and Zoo Code put the text in their prompt twice, trimmed: as the global custom
+    instructions and as the rule file (read from Zoo Code's custom-instructions.ts)."""
+    text = data.prompt_text("design-first")
+    own = (
+        "You are Zoo.\n\n====\n\nUSER'S CUSTOM INSTRUCTIONS\n\n"
+        f"Global Instructions:\n{text.strip()}\n\n"
+        f"# Rules from ../.zoo/rules/00-platform-enforcement.md:\n{text.strip()}\n"
+    )
+    request = {"model": "m", "messages": [{"role": "system", "content": own}, {"role": "user", "content": "hi"}]}
+    assert prepend(request, "acompletion", text.encode()) is True
+    joined = "".join(m["content"] for m in request["messages"])
+    assert joined.count(text.strip()) == 1 and request["messages"][0]["content"] == text
+    assert "Global Instructions:" in request["messages"][1]["content"]
