@@ -106,6 +106,19 @@ def test_lockdown_may_not_take_zoos_settings_key(home: Path, keyed_env: str, cli
     assert result.code == 1 and "is managed by the Zoo Code rules" in result.err
 
 
+# globalSettings keys the agent writes that Zoo Code 3.82's own schema has (read from
+# Zoo-Code-Org/Zoo-Code packages/types/src/global-settings.ts; its fork of @roo-code/types is not
+# on npm, so the node check runs with the published package and this list guards the difference).
+ZOO_382_GLOBAL_SETTINGS = {"customInstructions", "telemetrySetting", "allowedCommands", "deniedCommands", "customModes"}
+
+
+def test_zoo_import_writes_only_settings_zoo_382_knows(home: Path, keyed_env: str, cli) -> None:
+    assert cli("bootstrap", "--ai-assistant", "zoo-code", "-q").code == 0
+    doc = json.loads((home / ZOO_IMPORT).read_text())
+    assert set(doc["globalSettings"]) <= ZOO_382_GLOBAL_SETTINGS
+    assert doc["providerProfiles"]["apiConfigs"]["litellm"]["apiProvider"] == "openai"  # not the removed "roo" router
+
+
 @pytest.mark.parametrize("level", ["standard", "design-first"])
 def test_zoo_import_file_imports_without_a_warning(home: Path, keyed_env: str, cli, monkeypatch, level: str) -> None:
     types_dir = require("WA_ROO_TYPES_DIR", "@roo-code/types")
