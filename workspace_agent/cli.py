@@ -140,7 +140,7 @@ def bootstrap(
     as_json: bool, quiet: bool, dry_run: bool, demo: bool, wait: float, detailed_exitcodes: bool,
     send_report: bool, **options: Any
 ) -> int:
-    """Get the key, write the Roo Code and OpenCode configs, apply the lockdown.
+    """Get the key, write the AI clients' configs, apply the lockdown.
 
     Safe to run at every start and on a schedule: a second run changes nothing.
     """
