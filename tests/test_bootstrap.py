@@ -38,7 +38,7 @@ def test_apply_twice_second_run_changes_nothing(home: Path, keyed_env: str, cli,
     untouched = {r["rule_id"] for r in summary["rules"] if r["state"] != "corrected"}
     assert all(
         rule.startswith(("shell.legacy-plaintext-key", "shell.plaintext-key", "extension.absent.", "vscode.machine-override",
-                         "vscode.workspace-overrides", "codeserver.", "coder.", "bypass."))
+                         "vscode.workspace-overrides", "codeserver.", "coder.", "bypass.", "zoo.own-rules"))
         for rule in untouched
     ), untouched
     assert any(r.startswith("vscode.setting.") for r in {r["rule_id"] for r in summary["rules"]} - untouched)

@@ -34,6 +34,7 @@ WORKSPACE = "ws-secrets-1"
 SECRET_FILES = {
     ".config/workspace-agent/litellm.key",
     ".config/roo-code/settings.json",
+    ".config/zoo-code/settings.json",
     ".config/workspace-agent/drift-token.json",
 }
 
