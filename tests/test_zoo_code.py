@@ -119,6 +119,7 @@ def test_zoo_import_writes_only_settings_zoo_382_knows(home: Path, keyed_env: st
     assert doc["providerProfiles"]["apiConfigs"]["litellm"]["apiProvider"] == "openai"  # not the removed "roo" router
 
 
+@pytest.mark.roo
 @pytest.mark.parametrize("level", ["standard", "design-first"])
 def test_zoo_import_file_imports_without_a_warning(home: Path, keyed_env: str, cli, monkeypatch, level: str) -> None:
     types_dir = require("WA_ROO_TYPES_DIR", "@roo-code/types")
@@ -128,6 +129,7 @@ def test_zoo_import_file_imports_without_a_warning(home: Path, keyed_env: str, c
     assert checked.returncode == 0 and checked.stdout.strip() == "valid", checked.stderr
 
 
+@pytest.mark.roo
 @pytest.mark.parametrize(
     ("change", "code", "expected"),
     [
