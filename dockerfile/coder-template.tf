@@ -131,6 +131,8 @@ resource "coder_agent" "main" {
     set -u
     rc=0
     workspace-agent bootstrap --report || rc=$?   # --report: only sends when DRIFT_SERVER_URL is set
+    # Next to code-server for the workspace's life: a changed locked value is put back within 1 s.
+    workspace-agent watch >/tmp/workspace-agent-watch.log 2>&1 &
     if ! code-server --list-extensions 2>/dev/null | grep -qix 'rooveterinaryinc.roo-cline'; then
       code-server --install-extension /opt/workspace-image/roo-cline.vsix || rc=1
     fi
