@@ -239,3 +239,22 @@ def test_the_start_script_and_template_start_it_in_the_background(source: str) -
     assert len(lines) == 1, lines
     assert lines[0].endswith("2>&1 &")  # detached, its output not holding the start script's pipes
     assert text.index("workspace-agent bootstrap") < text.index("workspace-agent watch")
+
+
+@pytest.mark.parametrize("assistant", ["both", "roo-code", "opencode", "claude-code", "none"])
+def test_owned_rules_are_exactly_the_owned_part_of_the_full_rule_list(
+    home: Path, keyed_env: str, monkeypatch: pytest.MonkeyPatch, assistant: str
+) -> None:
+    from workspace_agent.config import load_config
+    from workspace_agent.desired import build_desired, rules
+    from workspace_agent.keysource import resolve_key
+    from workspace_agent.watch import owned, owned_rules
+
+    monkeypatch.setenv("AI_ASSISTANT", assistant)
+    config = load_config({}, os.environ, {})
+    paths = Paths.for_home(home)
+    desired = build_desired(config, {}, paths)
+    key = resolve_key(config, paths, network=False)
+    full = [(r.rule_id, getattr(r, "path", None)) for r in rules(desired, key) if owned(r)]
+    mine = [(r.rule_id, r.path) for r in owned_rules(desired, key)]
+    assert mine == full and any(rule_id.startswith("vscode.setting.") for rule_id, _ in mine)

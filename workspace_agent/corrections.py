@@ -5,20 +5,18 @@ batches, with the workspace token that `report` got at enrollment; corrections t
 sent wait in their own bounded on-disk queue (spool.py), like reports do. The watcher never
 enrolls: without a token they wait until the next `report` (or `bootstrap --report`) enrolls.
 
-Standard library only (http.client, no httpx, no pydantic): the watcher is resident in every
-workspace, so its memory matters. `tests/test_corrections.py` checks that what this module sends
-is exactly what the server's `wire.CorrectionBatch` accepts.
+Standard library only (http.client, no httpx, no pydantic), imported when a batch is sent: the
+watcher is resident in every workspace, so its memory matters (http.client brings ssl).
+`tests/server/test_server_corrections.py` checks that what this module sends is exactly what the
+server's `wire.CorrectionBatch` accepts.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import threading
-import urllib.parse
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +72,7 @@ class Correction:
 
 def new_correction(rule_id: str, target: str, before: str | None, after: str | None, *, restored: bool,
                    latency_ms: int, message: str | None = None) -> Correction:
-    return Correction(uuid.uuid4().hex, rule_id[:200], target, before, after, datetime.now(UTC), restored,
+    return Correction(_new_id(), rule_id[:200], target, before, after, datetime.now(UTC), restored,
                       max(0, latency_ms), message)
 
 
@@ -82,11 +80,15 @@ def batch(corrections: list[dict[str, Any]], config: AgentConfig) -> dict[str, A
     """The body of one POST: who we are and up to MAX_BATCH corrections."""
     return {
         "wire_version": WIRE_VERSION,
-        "batch_id": uuid.uuid4().hex,
+        "batch_id": _new_id(),
         "workspace": {"id": config.workspace_id, "name": config.workspace_name[:200], "owner": config.owner[:200]},
         "agent_version": __version__,
         "corrections": corrections[:MAX_BATCH],
     }
+
+
+def _new_id() -> str:
+    return os.urandom(16).hex()  # as unique as uuid4, without importing uuid (and libuuid)
 
 
 def _clip(text: str) -> str:
@@ -144,6 +146,9 @@ class Answer:
 
 def post(base_url: str, token: str, body: dict[str, Any], timeout: float = TIMEOUT_S) -> Answer:
     """POST one batch; the answer body is read bounded and otherwise ignored."""
+    import http.client
+    import urllib.parse
+
     url = urllib.parse.urlsplit(base_url.rstrip("/") + CORRECTIONS_PATH)
     if url.scheme not in ("http", "https") or not url.hostname:
         return Answer(None, f"DRIFT_SERVER_URL {base_url!r} is not an http(s) URL")

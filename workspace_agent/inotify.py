@@ -9,7 +9,6 @@ it, leave a watch on the file's old inode behind, while the directory sees every
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import struct
 from collections.abc import Iterator
@@ -55,10 +54,10 @@ class Event:
         return bool(self.mask & IN_Q_OVERFLOW)
 
 
-def _libc() -> ctypes.CDLL:
-    name = ctypes.util.find_library("c") or "libc.so.6"
+def libc() -> ctypes.CDLL:
+    """The C library already linked into this process (no ctypes.util: it imports half the stdlib)."""
     try:
-        return ctypes.CDLL(name, use_errno=True)
+        return ctypes.CDLL(None, use_errno=True)
     except OSError as exc:
         raise AgentError(f"cannot load the C library for inotify ({exc}): `watch` needs Linux") from None
 
@@ -67,7 +66,7 @@ class Inotify:
     """One inotify instance; `close()` (or `with`) releases it and every watch on it."""
 
     def __init__(self) -> None:
-        self._libc = _libc()
+        self._libc = libc()
         try:
             self._add = self._libc.inotify_add_watch
             self._rm = self._libc.inotify_rm_watch

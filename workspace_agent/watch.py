@@ -23,6 +23,7 @@ import fcntl
 import os
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,25 @@ def sort_events(events: list[inotify.Event], watched: Watched) -> tuple[set[Path
     return touched, rearm
 
 
+def owned_rules(desired: Any, key: Any) -> list[FileRule]:
+    """The owned file rules, in `desired.rules()`'s order, built without the others (the shell
+    rules import click for completion scripts: 7 MB in a resident process). A test checks that
+    this is exactly `desired.rules()` filtered by `owned`."""
+    from workspace_agent import lockdown
+    from workspace_agent.clients import claude_code, opencode, roo_code
+
+    config = desired.config
+    found: list[object] = []
+    if config.wants("roo-code"):
+        found += roo_code.rules(desired, key)
+    if config.wants("opencode"):
+        found += opencode.rules(desired, key)
+    if config.wants("claude-code"):
+        found += claude_code.rules(desired, key)
+    found += lockdown.rules(desired)
+    return [rule for rule in found if owned(rule)]  # type: ignore[misc]
+
+
 @dataclass
 class Fixer:
     """Builds the rules once; `restore` applies the owned ones to the files that changed."""
@@ -123,12 +143,11 @@ class Fixer:
         self.desired = build_desired(self.config, dict(self.policy), self.paths)
 
     def rules(self) -> tuple[list[FileRule], tuple[str, ...]]:
-        from workspace_agent.desired import rules
         from workspace_agent.keysource import resolve_key
 
         key = resolve_key(self.config, self.paths, network=False)
         secrets = tuple(s for s in (*self.config.secrets, key.key or "") if s)
-        return [r for r in rules(self.desired, key) if owned(r)], secrets  # type: ignore[misc]
+        return owned_rules(self.desired, key), secrets
 
     def files(self) -> frozenset[Path]:
         return frozenset(rule.path for rule in self.rules()[0])
@@ -211,6 +230,7 @@ def run(
     """Watch until SIGTERM/SIGINT; returns the exit code (0 on a clean stop)."""
     paths = Paths.for_home(config.home, environ)
     lock_fd = take_watch_lock(paths)
+    lean_hashing()
 
     def log(line: str) -> None:
         say(line)
@@ -238,6 +258,7 @@ def run(
         for correction in first or []:
             log(correction.line())
             sender.queue(correction)
+        release_free_memory()  # what building the rules allocated and freed goes back to the system
         reporting = "" if sender.enabled else "; no drift server configured: corrections are only logged"
         say(f"watch: watching {len(files)} file(s) in {len(watched.dirs)} directories, log {paths.show(log_path(paths))}"
             f"{reporting} (pid {os.getpid()})")
@@ -302,6 +323,47 @@ def _restore(fixer: Fixer, paths: Paths, pending: set[Path], started: float,
     except Exception as exc:  # noqa: BLE001 - a resident process logs the unexpected and keeps watching
         log(f"watch: unexpected error while restoring ({type(exc).__name__}: {exc}); still watching")
         return []
+
+
+def fast_main(args: list[str], environ: Mapping[str, str]) -> int | None:
+    """`workspace-agent watch [-q]` without click (the entry point's fast path, like `status`):
+    the CLI module alone is ~2.5 MB that a resident process would carry. None: not a form this
+    handles (options, --help), so the full CLI runs it."""
+    if any(arg not in ("-q", "--quiet") for arg in args):
+        return None
+    from workspace_agent.config import load_config, policy_path, read_policy
+
+    quiet = bool(args)
+
+    def say(message: str) -> None:
+        if not quiet:
+            print(f"workspace-agent: {message}", file=sys.stderr, flush=True)
+
+    try:
+        path, required = policy_path(None, environ)
+        policy = read_policy(path, required)
+        config = load_config({}, environ, policy)
+        return run(config, policy, environ=environ, say=say)
+    except AgentError as exc:
+        print(f"workspace-agent: {exc.message}", file=sys.stderr, flush=True)
+        return exc.exit_code
+
+
+def lean_hashing() -> None:
+    """Use hashlib's built-in hashes, not OpenSSL's: the watcher only hashes small texts, and not
+    mapping libcrypto keeps ~3.5 MB out of a process that stays resident in every workspace. Only
+    before hashlib is first imported (afterwards it changes nothing)."""
+    if "hashlib" not in sys.modules:
+        sys.modules.setdefault("_hashlib", None)  # type: ignore[arg-type]
+
+
+def release_free_memory() -> None:
+    import gc
+
+    gc.collect()
+    trim = getattr(inotify.libc(), "malloc_trim", None)  # glibc only
+    if trim is not None:
+        trim(0)
 
 
 def _empty(path: Path) -> bool:
