@@ -180,8 +180,9 @@ class Sender:
     RETRY_S before the next one. `stop()` ends it; what was not sent stays queued on disk.
     """
 
-    def __init__(self, config: AgentConfig, paths: Paths, log: Any) -> None:
+    def __init__(self, config: AgentConfig, paths: Paths, log: Any, timeout: float = TIMEOUT_S) -> None:
         self.config, self.paths, self.spool, self._log = config, paths, spool_for(paths), log
+        self.timeout = timeout
         self._wake = threading.Event()
         self._stopping = False
         self._failures = 0
@@ -256,7 +257,7 @@ class Sender:
                     sent.append(entry)
             if not items:
                 continue
-            answer = post(self.config.drift_server_url, token, batch(items, self.config))
+            answer = post(self.config.drift_server_url, token, batch(items, self.config), self.timeout)
             if answer.status in (200, 201, 202):
                 for entry in sent:
                     with contextlib.suppress(AgentError):
