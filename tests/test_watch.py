@@ -258,3 +258,19 @@ def test_owned_rules_are_exactly_the_owned_part_of_the_full_rule_list(
     full = [(r.rule_id, getattr(r, "path", None)) for r in rules(desired, key) if owned(r)]
     mine = [(r.rule_id, r.path) for r in owned_rules(desired, key)]
     assert mine == full and any(rule_id.startswith("vscode.setting.") for rule_id, _ in mine)
+
+
+def test_a_planted_link_or_fifo_is_refused_not_followed(watcher: Watcher, tmp_path: Path) -> None:
+    settings = watcher.paths.user_settings
+    victim = tmp_path / "victim.json"
+    victim.write_text('{"precious": 1}')
+    settings.unlink()
+    settings.symlink_to(victim)
+    wait_for(lambda: any("symbolic link" in line for line in watcher.corrections()))
+    assert victim.read_text() == '{"precious": 1}' and settings.is_symlink()
+    settings.unlink()
+    os.mkfifo(settings)  # opening it would block a reader forever
+    wait_for(lambda: any("not a regular file" in line for line in watcher.corrections()))
+    settings.unlink()
+    wait_for(lambda: value(settings) is True)  # and it keeps working
+    assert watcher.proc.poll() is None

@@ -134,7 +134,7 @@ class Fixer:
     config: AgentConfig
     policy: dict[str, Any]
     paths: Paths
-    desired: Any = None
+    desired: Any = None  # a Desired, built in __post_init__ (desired.py is imported lazily, after lean_hashing)
     last_errors: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -230,14 +230,22 @@ def run(
     """Watch until SIGTERM/SIGINT; returns the exit code (0 on a clean stop)."""
     paths = Paths.for_home(config.home, environ)
     lock_fd = take_watch_lock(paths)
-    lean_hashing()
+    try:
+        lean_hashing()  # before build_desired imports hashlib
+        return _watch(config, policy, paths, debounce_s, say)
+    finally:
+        os.close(lock_fd)
 
+
+def _watch(config: AgentConfig, policy: Mapping[str, Any], paths: Paths, debounce_s: float,
+           say: Callable[[str], None]) -> int:
     def log(line: str) -> None:
         say(line)
         append_log(paths, line)
 
     fixer = Fixer(config, dict(policy), paths)
     sender = Sender(config, paths, log)
+    notify = inotify.Inotify()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     stopping: list[int] = []
 
@@ -246,7 +254,6 @@ def run(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     old_wakeup = signal.set_wakeup_fd(wake_w)
-    notify = inotify.Inotify()
     try:
         files = fixer.files()
         watched = arm(notify, files, None)  # before the first pass: nothing changed after it is missed
@@ -306,7 +313,6 @@ def run(
             signal.signal(sig, handler)
         os.close(wake_r)
         os.close(wake_w)
-        os.close(lock_fd)
 
 
 def _restore(fixer: Fixer, paths: Paths, pending: set[Path], started: float,
