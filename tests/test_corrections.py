@@ -169,3 +169,21 @@ def test_no_drift_server_means_nothing_is_queued(home: Path) -> None:
     config, paths, log = setup(home, "")
     sender = queued(config, paths, log)
     assert not sender.enabled and sender.spool.entries() == []
+
+
+def test_delivery_in_a_child_process_reports_back(home: Path) -> None:
+    """The thread's path: the child does the HTTP, the resident process never imports http.client."""
+    with canned_server(200) as (url, server):
+        config, paths, log = setup(home, url, token_for=url)
+        sender = queued(config, paths, log)
+        assert sender.flush_in_child() is None
+        assert sender.spool.entries() == [] and len(server.received[0][1]["corrections"]) == 2
+    with canned_server(422) as (url, _server):
+        config, paths, log = setup(home, url, token_for=url)
+        sender = queued(config, paths, log)
+        assert sender.flush_in_child() is None
+        assert any("(HTTP 422); dropped" in line for line in log)  # the child's log line, logged here
+    url = closed_port()
+    config, paths, log = setup(home, url, token_for=url)
+    sender = queued(config, paths, log, timeout=0.5)
+    assert "unreachable" in (sender.flush_in_child() or "") and len(sender.spool.entries()) == 2

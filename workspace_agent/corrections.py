@@ -5,8 +5,10 @@ batches, with the workspace token that `report` got at enrollment; corrections t
 sent wait in their own bounded on-disk queue (spool.py), like reports do. The watcher never
 enrolls: without a token they wait until the next `report` (or `bootstrap --report`) enrolls.
 
-Standard library only (http.client, no httpx, no pydantic), imported when a batch is sent: the
-watcher is resident in every workspace, so its memory matters (http.client brings ssl).
+Standard library only (http.client, no httpx, no pydantic). The watcher is resident in every
+workspace, so its memory matters: each delivery attempt runs in a short-lived child process
+(`python -m workspace_agent.corrections`), so http.client and ssl (~6 MB with OpenSSL) are never
+loaded into the resident process; corrections are rare, so the child's start-up is rarely paid.
 `tests/server/test_server_corrections.py` checks that what this module sends is exactly what the
 server's `wire.CorrectionBatch` accepts.
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -37,6 +41,7 @@ TIMEOUT_S = 10.0
 RETRY_S = (5.0, 15.0, 60.0, 300.0)  # wait after the 1st, 2nd, … failed attempt (then the last)
 LOG_MAX_BYTES = 1024 * 1024  # watch.log is rotated to watch.log.1 beyond this
 SPOOL_FILES = 500
+CHILD_DEADLINE_S = 60.0  # one delivery attempt in its child process, all batches included
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,34 @@ class Sender:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def flush_in_child(self) -> str | None:
+        """`flush()` in a child process (see the module's docstring); its log lines come back here."""
+        paths = self.paths
+        job = {
+            "paths": [str(paths.home), str(paths.config_home), str(paths.data_home), str(paths.state_home)],
+            "server_url": self.config.drift_server_url,
+            "workspace": [self.config.workspace_id, self.config.workspace_name, self.config.owner],
+            "timeout": self.timeout,
+        }
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "workspace_agent.corrections"], input=json.dumps(job), capture_output=True,
+                text=True, timeout=CHILD_DEADLINE_S, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return f"the delivery process did not finish in {CHILD_DEADLINE_S:g} s"
+        except OSError as exc:
+            return f"cannot start the delivery process: {exc.strerror or exc}"
+        try:
+            answer = json.loads(proc.stdout)
+            lines, problem = answer["log"], answer["problem"]
+        except (ValueError, KeyError, TypeError):
+            said = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+            return f"the delivery process failed (exit {proc.returncode}): {said}"
+        for line in lines:
+            self._log(str(line))
+        return None if problem is None else str(problem)
+
     def _run(self) -> None:
         delay: float | None = 0.0  # try once at start: corrections may wait from an earlier run
         while not self._stopping:
@@ -225,7 +258,7 @@ class Sender:
             self._wake.clear()
             if self._stopping:
                 return
-            problem = self.flush()
+            problem = self.flush_in_child()
             if problem is None:
                 self._failures, delay = 0, None
                 continue
@@ -274,3 +307,20 @@ class Sender:
             if answer.status == 401:
                 return "the drift server refused the workspace token (HTTP 401); the next `report` enrolls again"
             return f"the drift server answered HTTP {answer.status} to {CORRECTIONS_PATH}"
+
+
+def main() -> int:
+    """The delivery child: a job on stdin, `{"problem", "log"}` on stdout."""
+    job = json.loads(sys.stdin.read(64 * 1024))
+    paths = Paths(*(Path(part) for part in job["paths"]))
+    workspace_id, name, owner = job["workspace"]
+    config = AgentConfig(home=paths.home, workspace_id=workspace_id, workspace_name=name, owner=owner,
+                         drift_server_url=job["server_url"])
+    lines: list[str] = []
+    problem = Sender(config, paths, lines.append, timeout=float(job["timeout"])).flush()
+    print(json.dumps({"problem": problem, "log": lines}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,6 +18,7 @@ from workspace_agent.corrections import spool_for
 from workspace_agent.paths import Paths
 
 WS = "ws-watch-e2e"
+DELIVERY_BOUND_S = 30.0  # a delivery attempt starts a child process: generous on a loaded machine
 
 
 def shown(url: str) -> list[dict[str, Any]]:
@@ -48,7 +49,7 @@ def test_corrections_reach_the_server_and_wait_while_it_is_down(
         try:
             flip(paths.user_settings)
             wait_for(lambda: value(paths.user_settings) is True)
-            wait_for(lambda: any(c["rule_id"] == f"vscode.setting.{KEY}" for c in shown(url)))
+            wait_for(lambda: any(c["rule_id"] == f"vscode.setting.{KEY}" for c in shown(url)), DELIVERY_BOUND_S)
             first = shown(url)[0]
             assert first["restored"] is True and first["before"] == "false" and first["after"] == "true"
             page = httpx.get(f"{url}/workspaces/{WS}", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5)
@@ -60,10 +61,11 @@ def test_corrections_reach_the_server_and_wait_while_it_is_down(
         flip(paths.user_settings)  # the server is down now
         wait_for(lambda: value(paths.user_settings) is True)
         wait_for(lambda: len(spool_for(paths).entries()) == 1)
-        wait_for(lambda: "corrections not sent yet" in watcher.output and "unreachable" in watcher.output)
+        wait_for(lambda: "corrections not sent yet" in watcher.output and "unreachable" in watcher.output,
+                 DELIVERY_BOUND_S)
         with serving(db_url, tmp_path / "server2.log", port=port):
             flip(paths.user_settings)  # a new correction wakes the sender: both go out, oldest first
-            wait_for(lambda: len(shown(url)) == 3)
+            wait_for(lambda: len(shown(url)) == 3, DELIVERY_BOUND_S)
             assert spool_for(paths).entries() == []
             assert all(c["restored"] for c in shown(url))
     finally:
