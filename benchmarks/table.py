@@ -88,7 +88,8 @@ def watch_table(result: dict[str, Any]) -> list[str]:
         (f"Watch: {result['restored']}/{result['flips']} flips of chat.disableAIFeatures restored "
          f"({result['settings_json_lines']}-line settings.json, half in place, half by rename); "
          f"load {result['load_avg_before'][0]}"),
-        f"  flip → restored ms: p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['max'])}",
+        (f"  flip → restored ms: p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['max'])}; "
+         f"{result.get('corrections_delivered', '?')} corrections delivered to a loopback drift server"),
         f"  idle CPU over {result['idle_s']:g} s: {result['idle_cpu_ms']} ms ({result['idle_cpu_percent']}% of a core)",
         (f"  memory MB: VmRSS {mem.get('VmRSS')} (own pages, RssAnon {mem.get('RssAnon')}; shared libraries "
          f"{mem.get('RssFile')}); peak VmHWM {mem.get('VmHWM')}"),

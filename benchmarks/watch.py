@@ -4,8 +4,10 @@ A real watcher process runs on a realistic home (benchmarks/home.py: a 300-line 
 settings.json) after a real bootstrap. Each flip sets `chat.disableAIFeatures` to false, half of
 them in place (as VS Code saves settings) and half by rename-replacement (as many editors save);
 the time to "restored" ends when the benchmark's own inotify watch sees the file hold `true`
-again. Then the watcher is left alone for `idle_s` and its CPU time is read from /proc; memory is
-its VmRSS (all resident pages, shared libraries included), RssAnon (its own) and VmHWM (peak).
+again. A loopback stand-in of the drift server's corrections route accepts every correction, so
+deliveries (one short-lived child process per attempt) happen as they would in production. Then
+the watcher is left alone for `idle_s` and its CPU time is read from /proc; memory is its VmRSS
+(all resident pages, shared libraries included), RssAnon (its own) and VmHWM (peak).
 
     python -m benchmarks --only watch
     python -m benchmarks.watch --flips 100 --idle 60
@@ -14,6 +16,7 @@ its VmRSS (all resident pages, shared libraries included), RssAnon (its own) and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -23,6 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +43,44 @@ FLIP_BOUND_S = 10.0  # a flip not restored in this long counts as failed (and st
 GAP_S = 0.1  # between a restore and the next flip: each flip is its own burst
 
 
-def _env(python: Path, home: Path, workdir: Path) -> dict[str, str]:
+WORKSPACE_ID = "bench-watch"
+
+
+@contextlib.contextmanager
+def corrections_sink() -> Iterator[tuple[str, list[int]]]:
+    """A loopback stand-in of POST /api/v1/corrections: answers 200, counts what it got."""
+    received: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(min(int(self.headers.get("content-length", "0")), 1024 * 1024))
+            received.append(len(json.loads(body).get("corrections", [])))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _env(python: Path, home: Path, workdir: Path, drift_url: str) -> dict[str, str]:
     policy = workdir / "policy.toml"
     policy.touch()
     return {
         **base_env(python),
         "HOME": str(home),
+        "DRIFT_SERVER_URL": drift_url,
+        "CODER_WORKSPACE_ID": WORKSPACE_ID,
         "LITELLM_API_KEY": "sk-bench-0000000000000000watch",
         "AI_GATEWAY_URL": "http://litellm:4000",
         "AI_ASSISTANT": "both",
@@ -108,17 +146,26 @@ def _wait_restored(notify: Any, settings: Path, bound: float) -> float | None:
 
 
 def run_watch_suite(python: Path, workdir: Path, *, flips: int = 100, idle_s: float = 60.0) -> dict[str, Any]:
+    with corrections_sink() as (drift_url, received):
+        result = _run(python, workdir, drift_url, flips=flips, idle_s=idle_s)
+    result["corrections_delivered"] = sum(received)
+    return result
+
+
+def _run(python: Path, workdir: Path, drift_url: str, *, flips: int, idle_s: float) -> dict[str, Any]:
     from workspace_agent import inotify
 
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "home"
     home.mkdir(exist_ok=True)
     made = build_home(home)
-    env = _env(python, home, workdir)
+    env = _env(python, home, workdir, drift_url)
     first = subprocess.run([str(python), "-m", "workspace_agent", "bootstrap", "-q"], env=env, cwd=REPO,
                            capture_output=True, text=True, timeout=120, check=False)
     if first.returncode != 0:
         raise RuntimeError(f"bootstrap failed (exit {first.returncode}): {first.stderr.strip()[-500:]}")
+    token = home / ".config" / "workspace-agent" / "drift-token.json"  # as `report` leaves it after enrolling
+    token.write_text(json.dumps({"server_url": drift_url, "workspace_id": WORKSPACE_ID, "token": "wat_bench"}))
     settings = home / ".local" / "share" / "code-server" / "User" / "settings.json"
     original = settings.read_text()
     log = workdir / "watch.err"
@@ -146,7 +193,7 @@ def run_watch_suite(python: Path, workdir: Path, *, flips: int = 100, idle_s: fl
                 latencies.append(took * 1000)
                 time.sleep(GAP_S)
         memory_after_flips = _proc_status(proc.pid)
-        time.sleep(1.0)  # let the last log line and queue write settle
+        time.sleep(3.0)  # the last deliveries and log lines settle
         cpu_before = _cpu_s(proc.pid)
         time.sleep(idle_s)
         cpu_idle = _cpu_s(proc.pid) - cpu_before

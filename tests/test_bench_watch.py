@@ -22,6 +22,7 @@ def test_the_watch_suite_measures_a_real_watcher(tmp_path: Path) -> None:
     lat = result["latency_ms"]
     assert 0 < lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"] < 10_000
     assert result["exit_code_on_sigterm"] == 0
+    assert result["corrections_delivered"] == 6  # one per flip, through the delivery child
     assert result["memory_mb"]["VmRSS"] > 5 and result["memory_mb"]["RssAnon"] > 1
     assert result["idle_cpu_ms"] >= 0
     assert len(result["targets"]) == 3
