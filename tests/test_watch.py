@@ -274,3 +274,20 @@ def test_a_planted_link_or_fifo_is_refused_not_followed(watcher: Watcher, tmp_pa
     settings.unlink()
     wait_for(lambda: value(settings) is True)  # and it keeps working
     assert watcher.proc.poll() is None
+
+
+def test_a_file_saved_empty_then_written_is_not_taken_for_empty(watcher: Watcher) -> None:
+    """A save in two steps (empty, then the text 80 ms later, as a slow in-place save looks from
+    outside): the watcher waits for the text instead of calling every locked key unset."""
+    settings = watcher.paths.user_settings
+    text = settings.read_text().replace(f'"{KEY}": true', f'"{KEY}": false').replace("{", '{\n  "mine": 5,', 1)
+    before = len(watcher.corrections())
+    settings.write_text("")
+    time.sleep(0.08)
+    settings.write_text(text)
+    wait_for(lambda: value(settings) is True)
+    time.sleep(0.5)
+    lines = watcher.corrections()[before:]
+    assert value(settings, "mine") == 5
+    assert [line for line in lines if "(unset)" in line] == [], lines
+    assert any(f"vscode.setting.{KEY}" in line and "false → true" in line for line in lines), lines

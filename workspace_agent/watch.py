@@ -43,7 +43,7 @@ DEBOUNCE_S = 0.05  # quiet time that ends a burst of writes
 MAX_DELAY_S = 0.3  # a burst that never goes quiet is fixed after this long anyway
 LOCK_WAIT_S = 0.5  # bootstrap holds the run lock: try again after it
 RETRY_S = 0.5
-EMPTY_WAITS = 4  # an empty file is looked at again this many times (one debounce each) before it is fixed
+EMPTY_WAITS = 4  # a file read empty is looked at again this many times (one debounce each) before it is fixed
 
 
 def owned(rule: object) -> bool:
@@ -152,13 +152,20 @@ class Fixer:
     def files(self) -> frozenset[Path]:
         return frozenset(rule.path for rule in self.rules()[0])
 
-    def restore(self, changed: set[Path], first_event: float) -> list[Correction]:
-        """Apply the owned rules of the changed files; one Correction per rule put back or failing."""
+    def restore(self, changed: set[Path], first_event: float, *, accept_empty: bool = True) -> list[Correction] | None:
+        """Apply the owned rules of the changed files; one Correction per rule put back or failing.
+
+        None (nothing done; look again shortly) when a file was read empty and `accept_empty` is
+        False: a writer that truncates and then writes (as editors save in place) may be between
+        the two, and "empty" would make every locked key look unset and the user's text lost.
+        """
         all_rules, secrets = self.rules()
         chosen = [rule for rule in all_rules if rule.path in changed]
         if not chosen:
             return []
         plan = build_plan(chosen, secrets)
+        if not accept_empty and any(f.fact.exists and f.fact.text == "" for f in plan.files):
+            return None
         results = apply_plan(plan) if (plan.files or plan.errors) else plan.results
         latency = int((time.monotonic() - first_event) * 1000)
         found: list[Correction] = []
@@ -290,15 +297,12 @@ def _watch(config: AgentConfig, policy: Mapping[str, Any], paths: Paths, debounc
                 continue
             if not pending or stopping or time.monotonic() < due_at:
                 continue
-            if empty_waits < EMPTY_WAITS and any(_empty(path) for path in pending):
-                empty_waits += 1  # truncated by a writer that has not written yet: wait for its close
-                due_at = time.monotonic() + debounce_s
+            corrections = _restore(fixer, paths, pending, burst_started, log, accept_empty=empty_waits >= EMPTY_WAITS)
+            if corrections is None:  # a file read empty (a writer between truncate and write), or
+                empty_waits += 1  # bootstrap holds the run lock (it is fixing things too): look again
+                due_at = time.monotonic() + (debounce_s if empty_waits <= EMPTY_WAITS else RETRY_S)
                 continue
             empty_waits = 0
-            corrections = _restore(fixer, paths, pending, burst_started, log)
-            if corrections is None:  # bootstrap holds the run lock: it is fixing things too; look after it
-                due_at = time.monotonic() + RETRY_S
-                continue
             pending = set()
             for correction in corrections:
                 log(correction.line())
@@ -316,11 +320,12 @@ def _watch(config: AgentConfig, policy: Mapping[str, Any], paths: Paths, debounc
 
 
 def _restore(fixer: Fixer, paths: Paths, pending: set[Path], started: float,
-             log: Callable[[str], None]) -> list[Correction] | None:
-    """One fix under the bootstrap lock; None when the lock is busy (try again shortly)."""
+             log: Callable[[str], None], *, accept_empty: bool = True) -> list[Correction] | None:
+    """One fix under the bootstrap lock; None when the lock is busy or a file was read empty
+    (try again shortly)."""
     try:
         with lock.exclusive(paths.lock_file, LOCK_WAIT_S):
-            return fixer.restore(pending, started)
+            return fixer.restore(pending, started, accept_empty=accept_empty)
     except AgentError as exc:
         if exc.message.startswith("another workspace-agent run"):
             return None
@@ -370,13 +375,6 @@ def release_free_memory() -> None:
     trim = getattr(inotify.libc(), "malloc_trim", None)  # glibc only
     if trim is not None:
         trim(0)
-
-
-def _empty(path: Path) -> bool:
-    try:
-        return path.stat().st_size == 0
-    except OSError:
-        return False
 
 
 def _drain(fd: int) -> None:
