@@ -38,7 +38,7 @@ def standin(mode: str, secret: str = SECRET) -> Callable[[], Iterator[str]]:
 
 # name → (server, phrase of the key.file message, retried until the deadline)
 CASES: dict[str, tuple[Callable[[], Iterator[str]], str, bool]] = {
-    "down (connection refused)": (down, "cannot connect ([Errno 111] Connection refused)", True),
+    "down (connection refused)": (down, "cannot connect (Connection refused)", True),
     "refusing (connection reset)": (standin("reset"), "Connection reset by peer", True),
     "hanging past the deadline": (standin("hang"), "no answer within", True),
     "slow past the deadline": (standin("slow"), "no answer within", True),
