@@ -19,7 +19,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from workspace_agent import fsio, transport
+from workspace_agent import fsio
 from workspace_agent.errors import AgentError
 from workspace_agent.paths import Paths
 from workspace_agent.plan import ActionFact, ActionRule, Rule
@@ -106,6 +106,8 @@ def refresh(paths: Paths, provisioner_url: str, key: str, *,
 
 def fetch_level(provisioner_url: str, key: str, *, timeout: float = FETCH_TIMEOUT_S) -> tuple[str | None, str]:
     """GET {provisioner}/api/v1/keys/info with the key → info.metadata.enforcement_level."""
+    from workspace_agent import transport  # only reporting fetches: plan/check never load it
+
     try:
         answer = transport.request(
             "GET", provisioner_url.rstrip("/") + INFO_PATH, timeout=timeout,

@@ -11,7 +11,9 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # typing itself is not imported: `status --short` runs every few seconds
+if TYPE_CHECKING:
+    from typing import Any
 
 from workspace_agent import reportstate
 from workspace_agent.paths import Paths
