@@ -223,6 +223,8 @@ def read_policy(path: Path, required: bool) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise AgentError(f"cannot read policy file {path}: {exc.strerror}")
+    if not text.strip():
+        return {}  # an empty policy (the usual case) needs no TOML parser
     import tomllib
 
     try:

@@ -18,6 +18,7 @@ import re
 import shlex
 import shutil
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from workspace_agent.desired import Desired
@@ -292,6 +293,7 @@ def completion_file_text(shell: str, path: Path) -> str:
     return f"{head}{hashlib.sha256(body.encode()).hexdigest()}\n{body}"
 
 
+@cache
 def _click_version() -> str | None:
     """click's version from its installed metadata (a directory name), without importing it."""
     import sys
