@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 from workspace_agent import fsio
 from workspace_agent.errors import AgentError
+from workspace_agent.isotime import parse_time
+
+__all__ = ["ReportState", "load", "parse_time", "save"]
 
 
 @dataclass
@@ -69,14 +72,3 @@ def load(path: Path) -> tuple[ReportState, str | None]:
 
 def save(path: Path, state: ReportState) -> None:
     fsio.atomic_write(path, state.to_json(), 0o600)
-
-
-def parse_time(value: object) -> datetime | None:
-    """An ISO timestamp from a record, or None when missing or malformed."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
