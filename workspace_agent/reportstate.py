@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
 from pathlib import Path
+
 TYPE_CHECKING = False  # typing itself is not imported: `status --short` runs every few seconds
 if TYPE_CHECKING:
     from typing import Any

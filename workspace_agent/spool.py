@@ -17,6 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
 TYPE_CHECKING = False  # typing itself is not imported: `status --short` runs every few seconds
 if TYPE_CHECKING:
     from typing import Any

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+
 TYPE_CHECKING = False  # typing itself is not imported: `status --short` runs every few seconds
 if TYPE_CHECKING:
     from typing import Any
@@ -66,7 +67,7 @@ def short_from_files(home: str, environ: Mapping[str, str], now: datetime | None
     state_dir = os.path.join(state_home if state_home.startswith("/") else os.path.join(home, ".local", "state"),
                              "workspace-agent")
     last_run, problem = _read_last_run(os.path.join(state_dir, "last-run.json"))
-    report = {"last_sent_at": None, "queued": 0}
+    report: dict[str, Any] = {"last_sent_at": None, "queued": 0}
     try:
         with open(os.path.join(state_dir, "report", "state.json"), "rb") as handle:
             state = json.loads(handle.read(256 * 1024 + 1))
