@@ -144,3 +144,24 @@ def test_the_lockdown_is_on_disk_while_the_key_fetch_still_waits(tmp_path: Path)
     assert_lockdown_applied(ws, summary)
     errors = {r["rule_id"]: r["message"] for r in summary["rules"] if r["state"] == "error"}
     assert list(errors) == ["key.file"] and "no answer within" in errors["key.file"]
+
+
+@pytest.mark.slow
+def test_a_dripping_provisioner_cannot_stretch_the_provision_deadline(tmp_path: Path) -> None:
+    """One byte every 0.5 s used to turn a 3 s --provision-deadline into 38 s."""
+    from tests.standins.rawhttp import dripping_server
+
+    ws = Workspace.prepare(tmp_path / "ws", old_files=False, key="")
+    with dripping_server(interval=0.5) as server:
+        started = time.monotonic()
+        done = ws.run("bootstrap", "--json", CODER_WORKSPACE_ID="ws-1", CODER_WORKSPACE_OWNER="alice",
+                      PROVISIONER_SECRET=SECRET, PROVISIONER_URL=server.url,
+                      WORKSPACE_AGENT_PROVISION_DEADLINE="3")
+        took = time.monotonic() - started
+    summary = json.loads(done.stdout)
+    problem = summary["key"]["problem"]
+    assert problem.startswith(f"could not reach the key provisioner at {server.url} after 1 attempt in ")
+    said = float(problem.split(" attempt in ", 1)[1].split(" s:", 1)[0])
+    assert 3.0 * 0.9 <= said <= 3.0 * 1.1, problem  # measured by the agent itself
+    assert took < 3.0 + STARTUP_SLACK_S, took
+    assert_lockdown_applied(ws, summary)
