@@ -72,3 +72,18 @@ def test_check_and_bootstrap_import_nothing_heavy(home: Path, keyed_env: str, cl
         assert proc.returncode == 0, proc.stderr
         heavy = "HEAVY ['click']" if "--help" in args else "HEAVY []"
         assert proc.stdout.rstrip().endswith(heavy), (args, proc.stdout)
+
+
+def test_every_flag_the_fast_parser_knows_is_a_flag_of_the_click_command() -> None:
+    """The fast path must never accept what click would refuse (a renamed or removed option)."""
+    from workspace_agent.cli import cli
+    from workspace_agent.commands import _OWN
+
+    for command, flags in _OWN.items():
+        params = cli.commands[command].params  # type: ignore[attr-defined]
+        known = {opt for p in params for opt in (*p.opts, *p.secondary_opts)}
+        assert set(flags) <= known, (command, set(flags) - known)
+        takes_value = {opt for p in params if not getattr(p, "is_flag", False) for opt in p.opts}
+        assert {f for f, (_name, takes) in flags.items() if takes} <= takes_value
+        names = {p.name for p in params}
+        assert {name for name, _takes in flags.values()} <= names
