@@ -265,3 +265,13 @@ def test_timeout_must_be_positive() -> None:
 def test_is_loopback() -> None:
     assert all(transport.is_loopback(h) for h in ("127.0.0.1", "127.9.8.7", "localhost", "::1", "[::1]", "a.localhost"))
     assert not any(transport.is_loopback(h) for h in ("128.0.0.1", "127.0.0", "localhost.example", "10.0.0.1"))
+
+
+def test_proxy_variables_are_not_used(echo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peers are the platform's own services: a proxy meant for the internet is not in the way."""
+    dead = closed_port()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert transport.request("GET", echo + "/direct", timeout=3).status == 200
