@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SUITES), help=f"comma-separated subset of {', '.join(SUITES)}")
     parser.add_argument("--runs", type=int, default=30, help="runs of each agent command (median of these)")
     parser.add_argument("--python", type=Path, default=DEFAULT_PYTHON,
-                        help="the interpreter the agent runs with (the real one, not a pyenv shim)")
+                        help="the interpreter the agent runs with (the real one, not a pyenv shim; "
+                             "default: this one, so run the benchmark from the agent's venv)")
     parser.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 runs, short load phases, small fleet")
     parser.add_argument("--server-duration", type=float, default=10.0, help="seconds of each throughput phase")

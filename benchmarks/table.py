@@ -12,7 +12,7 @@ def _range(stat: dict[str, Any], digits: int = 0) -> str:
 
 def agent_table(agent: dict[str, Any]) -> list[str]:
     lines = [
-        f"Agent: {agent['runs']} interleaved runs of each command; × = median / median of python3 -c pass",
+        f"Agent: {agent['runs']} interleaved runs of each command; × = median / median of the agent's python -c pass",
         (f"  {agent['python']}; realistic home: {agent['home']['settings_json_lines']}-line settings.json, "
         f"{agent['home']['extensions']} extensions; load {agent['load_avg_before'][0]} → {agent['load_avg_after'][0]}"),
         f"  {'command':<46} {'wall ms median (min–max)':>24} {'×':>6} {'CPU ms median (min–max)':>23} {'×':>6} {'peak RSS MB':>11}",

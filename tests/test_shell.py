@@ -263,3 +263,25 @@ def test_bootstrap_installs_bash_completion_that_bash_loads(home: Path, keyed_en
         check=False,
     )
     assert proc.returncode == 0 and "workspace-agent" in proc.stdout
+
+
+def test_the_completion_file_is_checked_without_rendering_it_again(home: Path, keyed_env: str, cli,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its header names the versions and the hash of the script: a match means no click needed,
+    anything else (an edit, another version) renders it again and shows drift."""
+    from workspace_agent.clients import shell
+
+    cli("bootstrap", "-q")
+    path = Paths.for_home(home).bash_completion_file
+    text = path.read_text()
+    head, _, body = text.partition("\n")
+    assert head.startswith("# workspace-agent ") and "click " in head and body == shell.completion_script("bash")
+
+    rendered: list[str] = []
+    real = shell.completion_script
+    monkeypatch.setattr(shell, "completion_script", lambda name: rendered.append(name) or real(name))
+    assert shell.completion_file_text("bash", path) == text and rendered == []
+    path.write_text(text.replace("complete -o nosort", "complete -o default"))
+    assert shell.completion_file_text("bash", path) == text and rendered == ["bash"]
+    result = cli("check", "--no-diff")
+    assert result.code == 2 and "shell.completion.bash" in result.out

@@ -227,12 +227,13 @@ def read_policy(path: Path, required: bool) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise AgentError(f"cannot read policy file {path}: {exc.strerror}")
-    import tomlkit
-    from tomlkit.exceptions import TOMLKitError
+    if not text.strip():
+        return {}  # an empty policy (the usual case) needs no TOML parser
+    import tomllib
 
     try:
-        return tomlkit.parse(text).unwrap()
-    except TOMLKitError as exc:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise AgentError(f"policy file {path} is not valid TOML: {exc}")
 
 

@@ -12,7 +12,6 @@ import errno
 import os
 import re
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +98,8 @@ def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
     final_mode = mode if mode is not None else (stat.S_IMODE(current.st_mode) if current else 0o644)
     data = text.encode("utf-8")
     try:
+        import tempfile  # writes only: check and status never load it
+
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=directory)
     except OSError as exc:
         raise write_error(path, exc) from None

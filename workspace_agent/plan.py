@@ -12,7 +12,6 @@ from what is on disk at that moment, so an edit made between plan and apply is n
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -313,6 +312,8 @@ def render_diff(plan: Plan, show_path: Callable[[Path], str] = str) -> str:
     for file_plan in plan.files:
         name = show_path(file_plan.path)
         if file_plan.text_changes:
+            import difflib  # only when something would change: a compliant check never loads it
+
             before = (file_plan.fact.text or "").splitlines(keepends=True)
             after = (file_plan.desired_text or "").splitlines(keepends=True)
             diff = difflib.unified_diff(

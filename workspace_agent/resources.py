@@ -21,13 +21,24 @@ def generated_file(
 _UNSET = object()
 
 
+# The last texts parsed, read only: every key rule of one settings file parses the same text to
+# render and to show before/after (about sixty parses of a long settings.json per run otherwise).
+_PARSED: dict[str, dict[str, Any]] = {}
+_PARSED_KEPT = 4
+
+
 def _key_value(text: str | None, key: str, path: Path) -> Any:
     if text is None:
         return _UNSET
-    try:
-        data = jsonc.loads(text)
-    except jsonc.JsoncError as exc:
-        raise AgentError(f"{path} is not valid JSONC ({exc}); left untouched: fix or remove it") from None
+    data = _PARSED.get(text)
+    if data is None:
+        try:
+            data = jsonc.loads(text)
+        except jsonc.JsoncError as exc:
+            raise AgentError(f"{path} is not valid JSONC ({exc}); left untouched: fix or remove it") from None
+        if len(_PARSED) >= _PARSED_KEPT:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[text] = data
     return data.get(key, _UNSET)
 
 

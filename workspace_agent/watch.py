@@ -338,7 +338,7 @@ def fast_main(args: list[str], environ: Mapping[str, str]) -> int | None:
     handles (options, --help), so the full CLI runs it."""
     if any(arg not in ("-q", "--quiet") for arg in args):
         return None
-    from workspace_agent.config import load_config, policy_path, read_policy
+    from workspace_agent.policyfile import load
 
     quiet = bool(args)
 
@@ -347,9 +347,7 @@ def fast_main(args: list[str], environ: Mapping[str, str]) -> int | None:
             print(f"workspace-agent: {message}", file=sys.stderr, flush=True)
 
     try:
-        path, required = policy_path(None, environ)
-        policy = read_policy(path, required)
-        config = load_config({}, environ, policy)
+        config, policy = load({}, environ)
         return run(config, policy, environ=environ, say=say)
     except AgentError as exc:
         print(f"workspace-agent: {exc.message}", file=sys.stderr, flush=True)

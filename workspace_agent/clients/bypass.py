@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +119,8 @@ def _is_raw_credential(raw: str, key: str | None) -> bool:
     if "$" in raw or "`" in raw:
         return False
     try:
+        import shlex
+
         words = shlex.split(raw, comments=True)
     except ValueError:  # an unbalanced quote: judge the raw text
         words = [raw.strip().strip("'\"")]

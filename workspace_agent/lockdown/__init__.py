@@ -25,6 +25,14 @@ __all__ = ["Lockdown", "load", "rules"]
 
 def rules(desired: Desired, *, online: bool = False) -> list[Rule]:
     """Every lockdown rule: settings first, then extensions, then the installation and Coder."""
+    lockdown = desired.lockdown if desired.lockdown is not None else load(desired.policy)
+    config = desired.config
+    return [*local_rules(desired),
+            coder.server_env_rule(lockdown.coder_env, config.coder_url, config.coder_token, online=online)]
+
+
+def local_rules(desired: Desired) -> list[Rule]:
+    """The rules that need neither the key nor the network: bootstrap applies them first."""
     config = desired.config
     paths = desired.paths
     lockdown = desired.lockdown if desired.lockdown is not None else load(desired.policy)
@@ -32,5 +40,4 @@ def rules(desired: Desired, *, online: bool = False) -> list[Rule]:
     found: list[Rule] = settings.rules(lockdown, paths, roots)
     found += [removal.rule(ext_id, paths.extensions_dir, paths.code_server_dir, config.code_server_bin) for ext_id in lockdown.forbidden]
     found.append(codeserver.builtin_copilot_rule(config.code_server_bin, remove=lockdown.remove_builtin_copilot))
-    found.append(coder.server_env_rule(lockdown.coder_env, config.coder_url, config.coder_token, online=online))
     return found

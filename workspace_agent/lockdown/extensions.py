@@ -75,12 +75,31 @@ def folder_id(name: str) -> tuple[str, str | None] | None:
     return None
 
 
+# package.json → what it said, by (size, mtime, inode): each forbidden extension's rule scans every
+# folder, and a manifest read once per run is enough unless it changed.
+_MANIFESTS: dict[Path, tuple[tuple[int, int, int], tuple[str, str | None] | None]] = {}
+
+
 def manifest_id(folder: Path) -> tuple[str, str | None] | None:
     """publisher.name and version from the folder's package.json (None: not an extension)."""
     manifest = folder / "package.json"
     try:
-        if manifest.stat().st_size > MAX_MANIFEST_BYTES:
-            return None
+        info = manifest.stat()
+    except OSError:
+        return None
+    stamp = (info.st_size, info.st_mtime_ns, info.st_ino)
+    known = _MANIFESTS.get(manifest)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    found = _read_manifest(manifest, info.st_size)
+    _MANIFESTS[manifest] = (stamp, found)
+    return found
+
+
+def _read_manifest(manifest: Path, size: int) -> tuple[str, str | None] | None:
+    if size > MAX_MANIFEST_BYTES:
+        return None
+    try:
         doc = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None

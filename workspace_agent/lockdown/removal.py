@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 from workspace_agent import fsio
@@ -65,6 +64,8 @@ def uninstall(cli: Path, ext_id: str, extensions_dir: Path, user_data_dir: Path)
         "--user-data-dir",
         str(user_data_dir),
     ]
+    import subprocess  # only when an extension must go: not on the check path
+
     try:
         proc = subprocess.run(
             command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False
