@@ -6,8 +6,10 @@ open forever, and a few thousand of them hold the server's sockets and memory. T
 a timer when a connection opens and after each response; when it fires while no request is being
 handled (the next request's headers are still incomplete), the connection is closed.
 
-Pass it to uvicorn as `http=header_timeout_protocol(seconds)` (the class is picklable by name for
-`--workers`, the seconds come from the environment variable `HTTP_GUARD_HEADER_TIMEOUT_S`).
+Request lines and headers larger than MAX_HEADER_BYTES close the connection as well (httptools
+has no such limit of its own). Pass the class to uvicorn as `http=HeaderTimeoutProtocol`; the
+seconds come from the environment variable HTTP_GUARD_HEADER_TIMEOUT_S, so that `--workers`
+processes (which get the class by name) see the same setting.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 from typing import Any
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
+MAX_HEADER_BYTES = 64 * 1024  # a request line and headers larger than this close the connection
 ENV = "HTTP_GUARD_HEADER_TIMEOUT_S"
 
 try:  # uvicorn[standard] parses HTTP with httptools; plain uvicorn with h11
@@ -38,10 +41,19 @@ class HeaderTimeoutProtocol(_Base):  # type: ignore[misc, valid-type]
     """A connection must complete each request's headers within `header_timeout_s()`."""
 
     _header_timer: asyncio.TimerHandle | None = None
+    _header_bytes = 0  # received since the last request ended, while its headers are incomplete
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        waiting = not self._busy()
+        super().data_received(data)
+        if waiting and not self._busy():
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+                self.transport.close()  # headers this large are not a client of ours
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -53,14 +65,17 @@ class HeaderTimeoutProtocol(_Base):  # type: ignore[misc, valid-type]
             self._header_timer = None
         super().connection_lost(exc)
 
+    def _busy(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
     def _arm_header_timer(self) -> None:
+        self._header_bytes = 0
         if self._header_timer is not None:
             self._header_timer.cancel()
         self._header_timer = self.loop.call_later(header_timeout_s(), self._header_timeout)
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        busy = self.cycle is not None and not self.cycle.response_complete
-        if busy or self.transport.is_closing():
+        if self._busy() or self.transport.is_closing():
             return  # a request is being handled: its body has its own timeout (BodyLimit)
         self.transport.close()

@@ -288,7 +288,7 @@ def _first_repeat(ids: Iterable[str]) -> str | None:
     response_model=wire.EnrollResponse,
     tags=["workspace"],
     summary="Trade the workspace's Coder agent token (or the enrollment secret) for a workspace token",
-    responses=documented(401, 403, 413, 422, 503),
+    responses=documented(401, 403, 413, 422, 429, 503),
 )
 async def enroll(request: Request) -> wire.EnrollResponse:
     """`Coder-Agent-Token: <agent token>` (preferred: the server asks Coder who that is) and/or
