@@ -3,7 +3,8 @@
 An ASGI middleware: a declared `Content-Length` over the limit is answered 413 at once, without
 reading a byte of the body; a body without one (chunked) is counted while it streams through
 `receive`, and the first chunk that crosses the limit ends the request with 413. The 413 closes
-the connection (`Connection: close`), so nothing more of that body is read either. A body that
+the connection (`Connection: close`), so nothing more of that body is read either; so does any
+answer given before the app read the whole body (a 401 to a huge unauthenticated upload). A body that
 trickles in slower than `body_timeout_s` allows is answered 408 the same way.
 
 uvicorn stops reading a connection's socket while the app has 64 KB of its body unread, so a
@@ -86,10 +87,19 @@ class BodyLimit:
                 done = True
             return message
 
+        has_body = declared != 0 and (declared is not None or _chunked(scope))
+
         async def tracked_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if has_body and not done:
+                    # Answered without reading the whole body (a 401, say): close the connection
+                    # rather than let the server drain whatever the client still sends.
+                    headers = list(message.get("headers", []))
+                    if not any(n.lower() == b"connection" for n, _ in headers):
+                        headers.append((b"connection", b"close"))
+                    message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -119,6 +129,13 @@ class BodyLimit:
 
 def _too_large(limit: int) -> str:
     return f"the request body is larger than this route accepts ({limit} bytes)"
+
+
+def _chunked(scope: Scope) -> bool:
+    return any(
+        name == b"transfer-encoding" and b"chunked" in value.lower()
+        for name, value in scope.get("headers", ())
+    )
 
 
 def _content_length(scope: Scope) -> int | None:
