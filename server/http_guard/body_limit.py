@@ -109,7 +109,9 @@ class BodyLimit:
                 return
             await self._refuse(scope, send, exc.status, exc.sentence, limit)
 
-    async def _refuse(self, scope: Scope, send: Send, status: int, sentence: str, limit: int) -> None:
+    async def _refuse(
+        self, scope: Scope, send: Send, status: int, sentence: str, limit: int
+    ) -> None:
         if self.on_refused is not None:
             self.on_refused(scope, status)
         body = json.dumps(self.error_body(status, sentence, limit)).encode()

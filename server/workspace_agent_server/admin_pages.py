@@ -255,7 +255,7 @@ async def login(request: Request) -> Response:
     if match is None:
         # Only failures count, per source address: a guesser is slowed, an admin never is.
         if (wait := limits.login_failures.check(address)) is not None:
-            exc = too_many(limits, "login", wait, "failed sign-ins from this address")
+            exc = too_many(wait, "failed sign-ins from this address")
             return render(ctx, "login.html", 429, next=target, error=exc.detail.capitalize() + ".")
         problem = (
             "this server has no admin tokens (set DRIFT_ADMIN_TOKENS)"

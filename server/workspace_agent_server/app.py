@@ -21,12 +21,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from http_guard.body_limit import BodyLimit
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workspace_agent import wire
-
-from http_guard.body_limit import BodyLimit
 
 from . import __version__, admin_pages, api_docs, queries, routes, sessions
 from .db import make_engine, migrate, write_tx

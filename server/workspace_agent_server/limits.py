@@ -10,7 +10,7 @@ ids cannot turn into a flood of Coder API calls. Failed sign-ins are limited per
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -33,7 +33,6 @@ class Limits:
     enroll: RateLimiter
     coder_lookups: RateLimiter
     login_failures: RateLimiter
-    refused: dict[str, int] = field(default_factory=dict)  # what was refused, by limit
 
 
 def make_limits(settings: Settings) -> Limits:
@@ -50,8 +49,8 @@ def source(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def too_many(limits: Limits, which: str, wait: float, what: str) -> ApiError:
-    limits.refused[which] = limits.refused.get(which, 0) + 1
+def too_many(wait: float, what: str) -> ApiError:
+    """The 429 of a spent budget, with Retry-After."""
     seconds = max(math.ceil(wait), 1)
     return ApiError(
         429,

@@ -344,9 +344,7 @@ async def enroll(request: Request) -> wire.EnrollResponse:
                 agent_token, req.workspace.id, lambda: limits.coder_lookups.check(address)
             )
         except TooManyLookups as exc:
-            raise too_many(
-                limits, "coder_lookups", exc.retry_after, "identity checks from this address"
-            ) from None
+            raise too_many(exc.retry_after, "identity checks from this address") from None
         except IdentityRefused as exc:
             ctx.metrics.count_enroll_refused(exc.reason)
             raise ApiError(403, "identity_refused", exc.message) from None
@@ -373,9 +371,9 @@ async def enroll(request: Request) -> wire.EnrollResponse:
             )
         # The shared secret says nothing about who sends it: limited per source address.
         if (wait := limits.enroll.check(f"address:{address}")) is not None:
-            raise too_many(limits, "enroll", wait, "enrollments with the shared secret from here")
+            raise too_many(wait, "enrollments with the shared secret from here")
     elif (wait := limits.enroll.check(f"workspace:{req.workspace.id}")) is not None:
-        raise too_many(limits, "enroll", wait, f"enrollments of workspace {req.workspace.id!r}")
+        raise too_many(wait, f"enrollments of workspace {req.workspace.id!r}")
     new_token = auth.new_workspace_token()
 
     def tx() -> bool:

@@ -132,7 +132,8 @@ async def _aiter(items: Any) -> Any:
 
 
 def test_a_user_name_with_a_newline_cannot_forge_a_log_line(
-    provisioner: tuple[str, Path, dict[str, str]], coder: CoderStandin
+    provisioner: tuple[str, Path, dict[str, str]],  # noqa: F811 (the imported fixture)
+    coder: CoderStandin,
 ) -> None:
     """Finding: a `username` with a newline wrote a forged `key-issued …` line into the log."""
     url, log, _env = provisioner
@@ -149,7 +150,7 @@ def test_a_user_name_with_a_newline_cannot_forge_a_log_line(
 
 
 def test_half_sent_requests_to_the_provisioner_are_closed(
-    provisioner: tuple[str, Path, dict[str, str]],
+    provisioner: tuple[str, Path, dict[str, str]],  # noqa: F811 (the imported fixture)
 ) -> None:
     """The header-read timeout (KEY_PROVISIONER_HEADER_TIMEOUT_S, 2 s in this fixture's run)."""
     url, _log, _env = provisioner

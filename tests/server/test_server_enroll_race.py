@@ -49,7 +49,6 @@ async def test_the_shared_secret_never_takes_over_a_workspace_enrolling_verified
     api_factory: Callable[..., Any], coder: CoderStandin
 ) -> None:
     from workspace_agent_server import auth
-
     from workspace_agent_server.settings import Settings
 
     rng = random.Random(15)
@@ -73,7 +72,7 @@ async def test_the_shared_secret_never_takes_over_a_workspace_enrolling_verified
             while trials < TRIALS and (time.monotonic() - started < BUDGET_S or trials < MIN_TRIALS):
                 ws = coder.add_workspace()
 
-                async def verified() -> Any:
+                async def verified(ws: Any = ws) -> Any:
                     nonlocal verify_s
                     begun = time.monotonic()
                     answer = await api.client.post(
@@ -84,7 +83,7 @@ async def test_the_shared_secret_never_takes_over_a_workspace_enrolling_verified
                     verify_s = 0.8 * verify_s + 0.2 * (time.monotonic() - begun)
                     return answer
 
-                async def shared(delay: float) -> Any:
+                async def shared(delay: float, ws: Any = ws) -> Any:
                     await asyncio.sleep(delay)
                     return await api.client.post(
                         wire.ENROLL_PATH,

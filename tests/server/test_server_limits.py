@@ -77,7 +77,7 @@ async def test_every_route_refuses_a_body_over_its_limit_before_reading_it(
             size = 2 * 1024 * 1024  # over every route's limit (reports: 512 KiB)
             pulled = 0
 
-            async def body() -> AsyncIterator[bytes]:
+            async def body(size: int = size) -> AsyncIterator[bytes]:
                 nonlocal pulled
                 for _ in range(size // 65536):
                     pulled += 65536

@@ -136,7 +136,7 @@ def test_memory_stays_flat_under_concurrent_oversized_bodies(db_url: str, tmp_pa
         )
         assert len(results) == SENDERS
         for status, sent in results:
-            assert status.startswith("HTTP/1.1 413") or status.startswith("HTTP/1.1 401"), results
+            assert status.startswith(("HTTP/1.1 413", "HTTP/1.1 401")), results
             assert sent < BODY_MB * 2**20, "the server read a whole oversized body"
         assert peak - before < 40, f"RSS grew by {peak - before:.0f} MB"
 
