@@ -601,8 +601,10 @@ async def health(request: Request) -> JSONResponse:
     "/metrics",
     tags=["ops"],
     summary="Prometheus metrics (Bearer DRIFT_METRICS_TOKEN or an admin token)",
-    response_class=PlainTextResponse,
-    responses=documented(401, 403, 503),
+    responses={
+        200: {"description": "Prometheus text", "content": {"text/plain": {}}},
+        **documented(401, 403, 503),  # JSON error bodies, like every other route
+    },
 )
 async def metrics(request: Request) -> PlainTextResponse:
     ctx = ctx_of(request)
