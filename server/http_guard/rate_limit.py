@@ -37,6 +37,18 @@ class RateLimiter:
             self._forget_idle(now)
         return None
 
+    def spent(self, key: str) -> float | None:
+        """Like check, without counting: the seconds until `key` may go again, or None."""
+        now = self._clock()
+        times = self._seen.get(key)
+        if not times:
+            return None
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) >= self.limit:
+            return max(times[0] + self.window - now, 0.001)
+        return None
+
     def _forget_idle(self, now: float) -> None:
         for key in [k for k, t in self._seen.items() if not t or t[-1] <= now - self.window]:
             del self._seen[key]

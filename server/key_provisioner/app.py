@@ -106,6 +106,7 @@ def create_app(
     )
     limiter = RateLimiter(settings.rate_limit, settings.rate_window_s, clock)
     lookups = RateLimiter(settings.coder_lookup_limit, settings.rate_window_s, clock)
+    bad_keys = RateLimiter(settings.coder_lookup_limit, settings.rate_window_s, clock)
     locks = _Locks()
     store_box: list[Store] = []
 
@@ -176,11 +177,23 @@ def create_app(
         key = _bearer(request.headers.get("authorization"))
         if key is None:
             return error(401, "unauthorized")
+        # Each call asks LiteLLM: keys it refuses are counted per source address, and once they
+        # are spent nothing more is asked from there for a while (a good key is never counted).
+        address = request.client.host if request.client else "unknown"
+        if (wait := bad_keys.spent(address)) is not None:
+            seconds = max(math.ceil(wait), 1)
+            return error(
+                429,
+                f"too many unknown keys from this address: try again in {seconds} s",
+                {"Retry-After": str(seconds)},
+            )
         try:
             answer = await litellm.own_info(key)
         except LiteLLMError as exc:
             log.warning("key info: %s", exc.message)
             return error(502, "failed to contact LiteLLM")
+        if answer.status in (400, 401, 403, 404):
+            bad_keys.check(address)
         return JSONResponse(answer.body, status_code=answer.status)
 
     @app.post(KEY_PATH)

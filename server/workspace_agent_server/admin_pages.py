@@ -247,16 +247,18 @@ async def login(request: Request) -> Response:
     form = parse_qs(body.decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe_next((form.get("next") or ["/"])[0])
+    # Failed sign-ins are counted per source address; once they are spent, no token is even
+    # compared from there until the window passes (else a guesser would still learn the right one).
+    if (wait := limits.login_failures.spent(address)) is not None:
+        exc = too_many(wait, "failed sign-ins from this address")
+        return render(ctx, "login.html", 429, next=target, error=exc.detail.capitalize() + ".")
     match = (
         next((t for t in ctx.settings.admin_tokens if auth.matches(token, t)), None)
         if token
         else None
     )
     if match is None:
-        # Only failures count, per source address: a guesser is slowed, an admin never is.
-        if (wait := limits.login_failures.check(address)) is not None:
-            exc = too_many(wait, "failed sign-ins from this address")
-            return render(ctx, "login.html", 429, next=target, error=exc.detail.capitalize() + ".")
+        limits.login_failures.check(address)
         problem = (
             "this server has no admin tokens (set DRIFT_ADMIN_TOKENS)"
             if not ctx.settings.admin_tokens

@@ -19,6 +19,7 @@ from tests.identity.test_identity_keyprov_process import (  # noqa: F401 (a fixt
     provisioner,
 )
 from tests.standins.coder_agent_api import CoderStandin
+from tests.standins.litellm_keys import LitellmKeys
 
 
 @pytest.fixture
@@ -82,6 +83,27 @@ def test_fresh_workspace_ids_cannot_amplify_coder_lookups(
     assert set(statuses) == {403, 429} and statuses.count(429) >= 85, statuses
     assert len(coder.requests) <= 10, f"{len(coder.requests)} Coder calls for 100 claims"
     assert answers[-1].headers["retry-after"]
+
+
+def test_unknown_keys_at_key_info_cannot_flood_litellm(
+    prov_env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    """/api/v1/keys/info takes no other credential than the key it asks LiteLLM about: keys
+    LiteLLM refuses are counted per source address, and once spent nothing more is asked."""
+    env = {**prov_env, "KEY_PROVISIONER_CODER_LOOKUP_LIMIT": "10"}
+    ws = coder.add_workspace()
+    good = run(exchange(env, [{"body": key_body(ws.id), "agent_token": ws.agent.token}]))[0].key
+    probes = [
+        {"method": "GET", "path": "/api/v1/keys/info", "bearer": f"sk-guess-{i:04d}"}
+        for i in range(60)
+    ]
+    own = {"method": "GET", "path": "/api/v1/keys/info", "bearer": good}
+    answers = run(exchange(env, [own, own, *probes, own]))
+    statuses = [a.status for a in answers]
+    assert statuses[:2] == [200, 200]  # a good key is never counted
+    assert statuses[2:12] == [401] * 10 and set(statuses[12:]) == {429}, statuses
+    asked = [r for r in litellm.requests if r.target == "/key/info"]  # as the key itself
+    assert len(asked) == 12, len(asked)
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
