@@ -185,6 +185,13 @@ def test_half_sent_requests_are_closed_after_the_header_timeout(
                 sock.close()
 
 
+def read_until_closed(sock: socket.socket) -> str:
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received.decode("latin-1")
+
+
 def test_a_trickling_body_is_cut_off_and_log_lines_stay_json(db_url: str, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     with server(db_url, log, DRIFT_BODY_TIMEOUT_S="1") as (url, _proc):
@@ -195,7 +202,7 @@ def test_a_trickling_body_is_cut_off_and_log_lines_stay_json(db_url: str, tmp_pa
                 b"Authorization: Bearer enroll-secret-Km4Xy7Pq1Ns8Dv5\r\n\r\n{\"workspace\""
             )
             started = time.monotonic()
-            answer = sock.recv(4096).decode("latin-1")
+            answer = read_until_closed(sock)
             waited = time.monotonic() - started
         assert answer.startswith("HTTP/1.1 408"), answer
         assert json.loads(answer.split("\r\n\r\n", 1)[1])["reason"] == "timeout"
