@@ -195,6 +195,21 @@ corrections = Table(
 )
 
 
+# Admin sign-ins (issue 15): server-side, so that signing out or removing the admin token ends a
+# session at once. Only a hash of the cookie is kept. New tables need no schema step: migrate()'s
+# create_all adds a missing table to an older database.
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 of the cookie value
+    Column("admin_token_id", String(16), nullable=False),  # which admin token signed in
+    Column("csrf", String(64), nullable=False),  # the token every state-changing form sends
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_admin_sessions_expires", "expires_at"),
+)
+
+
 def make_engine(url: str, sqlite_synchronous: str = "normal") -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions.
 
