@@ -1,9 +1,12 @@
-"""Agent benchmarks: status --short, check and bootstrap (nothing to change) against `python3 -c pass`,
+"""Agent benchmarks: status --short, check and bootstrap (nothing to change) against `python -c pass`,
 and the same bootstrap work done by the platform's bash startup script (baseline_startup.sh).
 
-Every command runs with the real interpreter (not the pyenv shim, whose bash wrapper would add
-its own start-up) and the agent through its console script, as Coder would run it. All of them
-are interleaved in one run, so machine load hits them alike.
+The floor is the agent's own interpreter (`--python`, by default the one running the benchmark:
+run it from the agent's venv) started the way the agent is, with `-c pass`; a second row shows the
+machine's python3, whose site-packages may make its start-up slower (a flattering floor the
+ratios do not use). Every command runs with the real interpreter (not the pyenv shim, whose bash
+wrapper would add its own start-up) and the agent through its console script, as Coder would run
+it. All of them are interleaved in one run, so machine load hits them alike.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -24,17 +28,19 @@ from benchmarks.services import service
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_SCRIPT = Path(__file__).resolve().parent / "baseline_startup.sh"
-DEFAULT_PYTHON = Path("/root/.pyenv/versions/3.11.7/bin/python3")
+DEFAULT_PYTHON = Path(sys.executable)
+SYSTEM_PYTHON = Path("/usr/bin/python3")
 SECRET = "bench-provisioner-secret"
 
-PASS = "python3 -c pass"
+PASS = "python -c pass (the agent's interpreter)"
+SYSTEM_PASS = "  python3 -c pass (system, for reference)"
 STATUS = "workspace-agent status --short"
 CHECK = "workspace-agent check"
 BOOTSTRAP = "workspace-agent bootstrap (nothing to change)"
 PASTED = "  same, key pasted (no provisioner call)"
 BASELINE = "bash startup script (baseline)"
 
-TARGETS = {STATUS: 3.0, CHECK: 4.0}
+TARGETS = {STATUS: 3.0, CHECK: 4.0, BOOTSTRAP: 1.0}  # BOOTSTRAP: × the bash baseline
 RSS_TARGET_MB = 40.0
 
 
@@ -153,6 +159,8 @@ def run_agent_suite(runs: int, python: Path = DEFAULT_PYTHON, workdir: Path | No
         before = tree_digest(homes["agent-home"], skip=(state_dir,))
         commands = [
             Command(PASS, (str(python), "-c", "pass"), agent_env),
+            *([Command(SYSTEM_PASS, (str(SYSTEM_PYTHON), "-c", "pass"), base)]
+              if SYSTEM_PYTHON.is_file() and SYSTEM_PYTHON.resolve() != python.resolve() else []),
             Command(STATUS, (str(agent), "status", "--short"), agent_env),
             Command(CHECK, (str(agent), "check", "-q"), agent_env),
             Command(BOOTSTRAP, (str(agent), "bootstrap", "-q"), agent_env),
@@ -178,12 +186,17 @@ def run_agent_suite(runs: int, python: Path = DEFAULT_PYTHON, workdir: Path | No
             "cpu_ratio": round(st["cpu"].median / base_cpu, 2),
         }
     agent_rss = max(stats[n]["rss"].max for n in (STATUS, CHECK, BOOTSTRAP)) / 1024
+    bootstrap_vs_bash = stats[BOOTSTRAP]["wall"].median / stats[BASELINE]["wall"].median
+    rows[BOOTSTRAP]["wall_vs_baseline"] = round(bootstrap_vs_bash, 2)
+    rows[BOOTSTRAP]["cpu_vs_baseline"] = round(stats[BOOTSTRAP]["cpu"].median / stats[BASELINE]["cpu"].median, 2)
     checks = {
-        "status --short ≤ 3× python3 -c pass (wall median)": rows[STATUS]["wall_ratio"] <= TARGETS[STATUS],
-        "check ≤ 4× python3 -c pass (wall median)": rows[CHECK]["wall_ratio"] <= TARGETS[CHECK],
+        f"status --short ≤ {TARGETS[STATUS]:g}× python -c pass (wall median; now {rows[STATUS]['wall_ratio']:.2f}×)":
+            rows[STATUS]["wall_ratio"] <= TARGETS[STATUS],
+        f"check ≤ {TARGETS[CHECK]:g}× python -c pass (wall median; now {rows[CHECK]['wall_ratio']:.2f}×)":
+            rows[CHECK]["wall_ratio"] <= TARGETS[CHECK],
         f"agent peak RSS ≤ {RSS_TARGET_MB:.0f} MB (max of all runs)": agent_rss <= RSS_TARGET_MB,
-        "bootstrap faster than the bash baseline (wall median)":
-            stats[BOOTSTRAP]["wall"].median < stats[BASELINE]["wall"].median,
+        f"bootstrap ≤ {TARGETS[BOOTSTRAP]:g}× the bash baseline (wall median; now {bootstrap_vs_bash:.2f}×)":
+            bootstrap_vs_bash <= TARGETS[BOOTSTRAP],
     }
     return {
         "runs": runs,

@@ -224,6 +224,8 @@ def start_drift(
         PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "server")]),
         DRIFT_ENROLLMENT_SECRET=SECRET,
         DRIFT_ADMIN_TOKENS=ADMIN,
+        # the load generator enrolls its whole fleet from one address
+        DRIFT_ENROLL_RATE_LIMIT="1000000",
     )
     env.update(settings)
     args = [sys.executable, "-m", "workspace_agent_server", "--db", db_url, "--port", str(port)]
@@ -549,7 +551,7 @@ async def metric(port: int, name: str) -> float | None:
     """One value from /metrics (None: this server does not have it)."""
     conn = await Conn.open(port)
     try:
-        _, body = await conn.request("GET", "/metrics")
+        _, body = await conn.request("GET", "/metrics", bearer=ADMIN)
     finally:
         conn.close()
     for line in body.decode().splitlines():

@@ -13,9 +13,12 @@ from pathlib import Path
 import json5
 import pytest
 
-from tests.faults.workspace import NEW_KEY, Workspace, write
+from tests.faults.workspace import NEW_KEY, REPO, Workspace, write
 from tests.standins.provisioner import run_provisioner
 from tests.standins.stall import closed_port
+
+# Left out of `scripts/test --fast`: each test runs the agent as a process against a failing provisioner.
+pytestmark = pytest.mark.slow
 
 SECRET = "prov-Secret-Kx82hQ-7d"
 DEADLINE_S = 2.0
@@ -38,7 +41,7 @@ def standin(mode: str, secret: str = SECRET) -> Callable[[], Iterator[str]]:
 
 # name → (server, phrase of the key.file message, retried until the deadline)
 CASES: dict[str, tuple[Callable[[], Iterator[str]], str, bool]] = {
-    "down (connection refused)": (down, "cannot connect ([Errno 111] Connection refused)", True),
+    "down (connection refused)": (down, "cannot connect (Connection refused)", True),
     "refusing (connection reset)": (standin("reset"), "Connection reset by peer", True),
     "hanging past the deadline": (standin("hang"), "no answer within", True),
     "slow past the deadline": (standin("slow"), "no answer within", True),
@@ -110,4 +113,58 @@ def test_on_a_restart_the_stored_key_is_used_never_a_bad_one(tmp_path: Path, cas
     roo = json.loads((ws.home / ".config/roo-code/settings.json").read_text())
     assert roo["providerProfiles"]["apiConfigs"]["litellm"]["openAiApiKey"] == NEW_KEY
     assert (ws.home / ".config/workspace-agent/litellm.key").read_text() == NEW_KEY + "\n"
+    assert_lockdown_applied(ws, summary)
+
+
+@pytest.mark.slow
+def test_the_lockdown_is_on_disk_while_the_key_fetch_still_waits(tmp_path: Path) -> None:
+    """A provisioner that never answers cannot delay the lockdown: it is written before the first
+    network byte, and seen on disk while bootstrap is still waiting for the key."""
+    import subprocess
+
+    from tests.standins.stall import stalled_server
+
+    ws = Workspace.prepare(tmp_path / "ws", old_files=False, key="")
+    settings = ws.home / ".local/share/code-server/User/settings.json"
+    with stalled_server() as url:
+        env = ws.env(CODER_WORKSPACE_ID="ws-1", CODER_WORKSPACE_OWNER="alice", PROVISIONER_SECRET=SECRET,
+                     PROVISIONER_URL=url, WORKSPACE_AGENT_PROVISION_DEADLINE="6")
+        started = time.monotonic()
+        with subprocess.Popen(ws.command("bootstrap", "--json"), env=env, cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+            seen_at = None
+            while proc.poll() is None and time.monotonic() - started < 20:
+                if "chat.disableAIFeatures" in settings.read_text():
+                    seen_at = time.monotonic() - started
+                    break
+                time.sleep(0.05)
+            still_waiting = proc.poll() is None
+            out, _err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    assert seen_at is not None and still_waiting, "the lockdown was not written before the fetch ended"
+    assert seen_at < 6.0 < took, (seen_at, took)
+    summary = json.loads(out)
+    assert_lockdown_applied(ws, summary)
+    errors = {r["rule_id"]: r["message"] for r in summary["rules"] if r["state"] == "error"}
+    assert list(errors) == ["key.file"] and "no answer within" in errors["key.file"]
+
+
+@pytest.mark.slow
+def test_a_dripping_provisioner_cannot_stretch_the_provision_deadline(tmp_path: Path) -> None:
+    """One byte every 0.5 s used to turn a 3 s --provision-deadline into 38 s."""
+    from tests.standins.rawhttp import dripping_server
+
+    ws = Workspace.prepare(tmp_path / "ws", old_files=False, key="")
+    with dripping_server(interval=0.5) as server:
+        started = time.monotonic()
+        done = ws.run("bootstrap", "--json", CODER_WORKSPACE_ID="ws-1", CODER_WORKSPACE_OWNER="alice",
+                      PROVISIONER_SECRET=SECRET, PROVISIONER_URL=server.url,
+                      WORKSPACE_AGENT_PROVISION_DEADLINE="3")
+        took = time.monotonic() - started
+    summary = json.loads(done.stdout)
+    problem = summary["key"]["problem"]
+    assert problem.startswith(f"could not reach the key provisioner at {server.url} after 1 attempt in ")
+    said = float(problem.split(" attempt in ", 1)[1].split(" s:", 1)[0])
+    assert 3.0 * 0.9 <= said <= 3.0 * 1.1, problem  # measured by the agent itself
+    assert took < 3.0 + STARTUP_SLACK_S, took
     assert_lockdown_applied(ws, summary)

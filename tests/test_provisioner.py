@@ -21,22 +21,19 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.heavy import missing
 from tests.standins.provisioner import KEY_PATH, Standin, run_provisioner
+from tests.standins.rawhttp import canned_server, dripping_server
 from workspace_agent import provisioner
 from workspace_agent.errors import AgentError
 from workspace_agent.provisioner import KeyRequest, ProvisionedKey, backoff_ceiling, fetch_key
 
+# Left out of `scripts/test --fast`: each test talks to a provisioner stand-in over loopback.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "Prov-Secret-7f3a9c2e1b"
 REQUEST = KeyRequest(workspace_id="ws-1", username="alice", workspace_name="demo")
-
-
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """httpx honours proxy variables (trust_env); loopback tests must not go through one."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
 
 
 class Outcome:
@@ -386,19 +383,8 @@ def test_huge_body_is_never_loaded(announced: bool) -> None:
         assert out.elapsed < 2.0
 
 
-# Canned answers through httpx's MockTransport (the client still runs for real): the cases the
-# stand-in has no mode for.
-def _canned(status: int, body: Any, content_type: str = "application/json",
-            extra: dict[str, str] | None = None) -> httpx.MockTransport:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        headers = {"content-type": content_type, **(extra or {})}
-        return httpx.Response(status, content=raw, headers=headers)
-
-    return httpx.MockTransport(answer)
-
-
+# Canned answers from a real loopback server that sends exact bytes: the cases the stand-in has no
+# mode for.
 KEY = "sk-abcdefghijklmnopqrstuvwxyz012345"
 
 
@@ -413,8 +399,8 @@ KEY = "sk-abcdefghijklmnopqrstuvwxyz012345"
     ],
 )
 def test_valid_answers(status: int, body: Any, reused: bool) -> None:
-    out = call("http://provisioner.test:8100", transport=_canned(status, body),
-               extra_secrets=(body["key"],))
+    with canned_server(status, body) as server:
+        out = call(server.url, extra_secrets=(body["key"],))
     assert out.key == ProvisionedKey(key=body["key"], reused=reused, attempts=1)
 
 
@@ -435,8 +421,8 @@ def test_valid_answers(status: int, body: Any, reused: bool) -> None:
     ],
 )
 def test_invalid_success_answers(status: int, body: Any, phrase: str) -> None:
-    out = call("http://provisioner.test:8100", transport=_canned(status, body),
-               extra_secrets=(KEY, "sk-has space-inside-it", "sk-newline\n-inside-it"))
+    with canned_server(status, body) as server:
+        out = call(server.url, extra_secrets=(KEY, "sk-has space-inside-it", "sk-newline\n-inside-it"))
     assert phrase in out.message
     assert len(out.logs) == 1
 
@@ -455,7 +441,8 @@ def test_other_refusals_are_not_retried(
     status: int, body: Any, extra: dict[str, str] | None, phrase: str
 ) -> None:
     content_type = "text/html" if isinstance(body, bytes) else "application/json"
-    out = call("http://provisioner.test:8100", transport=_canned(status, body, content_type, extra))
+    with canned_server(status, body, extra, content_type) as server:
+        out = call(server.url)
     assert phrase in out.message
     assert len(out.logs) == 1
 
@@ -464,16 +451,16 @@ def test_other_refusals_are_not_retried(
 def test_transient_statuses_are_retried(status: int) -> None:
     fake = FakeTime()
     body = {"error": {"message": "LiteLLM says no", "type": "x", "code": str(status)}}
-    out = call("http://provisioner.test:8100", transport=_canned(status, body),
-               deadline=3.0, clock=fake.clock, sleep=fake.sleep)
+    with canned_server(status, body) as server:
+        out = call(server.url, deadline=3.0, clock=fake.clock, sleep=fake.sleep)
     assert len(out.logs) >= 2
     assert out.message.endswith(f": HTTP {status}: LiteLLM says no")
 
 
 def test_server_text_echoing_secrets_is_redacted() -> None:
     leaky = {"error": f"bad token {SECRET} for key {KEY} (sk-anotherkeylikething9)"}
-    out = call("http://provisioner.test:8100", transport=_canned(400, leaky),
-               extra_secrets=(KEY, "sk-anotherkeylikething9"))
+    with canned_server(400, leaky) as server:
+        out = call(server.url, extra_secrets=(KEY, "sk-anotherkeylikething9"))
     assert out.message.startswith("the key provisioner refused the request (400): bad token ")
 
 
@@ -520,7 +507,7 @@ def test_key_is_not_in_repr() -> None:
 @pytest.fixture
 def self_signed(tmp_path: Path) -> tuple[str, str]:
     if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
+        missing("openssl", "scripts/install-test-deps shells (or apt-get install openssl)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -546,7 +533,7 @@ def test_untrusted_certificate_is_not_retried_and_names_ssl_cert_file(
     self_signed: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)  # certifi's bundle: not our CA
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)  # the system store: not our CA
     with run_provisioner(secret=SECRET, tls=self_signed) as prov:
         out = call(prov.url, standin=prov)
         assert "TLS certificate" in out.message and "SSL_CERT_FILE" in out.message
@@ -662,3 +649,17 @@ def test_a_403_names_the_agent_token_among_the_things_to_check() -> None:
         {"error": "this agent token does not belong to workspace 'ws-1'"}).encode(), False, 65536, "http://p")
     assert isinstance(refused, provisioner._Failure) and refused.fatal is not None
     assert "does not belong to workspace" in refused.fatal and "CODER_AGENT_TOKEN" in refused.fatal
+
+
+# ---------------------------------------------------------------------------------------------
+# The deadline holds against a provisioner that drips its answer (one byte every 0.5 s)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("drip_body", [False, True])
+def test_a_dripping_provisioner_cannot_stretch_the_deadline(drip_body: bool) -> None:
+    with dripping_server(interval=0.5, drip_body=drip_body) as server:
+        out = call(server.url, deadline=3.0, attempt_timeout=10.0, sleep=time.sleep)
+    assert 3.0 * 0.9 <= out.elapsed <= 3.0 * 1.1, out.elapsed
+    assert out.message.startswith(f"could not reach the key provisioner at {server.url} after 1 attempt")
+    assert out.message.endswith("no answer within 3.0 s")

@@ -25,6 +25,9 @@ from workspace_agent.run import Outcome, execute
 from workspace_agent.spool import Spool
 from workspace_agent.wire import ENROLL_PATH, REPORTS_PATH
 
+# Left out of `scripts/test --fast`: each test runs the drift server stand-in and real agent runs.
+pytestmark = pytest.mark.slow
+
 WORKSPACE = "ws-7f3a"
 T0 = datetime(2031, 3, 4, 12, 0, tzinfo=UTC)
 
@@ -432,3 +435,27 @@ def test_a_damaged_report_state_starts_afresh_and_loses_no_queued_report(
     assert drift.report_ids()[:3] == queued and delivery.pending == 0 and delivery.error is None
     state = json.loads(workspace.report_state_file.read_text())
     assert state["last_sent_report_id"] == drift.report_ids()[-1]
+
+
+@pytest.mark.slow
+def test_dripping_servers_cannot_stretch_the_delivery_deadline(
+    cli: Callable[..., CliResult], workspace: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key-level fetch and the delivery share one deadline, whatever the servers drip."""
+    import time
+
+    from tests.standins.rawhttp import dripping_server
+
+    bootstrapped(cli)
+    with dripping_server(interval=0.5) as provisioner, dripping_server(interval=0.5) as drift_server:
+        monkeypatch.setenv("PROVISIONER_URL", provisioner.url)
+        monkeypatch.setenv("DRIFT_SERVER_URL", drift_server.url)
+        outcome = check_outcome()
+        started = time.monotonic()
+        delivery = report_mod.report_outcome(outcome, force=True, deadline=4.0)
+        took = time.monotonic() - started
+        assert provisioner.connections == 1 and drift_server.connections == 1
+    assert 4.0 * 0.9 <= took <= 4.0 * 1.1, took
+    assert not delivery.sent and delivery.pending == 1
+    assert "timed out" in (delivery.error or "")
+    assert any("no answer within 3 s" in note for note in delivery.notes)

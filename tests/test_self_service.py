@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from tests.conftest import CliResult
 from tests.standins.litellm_info import Account, run_litellm_info
 from tests.standins.provisioner import run_provisioner
+from tests.standins.rawhttp import dripping_server
 from tests.standins.stall import closed_port, stalled_server
 from workspace_agent.paths import Paths
 
@@ -181,6 +183,19 @@ def test_gateway_slow_names_the_timeout(cli: Cli, home: Path) -> None:
     with run_litellm_info({KEY: Account()}, mode="slow", delay=3.0) as info:
         result = cli("usage", "--gateway-url", info.url, "--timeout", "0.4")
     assert result.code == 13 and "within 0.4 s (timeout)" in result.err and info.url in result.err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["usage", "models"])
+def test_timeout_holds_against_a_gateway_that_drips(cli: Cli, home: Path, command: str) -> None:
+    """One byte every 0.5 s used to reset the wait each time: --timeout 3 took 38 s."""
+    store_key(home)
+    with dripping_server(interval=0.5) as server:
+        started = time.monotonic()
+        result = cli(command, "--gateway-url", server.url, "--timeout", "3")
+        took = time.monotonic() - started
+    assert result.code == 13 and "within 3 s (timeout)" in result.err
+    assert 3.0 * 0.9 <= took <= 3.0 * 1.1, took
 
 
 def test_by_model_unavailable_is_one_line(cli: Cli, home: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_KEY
+from tests.heavy import missing
 from workspace_agent.clients import shell
 from workspace_agent.paths import Paths
 
@@ -118,7 +119,7 @@ def _start_files(home: Path) -> dict[str, str]:
 @pytest.mark.parametrize("name", ["bash", "zsh", "fish"])
 def test_new_shell_has_the_gateway_and_key_but_no_start_file_holds_the_key(home: Path, keyed_env: str, cli, name: str) -> None:
     if shutil.which(name) is None:
-        pytest.skip(f"{name} is not installed (apt-get install {name})")
+        missing(name, "scripts/install-test-deps shells (or apt-get install zsh fish)")
     assert cli("bootstrap", "-q").code == 0
     env = _shell_env(home, SHELL_CMDS[name])
     assert env["OPENAI_API_KEY"] == keyed_env
@@ -212,6 +213,7 @@ def test_assistant_none_only_removes_the_old_block(home: Path, keyed_env: str, c
     assert (home / ".bashrc").read_text() == SKEL
 
 
+@pytest.mark.slow
 def test_shell_init_output_sets_the_same_environment(home: Path, keyed_env: str, cli, cli_proc) -> None:
     cli("bootstrap", "-q")
     (home / ".bashrc").unlink()
@@ -241,6 +243,7 @@ def test_placeholder_key_file_exports_no_key(home: Path, cli) -> None:
 # --- completion --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_completion_scripts_and_answers(cli_proc) -> None:
     for name, needle in (("bash", "complete -o nosort -F"), ("zsh", "#compdef workspace-agent"), ("fish", "complete --no-files")):
         out = cli_proc("completion", name)
@@ -260,3 +263,25 @@ def test_bootstrap_installs_bash_completion_that_bash_loads(home: Path, keyed_en
         check=False,
     )
     assert proc.returncode == 0 and "workspace-agent" in proc.stdout
+
+
+def test_the_completion_file_is_checked_without_rendering_it_again(home: Path, keyed_env: str, cli,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its header names the versions and the hash of the script: a match means no click needed,
+    anything else (an edit, another version) renders it again and shows drift."""
+    from workspace_agent.clients import shell
+
+    cli("bootstrap", "-q")
+    path = Paths.for_home(home).bash_completion_file
+    text = path.read_text()
+    head, _, body = text.partition("\n")
+    assert head.startswith("# workspace-agent ") and "click " in head and body == shell.completion_script("bash")
+
+    rendered: list[str] = []
+    real = shell.completion_script
+    monkeypatch.setattr(shell, "completion_script", lambda name: rendered.append(name) or real(name))
+    assert shell.completion_file_text("bash", path) == text and rendered == []
+    path.write_text(text.replace("complete -o nosort", "complete -o default"))
+    assert shell.completion_file_text("bash", path) == text and rendered == ["bash"]
+    result = cli("check", "--no-diff")
+    assert result.code == 2 and "shell.completion.bash" in result.out

@@ -190,3 +190,36 @@ def test_gather_survives_an_unreadable_queue_directory(home: Path) -> None:
     data = gather(paths)
     assert data["report"]["queued"] == 0
     assert status.render(paths, "short") == NEVER_CHECKED + "\n"
+
+
+def test_the_lean_short_line_equals_the_full_one(home: Path, keyed_env: str, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """short_from_files reads the files itself (no dataclasses): it must say what gather() says."""
+    from datetime import UTC, datetime
+
+    from workspace_agent.status import short_from_files, short_line
+
+    now = datetime(2031, 1, 1, tzinfo=UTC)
+    paths = Paths.for_home(home)
+
+    def same() -> str:
+        lean = short_from_files(str(home), os.environ, now)
+        assert lean == short_line(gather(paths), now)
+        return lean
+
+    assert same() == NEVER_CHECKED
+    assert cli("bootstrap", "-q").code == 0
+    assert same().startswith("compliant ")
+    paths.spool_dir.mkdir(parents=True)
+    for name in ("000000000001.json", "000000000002.json", "00000000000x.json", "000000000003.json.tmp"):
+        (paths.spool_dir / name).write_text("{}")
+    (paths.spool_dir / "000000000004.json").mkdir()
+    paths.report_state_file.write_text('{"last_sent_at": "2030-12-31T23:58:00+00:00"}')
+    assert "reported 2m ago (queue 2)" in same()
+    for damaged in ('{"last_sent_at": 7}', "not json", "[]"):
+        paths.report_state_file.write_text(damaged)
+        assert "not reported (queue 2)" in same()
+    paths.last_run_file.write_text("{}")
+    assert same().startswith("status unknown: ")
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "elsewhere"))
+    paths = Paths.for_home(home)
+    assert same() == NEVER_CHECKED

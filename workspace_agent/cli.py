@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import click
 
 from workspace_agent import __version__
-from workspace_agent.errors import EXIT_CHANGED, EXIT_ERROR, EXIT_INTERRUPTED, AgentError
+from workspace_agent.errors import EXIT_ERROR, EXIT_INTERRUPTED, AgentError
 
 DEMO_KEY = "sk-demo-0000000000000000workspace"
 
@@ -73,60 +72,24 @@ def cli() -> None:
     """
 
 
+# The command bodies are click-free (commands.py) so that entry.py can run the usual forms of
+# check / plan / bootstrap without importing click; these names keep the CLI's wiring short.
 def _load(options: dict[str, Any], environ: dict[str, str]) -> tuple[Any, dict[str, Any]]:
-    """Flags + environment + policy file → (AgentConfig, policy)."""
-    from workspace_agent.config import load_config, policy_path, read_policy
+    from workspace_agent.commands import load
 
-    policy_flag = options.pop("policy_file", None)
-    path, required = policy_path(policy_flag, environ)
-    policy = read_policy(path, required)
-    return load_config(options, environ, policy), policy
+    return load(options, environ)
 
 
-def _run_command(mode: str, options: dict[str, Any], *, as_json: bool, quiet: bool, wait: float,
-                 environ: dict[str, str] | None = None, show_diff: bool = True, report: bool = False) -> int:
-    from workspace_agent.output import render_json, render_text
-    from workspace_agent.run import execute, record
+def _run_command(mode: str, options: dict[str, Any], **kwargs: Any) -> int:
+    from workspace_agent.commands import run_command
 
-    env = dict(os.environ) if environ is None else environ
-    config, policy = _load(options, env)
-    log = (lambda message: None) if quiet or as_json else (lambda message: click.echo(message, err=True))
-    outcome = execute(mode, config, policy, environ=env, wait=wait, log=log, record_run=not report)  # type: ignore[arg-type]
-    delivery = None
-    if report:
-        delivery = _deliver(outcome, force=False)
-        record(outcome.desired.paths, outcome)
-    if as_json:
-        render_json(outcome, sys.stdout, extra={"report": delivery.summary()} if delivery else None)
-    else:
-        text = render_text(outcome, colour=sys.stdout.isatty(), quiet=quiet, show_diff=show_diff)
-        click.echo(text, nl=False)
-    if delivery is not None:
-        _show_delivery(delivery, config.secrets, quiet=quiet or as_json)
-    return outcome.exit_code
-
-
-def _deliver(outcome: Any, *, force: bool) -> Any:
-    """Report a run; a reporting problem never changes the run's own exit code."""
-    from workspace_agent.report import Delivery, report_outcome
-
-    try:
-        return report_outcome(outcome, force=force)
-    except AgentError as exc:
-        return Delivery(error=exc.message)
+    return run_command(mode, options, **kwargs)
 
 
 def _show_delivery(delivery: Any, secrets: tuple[str, ...], *, quiet: bool) -> None:
-    """Problems always go to stderr (also with -q); the success line and notes only when not quiet."""
-    from workspace_agent.redact import redact
+    from workspace_agent.commands import show_delivery
 
-    lines = [f"report: dropped: {why}" for why in delivery.dropped]
-    if delivery.error or not quiet:
-        lines.append(delivery.describe())
-    if not quiet:
-        lines += [f"report note: {note}" for note in delivery.notes]
-    for line in lines:
-        click.echo(f"workspace-agent: {redact(line, secrets)}", err=True)
+    show_delivery(delivery, secrets, quiet=quiet)
 
 
 @cli.command()
@@ -143,12 +106,14 @@ def bootstrap(
     as_json: bool, quiet: bool, dry_run: bool, demo: bool, wait: float, detailed_exitcodes: bool,
     send_report: bool, **options: Any
 ) -> int:
-    """Get the key, write the Roo Code and OpenCode configs, apply the lockdown.
+    """Get the key, write the AI clients' configs, apply the lockdown.
 
     Safe to run at every start and on a schedule: a second run changes nothing.
     """
     environ = None
     if demo:
+        import tempfile
+
         home = options.get("home") or tempfile.mkdtemp(prefix="workspace-agent-demo-")
         options.update(
             home=home,
@@ -159,13 +124,10 @@ def bootstrap(
         environ = {"PATH": os.environ.get("PATH", "")}  # ignore this machine's XDG/Coder variables
         if not quiet and not as_json:
             click.echo(f"demo: home {home}, demo key, nothing outside that directory is touched", err=True)
-    mode = "plan" if dry_run else "bootstrap"
-    if send_report and (dry_run or demo):
-        raise AgentError("--report cannot be combined with --dry-run or --demo: only real runs are reported")
-    code = _run_command(mode, options, as_json=as_json, quiet=quiet, wait=wait, environ=environ, report=send_report)
-    if mode == "bootstrap" and not detailed_exitcodes and code & EXIT_CHANGED:
-        code &= ~EXIT_CHANGED  # a start that fixed things succeeded: Coder must not see a failure
-    return code
+    from workspace_agent.commands import bootstrap as run_bootstrap
+
+    return run_bootstrap(options, as_json=as_json, quiet=quiet, dry_run=dry_run, wait=wait,
+                         detailed_exitcodes=detailed_exitcodes, send_report=send_report, environ=environ, demo=demo)
 
 
 @cli.command()
@@ -251,13 +213,10 @@ def shell_init(shell: str | None, **options: Any) -> int:
     A start file that already runs `workspace-agent shell-init` gets no second line from bootstrap.
     """
     from workspace_agent.clients.shell import snippet
-    from workspace_agent.config import load_config, policy_path, read_policy
     from workspace_agent.desired import build_desired
 
-    policy_flag = options.pop("policy_file", None)
-    path, required = policy_path(policy_flag, os.environ)
-    policy = read_policy(path, required)
-    desired = build_desired(load_config(options, os.environ, policy), policy)
+    config, policy = _load(options, dict(os.environ))
+    desired = build_desired(config, policy)
     click.echo(snippet(desired, shell or _default_shell()), nl=False)
     return 0
 
@@ -323,6 +282,28 @@ def report_command(as_json: bool, quiet: bool, force: bool, **options: Any) -> i
         for note in delivery.notes:
             click.echo(f"note: {redact(note, config.secrets)}", err=True)
     return 0 if delivery.ok else EXIT_ERROR
+
+
+@cli.command()
+@_setting_options
+@click.option("--debounce", default=50, show_default=True, type=click.IntRange(min=0, max=1000),
+              help="milliseconds of quiet that end a burst of writes before values are put back")
+@click.option("-q", "--quiet", is_flag=True, help="print only problems (corrections still go to the log)")
+def watch(debounce: int, quiet: bool, **options: Any) -> int:
+    """Stay running and put a changed locked value back within a second (start it next to code-server).
+
+    \b
+    Watches the User and Machine settings and the managed client configs through the kernel's
+    file events; each correction is one line on stderr and in ~/.local/state/workspace-agent/watch.log,
+    and goes to the drift server when DRIFT_SERVER_URL is set (after `report` has enrolled).
+    Stops cleanly on SIGTERM; a second watcher for the same user refuses to start (exit 1).
+    """
+    from workspace_agent.watch import run
+
+    env = dict(os.environ)
+    config, policy = _load(options, env)
+    say = (lambda m: None) if quiet else (lambda m: click.echo(f"workspace-agent: {m}", err=True))
+    return run(config, policy, environ=env, debounce_s=debounce / 1000, say=say)
 
 
 @cli.command()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -43,9 +42,86 @@ def settings_file(name: str) -> dict[str, Any]:
     """A TOML data file from settings/ (e.g. `models`, `clients`, `lockdown`)."""
     path = data_dir("settings") / f"{name}.toml"
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise AgentError(f"the installation is incomplete: {path} is missing") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AgentError(f"cannot read {path}: {exc}") from None
+    try:
+        return toml(text)
+    except ValueError as exc:  # tomllib.TOMLDecodeError
         raise AgentError(f"{path} is not valid TOML: {exc}") from None
+
+
+# Importing tomllib costs about as much as the rest of a `check`'s own modules, for data that only
+# changes with a release. COMPILED maps the sha256 of each shipped TOML text (settings/*.toml, the
+# review workflows' front matter) to its parsed value, as JSON: a text found there needs no
+# parser, any other text (an edited file, a policy) is parsed. Regenerate it after changing one:
+#     python -m workspace_agent.data
+COMPILED = "compiled-toml.json"
+
+
+def toml(text: str) -> dict[str, Any]:
+    """Parsed TOML; raises ValueError (tomllib.TOMLDecodeError) when it is not valid."""
+    found = _compiled().get(hashlib.sha256(text.encode("utf-8")).hexdigest())
+    if isinstance(found, dict):
+        import copy
+
+        return copy.deepcopy(found)  # callers may change what they get
+    import tomllib
+
+    return tomllib.loads(text)
+
+
+@cache
+def _compiled() -> dict[str, Any]:
+    import json
+
+    try:
+        loaded = json.loads((data_dir("settings") / COMPILED).read_text(encoding="utf-8"))
+    except (OSError, ValueError, AgentError):
+        return {}  # absent or damaged: everything is parsed, only slower
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def shipped_toml_texts() -> list[str]:
+    """Every TOML text the package ships (what COMPILED must hold)."""
+    from workspace_agent import review
+
+    texts = [path.read_text(encoding="utf-8") for path in sorted(data_dir("settings").glob("*.toml"))]
+    for path in sorted((data_dir("prompts") / "review").glob("*.md")):
+        front = review.front_matter(path.read_text(encoding="utf-8"))
+        if front is not None:
+            texts.append(front)
+    return texts
+
+
+def compile_toml() -> dict[str, Any]:
+    """sha256 of each shipped TOML text → its parsed value (texts JSON cannot hold are left out)."""
+    import json
+    import tomllib
+
+    compiled: dict[str, Any] = {}
+    for text in shipped_toml_texts():
+        value = tomllib.loads(text)
+        try:
+            if json.loads(json.dumps(value)) != value:
+                continue
+        except (TypeError, ValueError):
+            continue  # dates and times: parsed at run time
+        compiled[hashlib.sha256(text.encode("utf-8")).hexdigest()] = value
+    return compiled
+
+
+def main() -> int:
+    """Write settings/compiled-toml.json next to the TOML files it was made from."""
+    import json
+
+    target = data_dir("settings") / COMPILED
+    target.write_text(json.dumps(compile_toml(), indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,27 +4,26 @@ Each call returns an `Answer` (status and parsed body, or no answer at all) and 
 decision (retry, re-enroll, drop, queue) to report.py. Bodies are bounded both ways; neither
 the enrollment secret, the agent token nor the workspace token ever appears in a message.
 
-httpx is imported when a client is opened, never at import time.
+The HTTP is transport.py's; every request's time is a deadline over the whole exchange and is
+cut to what is left of the caller's overall deadline (`until`), so a drift server that drips its
+answers cannot stretch a delivery past it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-from workspace_agent import __version__
+from workspace_agent import transport
 from workspace_agent.redact import redact
+from workspace_agent.transport import AGENT_TOKEN_HEADER, TransportError
 from workspace_agent.wire import ENROLL_PATH, REPORTS_PATH
 
-if TYPE_CHECKING:  # pragma: no cover
-    import httpx
-
 MAX_ANSWER_BYTES = 64 * 1024
-CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 10.0
-AGENT_TOKEN_HEADER = "Coder-Agent-Token"
 
 
 @dataclass(frozen=True)
@@ -50,28 +49,21 @@ class Answer:
 
 
 class DriftClient:
-    """One connection pool to the drift server for the duration of a delivery."""
+    """The drift server's two routes for the duration of a delivery (one connection per request)."""
 
-    def __init__(self, base_url: str, *, transport: httpx.BaseTransport | None = None,
-                 timeout: float = REQUEST_TIMEOUT_S, secrets: tuple[str, ...] = ()) -> None:
-        import httpx
-
+    def __init__(self, base_url: str, *, timeout: float = REQUEST_TIMEOUT_S, secrets: tuple[str, ...] = (),
+                 until: float | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._secrets = secrets
-        self._httpx = httpx
-        self._client = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT_S, timeout)),
-            follow_redirects=False,
-            headers={"User-Agent": f"workspace-agent/{__version__}", "Accept": "application/json"},
-        )
+        self._timeout = timeout
+        self._until = until  # time.monotonic() after which no request may still be running
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._client.close()
+        return None
 
     def enroll(self, enrollment_secret: str, body_json: str, agent_token: str = "") -> Answer:
         """Enroll with the shared secret, the workspace's Coder agent token, or both (the server
@@ -83,40 +75,29 @@ class DriftClient:
         return self._post(REPORTS_PATH, token, body_json)
 
     def _post(self, path: str, bearer: str, body_json: str, extra: dict[str, str] | None = None) -> Answer:
-        httpx = self._httpx
-        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **(extra or {})}
+        timeout = self._timeout
+        if self._until is not None:
+            timeout = min(timeout, self._until - time.monotonic())
+            if timeout <= 0:
+                return Answer(None, None, "timed out (no time left)")
+        headers = {"Content-Type": "application/json", "Accept": "application/json", **(extra or {})}
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         try:
-            with self._client.stream("POST", self.base_url + path, content=body_json.encode("utf-8"),
-                                     headers=headers) as response:
-                raw = bytearray()
-                for chunk in response.iter_bytes():
-                    raw += chunk
-                    if len(raw) > MAX_ANSWER_BYTES:
-                        return Answer(response.status_code, None, "the answer was too large")
-                status = response.status_code
-        except httpx.TimeoutException:
-            return Answer(None, None, "timed out")
-        except httpx.ConnectError as exc:
-            return Answer(None, None, self._scrub(f"cannot connect ({_reason(exc)})"))
-        except (httpx.TransportError, OSError) as exc:
-            return Answer(None, None, self._scrub(f"connection failed ({_reason(exc)})"))
+            answer = transport.request("POST", self.base_url + path, timeout=timeout, headers=headers,
+                                       body=body_json.encode("utf-8"), max_body_bytes=MAX_ANSWER_BYTES,
+                                       secrets=self._secrets)
+        except TransportError as exc:
+            if exc.kind == transport.TIMEOUT:
+                return Answer(None, None, "timed out")
+            return Answer(None, None, self._scrub(exc.message))
+        if answer.too_large:
+            return Answer(answer.status, None, "the answer was too large")
         try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            return Answer(status, None, "the answer was not JSON")
-        return Answer(status, body)
+            body = json.loads(answer.body) if answer.body else None
+        except (ValueError, RecursionError):
+            return Answer(answer.status, None, "the answer was not JSON")
+        return Answer(answer.status, body)
 
     def _scrub(self, text: str) -> str:
         return redact(text, self._secrets)
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost OS reason of a connection failure ("Connection refused"), short."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror
-        seen = seen.__cause__ or seen.__context__
-    return (str(exc) or type(exc).__name__)[:120]

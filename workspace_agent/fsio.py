@@ -17,12 +17,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import random
 import re
-import shutil
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -365,12 +363,15 @@ def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
     build) so the workspace user can still read it.
     """
     data = text.encode("utf-8")
+    from random import choices  # writes only (check and status never load it); never imported
+    # while acting as the user, who may not be allowed to read this Python's files
+
     with privilege.acting_for(path), _parent(path, create=True) as dir_fd:
         current = _lstat_at(dir_fd, path)
         if current is not None and stat.S_ISLNK(current.st_mode):
             raise AgentError(f"{path} is a symbolic link; not writing through it")
         final_mode = mode if mode is not None else (stat.S_IMODE(current.st_mode) if current else 0o644)
-        fd, tmp_name = _create_temp(dir_fd, path)
+        fd, tmp_name = _create_temp(dir_fd, path, choices)
         try:
             os.fchmod(fd, final_mode)
             if current is not None and os.geteuid() == 0:
@@ -393,9 +394,9 @@ def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
             os.fsync(dir_fd)
 
 
-def _create_temp(dir_fd: int, path: Path) -> tuple[int, str]:
+def _create_temp(dir_fd: int, path: Path, choices: Callable[..., list[str]]) -> tuple[int, str]:
     for _attempt in range(100):
-        name = f".{path.name}.{''.join(random.choices(_TEMP_ALPHABET, k=8))}{TEMP_SUFFIX}"
+        name = f".{path.name}.{''.join(choices(_TEMP_ALPHABET, k=8))}{TEMP_SUFFIX}"
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         except FileExistsError:
@@ -547,6 +548,8 @@ def rename(path: Path, new_name: str) -> None:
 def remove_tree(path: Path) -> None:
     """Delete `path` (a folder with what is in it, or only the link when it is one), reached
     without following a link, and never leaving its parent directory."""
+    import shutil  # only when an extension folder must go; before acting as the user (see atomic_write)
+
     with privilege.acting_for(path):
         try:
             with _parent(path, create=False) as dir_fd:

@@ -6,18 +6,19 @@ AgentError of its class: each class has its own exit code (errors.py) because ea
 developer to do something different next. The key never appears in a message: every text that
 came from a server is redacted before it is shown.
 
-httpx is imported inside `call`, so importing this module stays cheap for the CLI.
+The HTTP is transport.py's: `Endpoint.timeout` (ai-usage/ai-models --timeout) is a deadline over
+the whole exchange, so a gateway that drips its answer cannot hold the command past it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from workspace_agent import transport
 from workspace_agent.errors import (
     EXIT_BAD_ANSWER,
     EXIT_BUDGET,
@@ -28,10 +29,9 @@ from workspace_agent.errors import (
     EXIT_UNREACHABLE,
     AgentError,
 )
+from workspace_agent.money import money
 from workspace_agent.redact import mask, redact
-
-if TYPE_CHECKING:  # pragma: no cover
-    import httpx
+from workspace_agent.transport import TransportError, one_line
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -108,74 +108,51 @@ def call(
     *,
     params: Mapping[str, str] | None = None,
     json_body: Any = None,
-    transport: httpx.BaseTransport | None = None,
 ) -> Answer:
     """Send one request; raise AgentError (EXIT_UNREACHABLE) when no complete answer arrives."""
-    import httpx
-
     shown = endpoint.base_url
-    url = endpoint.base_url.rstrip("/") + path
-    headers = {
-        "Authorization": f"Bearer {endpoint.key}",
-        "Accept": "application/json",
-        "User-Agent": _user_agent(),
-    }
-    started = time.perf_counter()
-    problem: str | None = None
+    problem: TransportError | None = None
     try:
-        with (
-            httpx.Client(transport=transport, trust_env=True, follow_redirects=False) as client,
-            client.stream(
-                method,
-                url,
-                params=params,
-                json=json_body,
-                headers=headers,
-                timeout=httpx.Timeout(endpoint.timeout),
-            ) as response,
-        ):
-            raw = _read_limited(response, started, endpoint.timeout)
-            status = response.status_code
-            answer_headers = {k.lower(): v for k, v in response.headers.items()}
-    except _TooSlow:
-        problem = "slow"
-    except httpx.TimeoutException:
-        problem = "slow"
-    except httpx.ConnectError as exc:
-        problem = f"cannot connect: {_reason(exc)}"
-    except httpx.TransportError as exc:
-        problem = f"the connection failed: {_reason(exc)}"
-    except httpx.HTTPError as exc:
-        problem = f"the request failed: {_reason(exc)}"
-    elapsed = time.perf_counter() - started
-    if problem == "slow":
-        raise AgentError(
-            f"{endpoint.name} at {shown} did not answer {method} {path} within "
-            f"{endpoint.timeout:g} s (timeout): it is overloaded or stuck; try again in a minute, "
-            "or allow more time with --timeout",
-            EXIT_UNREACHABLE,
+        response = transport.request(
+            method,
+            endpoint.base_url.rstrip("/") + path,
+            timeout=endpoint.timeout,
+            headers={"Authorization": f"Bearer {endpoint.key}", "Accept": "application/json"},
+            params=params,
+            json_body=json_body,
+            max_body_bytes=MAX_BODY_BYTES,
         )
+    except TransportError as exc:
+        problem = exc
     if problem is not None:
+        if problem.kind == transport.TIMEOUT:
+            raise AgentError(
+                f"{endpoint.name} at {shown} did not answer {method} {path} within "
+                f"{endpoint.timeout:g} s (timeout): it is overloaded or stuck; try again in a minute, "
+                "or allow more time with --timeout",
+                EXIT_UNREACHABLE,
+            )
         raise AgentError(
             redact(
-                f"cannot reach {endpoint.name} at {shown} ({problem}): check {endpoint.setting} "
-                f"(now {shown}) and that the service is running, then try again",
+                f"cannot reach {endpoint.name} at {shown} ({problem.message}): check "
+                f"{endpoint.setting} (now {shown}) and that the service is running, then try again",
                 [endpoint.key],
             ),
             EXIT_UNREACHABLE,
         )
-    if raw is None:
+    if response.too_large:
         raise AgentError(
             f"{endpoint.name} at {shown} sent more than {MAX_BODY_BYTES // (1024 * 1024)} MB for "
             f"{path}: {endpoint.setting} does not look like a LiteLLM proxy",
             EXIT_BAD_ANSWER,
         )
+    raw = response.body
     try:
         body = json.loads(raw) if raw else None
         text = ""
     except (ValueError, RecursionError):
         body, text = None, redact(_one_line(raw.decode("utf-8", "replace")), [endpoint.key])
-    return Answer(path, status, body, text, answer_headers, elapsed)
+    return Answer(path, response.status, body, text, response.headers, response.elapsed_s)
 
 
 def refusal(answer: Answer, endpoint: Endpoint) -> AgentError:
@@ -189,7 +166,7 @@ def refusal(answer: Answer, endpoint: Endpoint) -> AgentError:
         numbers = _BUDGET_NUMBERS.search(said)
         spent = _float(numbers.group(1)) if numbers else None
         max_budget = _float(numbers.group(2)) if numbers else None
-        amounts = f" (${spent:.2f} spent of ${max_budget:.2f})" if spent is not None and max_budget is not None else ""
+        amounts = f" ({money(spent)} spent of {money(max_budget)})" if spent is not None and max_budget is not None else ""
         return BudgetExhausted(
             f"the budget of key {masked} is used up{amounts}: requests are refused until it resets",
             spent,
@@ -247,24 +224,6 @@ def json_object(answer: Answer, endpoint: Endpoint) -> dict[str, Any]:
     return answer.body
 
 
-class _TooSlow(Exception):
-    """The body kept trickling in past the timeout."""
-
-
-def _read_limited(response: httpx.Response, started: float, timeout: float) -> bytes | None:
-    """The body, or None when it is larger than MAX_BODY_BYTES; _TooSlow past the timeout."""
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-        if time.perf_counter() - started > timeout:
-            raise _TooSlow
-    return b"".join(chunks)
-
-
 def _float(text: str) -> float | None:
     try:
         return float(text.rstrip("."))
@@ -273,15 +232,4 @@ def _float(text: str) -> float | None:
 
 
 def _one_line(text: str) -> str:
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return flat if len(flat) <= _SHOWN_MAX else flat[: _SHOWN_MAX - 1] + "…"
-
-
-def _reason(exc: BaseException) -> str:
-    return _one_line(str(exc)) or type(exc).__name__
-
-
-def _user_agent() -> str:
-    from workspace_agent import __version__
-
-    return f"workspace-agent/{__version__}"
+    return one_line(text, _SHOWN_MAX)

@@ -26,8 +26,6 @@ from workspace_agent.plan import ActionFact, ActionRule, Rule
 from workspace_agent.redact import mask, redact
 
 if TYPE_CHECKING:  # pragma: no cover
-    import httpx
-
     from workspace_agent.desired import Desired
     from workspace_agent.keysource import KeyResolution
 
@@ -86,10 +84,12 @@ def mismatch_message(on_key: str, requested: str) -> str:
     )
 
 
-def refresh(paths: Paths, provisioner_url: str, key: str, *, timeout: float = FETCH_TIMEOUT_S,
-            transport: httpx.BaseTransport | None = None) -> tuple[str | None, str | None]:
+def refresh(paths: Paths, provisioner_url: str, key: str, *,
+            timeout: float = FETCH_TIMEOUT_S) -> tuple[str | None, str | None]:
     """Ask the provisioner for the key's level and cache it: (level, note on failure). Never raises."""
-    level, problem = fetch_level(provisioner_url, key, timeout=timeout, transport=transport)
+    if timeout <= 0:
+        return None, f"could not learn the key's enforcement level from {provisioner_url}: no time left"
+    level, problem = fetch_level(provisioner_url, key, timeout=timeout)
     if level is None:
         return None, f"could not learn the key's enforcement level from {provisioner_url}: {problem}"
     record = {
@@ -104,29 +104,27 @@ def refresh(paths: Paths, provisioner_url: str, key: str, *, timeout: float = FE
     return level, None
 
 
-def fetch_level(provisioner_url: str, key: str, *, timeout: float = FETCH_TIMEOUT_S,
-                transport: httpx.BaseTransport | None = None) -> tuple[str | None, str]:
+def fetch_level(provisioner_url: str, key: str, *, timeout: float = FETCH_TIMEOUT_S) -> tuple[str | None, str]:
     """GET {provisioner}/api/v1/keys/info with the key → info.metadata.enforcement_level."""
-    import httpx
+    from workspace_agent import transport  # only reporting fetches: plan/check never load it
 
     try:
-        with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False) as client:
-            headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-            with client.stream("GET", provisioner_url.rstrip("/") + INFO_PATH, headers=headers) as response:
-                status, raw = response.status_code, bytearray()
-                for chunk in response.iter_bytes():
-                    raw += chunk
-                    if len(raw) > _MAX_INFO_BYTES:
-                        return None, "its answer was too large"
-    except httpx.TimeoutException:
-        return None, f"no answer within {timeout:g} s"
-    except (httpx.HTTPError, OSError) as exc:
-        return None, redact(f"cannot connect ({type(exc).__name__})", [key])
-    if status != 200:
-        return None, f"it answered HTTP {status}"
+        answer = transport.request(
+            "GET", provisioner_url.rstrip("/") + INFO_PATH, timeout=timeout,
+            headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
+            max_body_bytes=_MAX_INFO_BYTES,
+        )
+    except transport.TransportError as exc:
+        if exc.kind == transport.TIMEOUT:
+            return None, f"no answer within {timeout:g} s"
+        return None, redact(exc.message, [key])
+    if answer.too_large:
+        return None, "its answer was too large"
+    if answer.status != 200:
+        return None, f"it answered HTTP {answer.status}"
     try:
-        body: Any = json.loads(raw)
-    except ValueError:
+        body: Any = json.loads(answer.body)
+    except (ValueError, RecursionError):
         return None, "its answer was not JSON"
     return level_from_info(body)
 

@@ -12,7 +12,6 @@ from what is on disk at that moment, so an edit made between plan and apply is n
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -278,6 +277,11 @@ def _apply_file(file_plan: FilePlan) -> dict[str, str | None]:
         fact = fsio.read_fact(file_plan.path)
         if file_plan.user_file and fact.exists and not fsio.writable_by_owner(fact):
             raise AgentError(_read_only_message(fact))
+        if file_plan.user_file and fact.text == "" and file_plan.fact.text:
+            # Emptied since the plan: a program saving in place (truncate, then write) is mid-save.
+            # Folding "" would write only our keys and its text would land in a replaced inode.
+            raise AgentError(f"{file_plan.path} was emptied while the agent was about to edit it (another "
+                             "program is saving it); left as it is for the next run")
         if fact.text == file_plan.fact.text and fact.mode == file_plan.fact.mode:
             text, mode = file_plan.desired_text, file_plan.desired_mode
         else:  # changed under us since the plan: fold again on what is there now
@@ -340,6 +344,8 @@ MAX_DIFF_LINES = 20_000  # a changed region longer than this is summarised, not 
 def _unified(file_plan: FilePlan, name: str) -> str:
     """The unified diff of one file, computed only over the lines between the common prefix and
     suffix (so an edit at the end of an 8 MB settings.json does not diff 400,000 lines)."""
+    import difflib  # only when something would change: a compliant check never loads it
+
     old, new = file_plan.fact.text or "", file_plan.desired_text or ""
     start, old_end, new_end = _changed_region(old, new)
     skipped = old.count("\n", 0, start)

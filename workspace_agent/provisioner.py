@@ -11,8 +11,8 @@ jitter until an overall deadline; anything that retrying cannot fix (a wrong sec
 URL, an answer that is not the provisioner's) fails at once with a sentence saying what to
 change. Neither the secret nor the key ever appears in a message, log line or exception.
 
-httpx is imported inside `fetch_key` only: importing this module stays cheap for the CLI's
-fast paths.
+The HTTP itself is transport.py's: each attempt's time is a deadline over the whole exchange,
+so a provisioner that drips its answer cannot hold a start (and its lock) past `deadline`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from workspace_agent import transport
 from workspace_agent.errors import AgentError
 from workspace_agent.redact import redact
-
-if TYPE_CHECKING:  # pragma: no cover
-    import httpx
+from workspace_agent.transport import AGENT_TOKEN_HEADER, TransportError
 
 KEY_PATH = "/api/v1/keys/workspace"
-AGENT_TOKEN_HEADER = "Coder-Agent-Token"
 # How the provisioner knew the caller: Coder vouched for the workspace, or only the shared secret.
 VERIFIED = "coder-agent-token"
 UNVERIFIED = "provisioner-secret"
@@ -104,18 +102,16 @@ def fetch_key(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     log: Callable[[str], None] = lambda _m: None,
-    transport: httpx.BaseTransport | None = None,
     agent_token: str = "",
 ) -> ProvisionedKey:
     """Ask the key provisioner at `base_url` for `request`'s workspace key.
 
     Retries transient failures until `deadline` seconds have passed (each attempt gets at
-    most `attempt_timeout` seconds and never more than the time left; a pause is shortened
-    so that MIN_ATTEMPT_S remain for the next attempt, and with less left it gives up
-    rather than sleep); raises `AgentError`
-    with an actionable sentence when it gives up or when retrying cannot help. `log` gets
-    one line per attempt. `transport` replaces httpx's network transport (TLS verification
-    then is the transport's business; by default httpx honours SSL_CERT_FILE/SSL_CERT_DIR).
+    most `attempt_timeout` seconds, for the whole exchange, and never more than the time left;
+    a pause is shortened so that MIN_ATTEMPT_S remain for the next attempt, and with less left
+    it gives up rather than sleep); raises `AgentError` with an actionable sentence when it
+    gives up or when retrying cannot help. `log` gets one line per attempt. TLS trusts the
+    system's CA store, or SSL_CERT_FILE/SSL_CERT_DIR when set.
     """
     if deadline <= 0 or attempt_timeout <= 0 or max_body_bytes <= 0:
         raise ValueError("deadline, attempt_timeout and max_body_bytes must be positive")
@@ -124,70 +120,46 @@ def fetch_key(
         return redact(text, [secret, agent_token])
 
     _check_secret(secret)
-
-    import httpx
-
-    url, shown = _endpoint(httpx, base_url, scrub)
-    headers = {
-        "Authorization": f"Bearer {secret}",
-        "Accept": "application/json",
-        "Accept-Encoding": "identity",  # the size limit then applies to what is on the wire
-        "User-Agent": _user_agent(),
-    }
+    url, shown = _endpoint(base_url, scrub)
+    headers = {"Authorization": f"Bearer {secret}", "Accept": "application/json"}
     if agent_token.strip():
         headers[AGENT_TOKEN_HEADER] = agent_token.strip()
     body = asdict(request)
 
-    client, problem = None, ""
-    try:
-        client = httpx.Client(transport=transport, trust_env=True, follow_redirects=False)
-    except OSError as exc:  # ssl.SSLError is an OSError: a bad CA bundle
-        problem = _describe(exc)
-    if client is None:  # raised here, not in the handler: no exception chained to the error
-        raise AgentError(
-            scrub(
-                "cannot set up TLS for the key provisioner: the CA bundle named by "
-                f"SSL_CERT_FILE/SSL_CERT_DIR cannot be loaded ({problem}): fix or unset it"
-            )
-        )
-
     start = clock()
     end = start + deadline
     attempt = 0
-    with client:
-        while True:
-            attempt += 1
-            timeout = min(attempt_timeout, max(end - clock(), 0.0))
-            outcome = _attempt(
-                httpx, client, url, shown, headers, body, timeout, max_body_bytes, clock
+    while True:
+        attempt += 1
+        timeout = min(attempt_timeout, max(end - clock(), 0.0))
+        outcome = _attempt(url, shown, headers, body, timeout, max_body_bytes)
+        if isinstance(outcome, ProvisionedKey):
+            status = "existing key reused" if outcome.reused else "new key issued"
+            log(scrub(f"provisioner attempt {attempt} succeeded: {status}"))
+            return ProvisionedKey(
+                key=outcome.key, reused=outcome.reused, attempts=attempt, identity=outcome.identity
             )
-            if isinstance(outcome, ProvisionedKey):
-                status = "existing key reused" if outcome.reused else "new key issued"
-                log(scrub(f"provisioner attempt {attempt} succeeded: {status}"))
-                return ProvisionedKey(
-                    key=outcome.key, reused=outcome.reused, attempts=attempt, identity=outcome.identity
+        reason = scrub(outcome.reason)
+        if outcome.fatal is not None:
+            log(f"provisioner attempt {attempt} failed: {reason}; not retrying")
+            raise AgentError(scrub(outcome.fatal))
+        room = end - clock() - MIN_ATTEMPT_S  # what a pause may use and leave an attempt
+        if room <= 0:
+            log(
+                f"provisioner attempt {attempt} failed: {reason}; giving up "
+                f"(the {deadline:g} s deadline leaves no time for another attempt)"
+            )
+            elapsed = clock() - start
+            plural = "" if attempt == 1 else "s"
+            raise AgentError(
+                scrub(
+                    f"could not reach the key provisioner at {shown} after {attempt} "
+                    f"attempt{plural} in {elapsed:.1f} s: {reason}"
                 )
-            reason = scrub(outcome.reason)
-            if outcome.fatal is not None:
-                log(f"provisioner attempt {attempt} failed: {reason}; not retrying")
-                raise AgentError(scrub(outcome.fatal))
-            room = end - clock() - MIN_ATTEMPT_S  # what a pause may use and leave an attempt
-            if room <= 0:
-                log(
-                    f"provisioner attempt {attempt} failed: {reason}; giving up "
-                    f"(the {deadline:g} s deadline leaves no time for another attempt)"
-                )
-                elapsed = clock() - start
-                plural = "" if attempt == 1 else "s"
-                raise AgentError(
-                    scrub(
-                        f"could not reach the key provisioner at {shown} after {attempt} "
-                        f"attempt{plural} in {elapsed:.1f} s: {reason}"
-                    )
-                )
-            pause = min(_full_jitter(backoff_ceiling(attempt)), room)
-            log(f"provisioner attempt {attempt} failed: {reason}; retrying in {pause:.1f} s")
-            sleep(pause)
+            )
+        pause = min(_full_jitter(backoff_ceiling(attempt)), room)
+        log(f"provisioner attempt {attempt} failed: {reason}; retrying in {pause:.1f} s")
+        sleep(pause)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,86 +167,54 @@ def fetch_key(
 
 
 def _attempt(
-    httpx: Any,
-    client: httpx.Client,
     url: str,
     shown: str,
     headers: dict[str, str],
     body: dict[str, Any],
     timeout: float,
     max_body_bytes: int,
-    clock: Callable[[], float],
 ) -> ProvisionedKey | _Failure:
     """POST once; return the key, or a `_Failure` (no exception escapes, none is chained)."""
-    started = clock()
+    if timeout <= 0:
+        return _Failure("no time left for an attempt")
     try:
-        with client.stream(
-            "POST", url, json=body, headers=headers, timeout=httpx.Timeout(timeout)
-        ) as response:
-            status = response.status_code
-            content_type = response.headers.get("content-type", "")
-            location = response.headers.get("location", "")
-            raw, too_big = _read_limited(response, max_body_bytes, clock, started + timeout)
-    except _AttemptTooSlow:
-        return _Failure(f"the answer did not arrive within {timeout:.1f} s")
-    except httpx.ConnectTimeout:
-        return _Failure(f"connecting timed out after {timeout:.1f} s")
-    except httpx.ReadTimeout:
+        answer = transport.request("POST", url, timeout=timeout, headers=headers, json_body=body,
+                                   max_body_bytes=max_body_bytes)
+    except TransportError as exc:
+        return _transport_failure(exc, timeout, shown)
+    return _judge(answer.status, answer.header("content-type"), answer.header("location"),
+                  answer.body, answer.too_large, max_body_bytes, shown)
+
+
+def _transport_failure(exc: TransportError, timeout: float, shown: str) -> _Failure:
+    """No answer: retried, except what retrying cannot fix (an untrusted certificate, TLS setup)."""
+    if exc.kind == transport.TIMEOUT:
+        if exc.phase == "connect":
+            return _Failure(f"connecting timed out after {timeout:.1f} s")
         return _Failure(f"no answer within {timeout:.1f} s")
-    except httpx.TimeoutException:
-        return _Failure(f"timed out after {timeout:.1f} s")
-    except httpx.ConnectError as exc:
-        untrusted = _certificate_problem(exc)
-        if untrusted is not None:
-            return _Failure(
-                f"TLS certificate not trusted ({untrusted})",
-                fatal=(
-                    f"the key provisioner's TLS certificate at {shown} is not trusted "
-                    f"({untrusted}): set SSL_CERT_FILE to the CA bundle that signed it"
-                ),
-            )
-        return _Failure(f"cannot connect ({_describe(exc)})")
-    except httpx.RemoteProtocolError as exc:
-        return _Failure(f"the connection closed without a complete answer ({_describe(exc)})")
-    except httpx.DecodingError as exc:
+    if exc.kind == transport.TLS_UNTRUSTED:
         return _Failure(
-            f"undecodable answer ({_describe(exc)})",
+            exc.message,
             fatal=(
-                f"the key provisioner at {shown} sent an answer that cannot be decoded "
-                f"({_describe(exc)}): check PROVISIONER_URL (not retried)"
+                f"the key provisioner at {shown}: {exc.message}: set SSL_CERT_FILE to the CA "
+                "bundle that signed its certificate"
             ),
         )
-    except httpx.TransportError as exc:  # ReadError, WriteError, ProxyError, ...
-        return _Failure(f"the connection failed ({_describe(exc)})")
-    except httpx.HTTPError as exc:
+    if exc.kind == transport.TLS_SETUP:
+        return _Failure(exc.message, fatal=f"cannot set up TLS for the key provisioner: {exc.message}: fix or unset it")
+    if exc.kind == transport.CONNECT:
+        return _Failure(exc.message)
+    if exc.kind == transport.PROTOCOL:
         return _Failure(
-            f"request failed ({_describe(exc)})",
-            fatal=f"talking to the key provisioner at {shown} failed: {_describe(exc)}",
+            f"undecodable answer ({exc.message})",
+            fatal=(
+                f"the key provisioner at {shown} sent an answer that is not HTTP "
+                f"({exc.message}): check PROVISIONER_URL (not retried)"
+            ),
         )
-    return _judge(status, content_type, location, raw, too_big, max_body_bytes, shown)
-
-
-class _AttemptTooSlow(Exception):
-    """The body kept trickling in past the attempt's time."""
-
-
-def _read_limited(
-    response: httpx.Response, limit: int, clock: Callable[[], float], until: float
-) -> tuple[bytes, bool]:
-    """Read at most `limit` bytes of the body; (bytes, True) when there was more."""
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return b"", True
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():
-        size += len(chunk)
-        if size > limit:
-            return b"", True  # leaving the `with` closes the connection: nothing more is read
-        chunks.append(chunk)
-        if clock() > until:
-            raise _AttemptTooSlow
-    return b"".join(chunks), False
+    if exc.kind == transport.CLOSED:
+        return _Failure(f"the connection closed without a complete answer ({exc.message})")
+    return _Failure(f"request failed ({exc.message})", fatal=f"talking to the key provisioner at {shown} failed: {exc.message}")
 
 
 def _judge(
@@ -416,22 +356,18 @@ def _check_secret(secret: str) -> None:
         )
 
 
-def _endpoint(httpx: Any, base_url: str, scrub: Callable[[str], str]) -> tuple[str, str]:
+def _endpoint(base_url: str, scrub: Callable[[str], str]) -> tuple[str, str]:
     """(URL to POST to, the base URL as shown in messages: no user info, query or fragment)."""
     try:
-        parsed = httpx.URL(base_url.strip())
-    except (httpx.InvalidURL, TypeError, ValueError):
-        parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        target = transport.parse_url(base_url)
+    except TransportError:
         shown = scrub(_sanitize(base_url, 100))
         raise AgentError(
             f"PROVISIONER_URL {shown!r} is not an http:// or https:// URL: set it to the key "
             "provisioner's base URL (port 8100 on the platform)"
-        )
-    # User info would become Basic auth and replace the bearer token: drop it, with any query.
-    bare = parsed.copy_with(username=None, password=None, query=None, fragment=None)
-    shown = str(bare).rstrip("/")
-    return str(bare.copy_with(path=bare.path.rstrip("/") + KEY_PATH)), shown
+        ) from None
+    # User info would be a second credential: it is dropped, with any query and fragment.
+    return target.shown + KEY_PATH, target.shown
 
 
 def _error_text(raw: bytes, content_type: str) -> str:
@@ -458,32 +394,4 @@ def _error_text(raw: bytes, content_type: str) -> str:
 
 def _sanitize(text: str, limit: int) -> str:
     """One printable line of at most `limit` characters."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _describe(exc: BaseException) -> str:
-    text = _sanitize(str(exc), _REASON_MAX)
-    return text or type(exc).__name__
-
-
-def _certificate_problem(exc: BaseException) -> str | None:
-    """The verification message when a connection failed on an untrusted certificate."""
-    import ssl
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return _sanitize(current.verify_message or str(current), _REASON_MAX)
-        current = current.__cause__ or current.__context__
-    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        return _describe(exc)
-    return None
-
-
-def _user_agent() -> str:
-    from workspace_agent import __version__
-
-    return f"workspace-agent/{__version__}"
+    return transport.one_line(text, limit)

@@ -38,7 +38,7 @@ Clock = Callable[[], datetime]
 
 DEFAULT_HEARTBEAT_S = 300
 HEARTBEAT_JITTER = 0.1  # ± this fraction of the interval, drawn once per report
-DELIVERY_DEADLINE_S = 30.0  # a scheduled check must not hang on a slow server
+DELIVERY_DEADLINE_S = 30.0  # all of a run's network time (key level + flush): a slow server cannot hang it
 LOCK_WAIT_S = 30.0
 _OK = (200, 201, 202)
 _OUR_BUG = (400, 413, 422)  # retrying the same bytes cannot help: drop that report
@@ -205,14 +205,15 @@ def report_outcome(
     spool = spool or Spool(paths.spool_dir)
     delivery = Delivery()
     with lock.exclusive(paths.report_lock_file, LOCK_WAIT_S):
-        key_level = _refresh_key_level(outcome, delivery)
+        until = time.monotonic() + deadline
+        key_level = _refresh_key_level(outcome, delivery, until)
         state, note = reportstate.load(paths.report_state_file)
         if note:
             delivery.notes.append(note)
         _queue_if_needed(outcome, state, spool, delivery, key_level, force=force, now=clock(), uniform=uniform)
         reportstate.save(paths.report_state_file, state)
         try:
-            _flush(config, paths, spool, state, delivery, clock=clock, deadline=deadline, log=log)
+            _flush(config, paths, spool, state, delivery, clock=clock, deadline=deadline, until=until, log=log)
         finally:
             delivery.pending = len(spool.entries())
             if delivery.error:
@@ -225,13 +226,14 @@ def report_outcome(
     return delivery
 
 
-def _refresh_key_level(outcome: Outcome, delivery: Delivery) -> str | None:
+def _refresh_key_level(outcome: Outcome, delivery: Delivery, until: float) -> str | None:
     """Learn the key's level (best effort) and put the fresh `key.enforcement-level` result in the outcome."""
     key = outcome.key.key
     if not key:
         return None
     config, paths = outcome.desired.config, outcome.desired.paths
-    level, note = keylevel.refresh(paths, config.provisioner_url, key)
+    timeout = min(keylevel.FETCH_TIMEOUT_S, until - time.monotonic())
+    level, note = keylevel.refresh(paths, config.provisioner_url, key, timeout=timeout)
     if note:
         delivery.notes.append(note)
     fresh = build_plan(keylevel.rules(outcome.desired, outcome.key)).results
@@ -379,7 +381,8 @@ def _stop_reason(answer: Any, url: str, path: str) -> str:
 
 
 def _flush(config: AgentConfig, paths: Paths, spool: Spool, state: reportstate.ReportState,
-           delivery: Delivery, *, clock: Clock, deadline: float, log: Callable[[str], None]) -> None:
+           delivery: Delivery, *, clock: Clock, deadline: float, until: float,
+           log: Callable[[str], None]) -> None:
     """Send the queued reports oldest first; stop at the first problem that retrying later could fix."""
     entries = spool.entries()
     if not entries:
@@ -389,7 +392,6 @@ def _flush(config: AgentConfig, paths: Paths, spool: Spool, state: reportstate.R
     token, note = load_token(paths, config)
     if note:
         delivery.notes.append(note)
-    started = time.monotonic()
     reenrolled = False
     url = config.drift_server_url
 
@@ -400,10 +402,10 @@ def _flush(config: AgentConfig, paths: Paths, spool: Spool, state: reportstate.R
         log(why)
 
     secrets = (*config.secrets, *((token.token,) if token else ()))
-    with DriftClient(url, secrets=secrets) as client:
+    with DriftClient(url, secrets=secrets, until=until) as client:
         index = 0
         while index < len(entries):
-            if time.monotonic() - started > deadline:
+            if time.monotonic() >= until:
                 delivery.error = f"delivery took longer than {deadline:g} s; the rest goes out next time"
                 return
             entry = entries[index]

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself is not imported: `status --short` runs every few seconds
+if TYPE_CHECKING:
+    from typing import Any
 
 from workspace_agent import fsio
 from workspace_agent.errors import AgentError
+from workspace_agent.isotime import parse_time
+
+__all__ = ["ReportState", "load", "parse_time", "save"]
 
 
 @dataclass
@@ -67,14 +72,3 @@ def load(path: Path) -> tuple[ReportState, str | None]:
 
 def save(path: Path, state: ReportState) -> None:
     fsio.atomic_write(path, state.to_json(), 0o600)
-
-
-def parse_time(value: object) -> datetime | None:
-    """An ISO timestamp from a record, or None when missing or malformed."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None

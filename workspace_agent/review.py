@@ -9,7 +9,6 @@ with a sentence naming it, rather than silently shipping a workspace without tha
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,14 +35,20 @@ class ReviewWorkflow:
         return f"{self.role}\n\n{self.instructions}"
 
 
+def front_matter(text: str) -> str | None:
+    """The TOML between the '+++' lines, or None when there is none."""
+    match = _FRONT.match(text.lstrip("\ufeff"))
+    return match.group(1) if match else None
+
+
 def parse(text: str, source: str) -> ReviewWorkflow:
     """One workflow file's text → the workflow; AgentError naming `source` when it is malformed."""
     match = _FRONT.match(text.lstrip("\ufeff"))
     if not match:
         raise AgentError(f"{source}: a review workflow must start with TOML front matter between '+++' lines")
     try:
-        meta = tomllib.loads(match.group(1))
-    except tomllib.TOMLDecodeError as exc:
+        meta = data.toml(match.group(1))
+    except ValueError as exc:  # tomllib.TOMLDecodeError
         raise AgentError(f"{source}: the front matter is not valid TOML ({exc})") from None
     missing = [name for name in _FIELDS if not isinstance(meta.get(name), str) or not meta[name].strip()]
     if missing:

@@ -20,7 +20,7 @@ from workspace_agent.desired import Desired, build_desired, rules
 from workspace_agent.errors import EXIT_CHANGED, EXIT_OK, AgentError, detailed_exit_code
 from workspace_agent.keysource import KeyResolution, resolve_key
 from workspace_agent.paths import Paths
-from workspace_agent.plan import RuleResult, apply_plan, build_plan, render_diff, sweep_interrupted
+from workspace_agent.plan import Plan, RuleResult, apply_plan, build_plan, render_diff, sweep_interrupted
 
 Mode = Literal["bootstrap", "plan", "check"]
 STALE_TEMP_S = 600.0  # a temp file of an unlocked writer this old is a killed run's leftover
@@ -116,22 +116,45 @@ def execute(
 
 
 def _run(mode: Mode, desired: Desired, started: datetime, t0: float, log: Callable[[str], None]) -> Outcome:
+    notes: list[str] = []
+    done: list[RuleResult] = []
+    if mode == "bootstrap":  # the lockdown is on disk before the first network byte
+        done = _apply_local_first(desired, notes)
     key = resolve_key(desired.config, desired.paths, network=(mode == "bootstrap"), log=log)
     secrets = tuple(s for s in (*desired.config.secrets, key.key or "") if s)
-    plan = build_plan(rules(desired, key, online=(mode == "bootstrap")), secrets)
-    notes = list(key.notes)
+    every = rules(desired, key, online=(mode == "bootstrap"))
+    applied = {r.rule_id for r in done}
+    plan = build_plan([r for r in every if r.rule_id not in applied], secrets)
+    notes = [*key.notes, *notes]
     if mode == "bootstrap":  # under the lock: temp files named for managed files are leftovers
-        swept = sweep_interrupted(plan)
-        if swept:
-            names = ", ".join(sorted({desired.paths.show(p.parent) for p in swept}))
-            notes.append(f"removed {len(swept)} temp file(s) an interrupted earlier run left in {names}")
+        _sweep(plan, desired, notes)
     results = apply_plan(plan) if mode == "bootstrap" else plan.results
+    if done:  # shown in the order of the rules, as one run
+        order = {rule.rule_id: index for index, rule in reversed(list(enumerate(every)))}
+        results = sorted([*done, *results], key=lambda r: order.get(r.rule_id, len(order)))
     diff = render_diff(plan, desired.paths.show) if mode != "bootstrap" else ""
     if diff:  # start files may hold raw provider keys: not even a diff's context lines show them
         from workspace_agent.clients.bypass import hide_values, shown_names
 
         diff = hide_values(diff, shown_names(desired.policy))
     return Outcome(mode, desired, key, results, diff, started, time.perf_counter() - t0, notes)
+
+
+def _apply_local_first(desired: Desired, notes: list[str]) -> list[RuleResult]:
+    """Apply the rules that need neither key nor network, so a slow or dead provisioner never
+    delays them (the key, and the rules that use it, come after)."""
+    from workspace_agent import lockdown
+
+    plan = build_plan(lockdown.local_rules(desired), desired.config.secrets)
+    _sweep(plan, desired, notes)
+    return apply_plan(plan)
+
+
+def _sweep(plan: Plan, desired: Desired, notes: list[str]) -> None:
+    swept = sweep_interrupted(plan)
+    if swept:
+        names = ", ".join(sorted({desired.paths.show(p.parent) for p in swept}))
+        notes.append(f"removed {len(swept)} temp file(s) an interrupted earlier run left in {names}")
 
 
 def record(paths: Paths, outcome: Outcome) -> None:

@@ -16,7 +16,10 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself is not imported: `status --short` runs every few seconds
+if TYPE_CHECKING:
+    from typing import Any
 
 from workspace_agent import fsio
 from workspace_agent.errors import AgentError

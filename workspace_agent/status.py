@@ -2,21 +2,30 @@
 
 It reads only the last-run record (written by run.record), the report state and the queue's file
 names: no network, no config validation, no click or pydantic. Coder runs `status --short` on
-every workspace every few seconds, so it must cost about as much as starting Python.
+every workspace every few seconds, so it must cost about as much as starting Python: that form
+reads the three things it shows straight from the files (`short_from_files`), without the Paths,
+ReportState and Spool dataclasses (creating a dataclass costs as much as importing a module);
+a test keeps it equal to the line the full reader gives.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-from workspace_agent import fsio, reportstate
-from workspace_agent.errors import AgentError
-from workspace_agent.paths import Paths
-from workspace_agent.spool import Spool
+TYPE_CHECKING = False  # typing itself is not imported: `status --short` runs every few seconds
+if TYPE_CHECKING:
+    from typing import Any
+
+from workspace_agent.isotime import parse_time
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from workspace_agent.paths import Paths
 
 NEVER_CHECKED = "never checked: run workspace-agent check"
 STALE_CHECK_S = 3600  # older than this, the short line also says when the last check ran
@@ -25,6 +34,9 @@ _MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 def gather(paths: Paths) -> dict[str, Any]:
     """Everything status shows, as plain data (also the `--json` form)."""
+    from workspace_agent import reportstate
+    from workspace_agent.spool import Spool
+
     last_run, problem = _read_last_run(paths.last_run_file)
     state, state_note = reportstate.load(paths.report_state_file)
     try:
@@ -49,13 +61,58 @@ def gather(paths: Paths) -> dict[str, Any]:
     return data
 
 
-def _read_last_run(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    try:  # no link, FIFO or device: `status` runs every few seconds and must never wait
-        raw = fsio.read_fact(path, _MAX_RECORD_BYTES).text
-    except AgentError as exc:
-        return None, exc.message
-    if raw is None:
+def short_from_files(home: str, environ: Mapping[str, str], now: datetime | None = None) -> str:
+    """The `--short` line from the files alone: what short_line(gather(...)) gives, read leanly
+    (the same paths as Paths.for_home, the same checks as reportstate.load and Spool.entries)."""
+    state_home = environ.get("XDG_STATE_HOME", "")
+    state_dir = os.path.join(state_home if state_home.startswith("/") else os.path.join(home, ".local", "state"),
+                             "workspace-agent")
+    last_run, problem = _read_last_run(os.path.join(state_dir, "last-run.json"))
+    report: dict[str, Any] = {"last_sent_at": None, "queued": 0}
+    try:
+        state = json.loads(_read_small(os.path.join(state_dir, "report", "state.json"), 256 * 1024 + 1))
+        sent = state.get("last_sent_at") if isinstance(state, dict) else None
+        report["last_sent_at"] = sent if isinstance(sent, str) else None
+    except (OSError, ValueError):
+        pass  # no state, or a damaged one: nothing sent that we know of (as reportstate.load)
+    try:
+        with os.scandir(os.path.join(state_dir, "report", "spool")) as scan:
+            report["queued"] = sum(1 for item in scan if _is_entry(item))
+    except OSError:
+        pass
+    data = {"last_run": last_run, "last_run_problem": problem, "report": report}
+    return short_line(data, now or datetime.now(UTC))
+
+
+def _is_entry(item: os.DirEntry[str]) -> bool:
+    """A queued report's file, as Spool.entries counts them: 12 digits + .json, a regular file."""
+    name = item.name
+    try:
+        return len(name) == 17 and name.endswith(".json") and name[:12].isdigit() and name[:12].isascii() \
+            and item.is_file(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _read_small(path: Path | str, limit: int) -> bytes:
+    """At most `limit` bytes of a regular file, never through a link at its name and never
+    waiting (a FIFO or device planted there is an OSError): `status` runs every few seconds."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def _read_last_run(path: Path | str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        raw = _read_small(path, _MAX_RECORD_BYTES + 1)
+    except FileNotFoundError:
         return None, None
+    except OSError as exc:
+        return None, f"cannot read {path}: {exc.strerror or exc}"
     try:
         data = json.loads(raw)
     except ValueError:
@@ -67,7 +124,7 @@ def _read_last_run(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 def ago(when: str | None, now: datetime) -> str | None:
     """'2m ago' for an ISO time; 'just now' for a time ahead of the clock; None when unknown."""
-    then = reportstate.parse_time(when)
+    then = parse_time(when)
     if then is None:
         return None
     seconds = int((now - then).total_seconds())
@@ -142,7 +199,7 @@ def short_line(data: Mapping[str, Any], now: datetime) -> str:
     if report.get("queued"):
         tail += f" (queue {report['queued']})"
     parts.append(tail)
-    checked_at = reportstate.parse_time(last_run.get("finished_at"))
+    checked_at = parse_time(last_run.get("finished_at"))
     if checked_at is not None and (now - checked_at).total_seconds() > STALE_CHECK_S:
         parts.append(f"checked {ago(last_run.get('finished_at'), now)}")
     return " · ".join(parts)
@@ -168,7 +225,7 @@ def long_text(data: Mapping[str, Any], now: datetime, show: Any = str) -> str:
         for rule in _rules(last_run):
             if rule.get("state") in ("drift", "error"):
                 target = str(rule.get("target", ""))
-                shown = show(Path(target)) if target.startswith("/") else target
+                shown = show(_path(target)) if target.startswith("/") else target
                 detail = rule.get("message") if rule.get("state") == "error" else f"{rule.get('before')} → {rule.get('after')}"
                 lines.append(f"  {rule.get('state'):<6} {rule.get('rule_id')}  {shown}  {detail}")
         key = _key(last_run)
@@ -222,10 +279,21 @@ def fast_main(args: Sequence[str], environ: Mapping[str, str]) -> int | None:
             home = arg.split("=", 1)[1]
         else:
             return None  # --help, typos, ...: the full CLI explains
-    home = home or environ.get("HOME") or str(Path.home())
+    home = home or environ.get("HOME") or os.path.expanduser("~")
     if not home.startswith("/"):
         return None  # the full CLI reports the bad value properly
     import sys
 
-    sys.stdout.write(render(Paths.for_home(Path(home), environ), form))
+    if form == "short":
+        sys.stdout.write(short_from_files(home, environ) + "\n")
+        return 0
+    from workspace_agent.paths import Paths
+
+    sys.stdout.write(render(Paths.for_home(_path(home), environ), form))
     return 0
+
+
+def _path(text: str) -> Path:
+    from pathlib import Path
+
+    return Path(text)

@@ -13,6 +13,7 @@ from coder_identity.verify import (
     CoderIdentity,
     CoderUnavailable,
     IdentityRefused,
+    TooManyLookups,
     VerifiedWorkspace,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "CoderIdentity",
     "CoderUnavailable",
     "IdentityRefused",
+    "TooManyLookups",
     "VerifiedWorkspace",
 ]

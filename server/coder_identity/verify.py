@@ -13,7 +13,11 @@ verified identity (docs/identity.md has the versions and why these routes):
    The same answer gives the owner, name and template.
 
 A positive answer is cached for a short time (`cache_ttl`) so that a workspace retrying does
-not hit Coder each time; refusals are never cached. Neither token ever appears in a message.
+not hit Coder each time; refusals are never cached. Step 1's answer (which agent holds a token)
+is cached on its own for as long, so claims of ever new workspace ids with one token cost one call
+each, not two; and a caller may pass `may_ask`, asked before any call to Coder, to limit how many
+lookups a client can cause (a flood of fresh ids then gets TooManyLookups, not Coder calls).
+Neither token ever appears in a message.
 """
 
 from __future__ import annotations
@@ -88,6 +92,14 @@ class CoderUnavailable(Exception):
         self.message = message
 
 
+class TooManyLookups(Exception):
+    """The caller's budget of identity checks sent to Coder is spent; nothing was asked."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many identity checks: try again in {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True)
 class _Answer:
     status: int
@@ -118,17 +130,27 @@ class CoderIdentity:
         self._transport = transport
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, VerifiedWorkspace]] = OrderedDict()
+        # step 1 per agent token: (agent id, the manifest's workspace id, which route answered)
+        self._agents: OrderedDict[str, tuple[float, tuple[str, str | None, ProvenBy]]] = (
+            OrderedDict()
+        )
 
     def __repr__(self) -> str:  # never the token
         return f"CoderIdentity({self.base_url!r})"
 
     # -- the one question --------------------------------------------------------------------
 
-    async def verify(self, agent_token: str, claimed_workspace_id: str) -> VerifiedWorkspace:
+    async def verify(
+        self,
+        agent_token: str,
+        claimed_workspace_id: str,
+        may_ask: Callable[[], float | None] | None = None,
+    ) -> VerifiedWorkspace:
         """The caller's workspace as Coder knows it, if the agent token is one of its agents.
 
         Raises IdentityRefused (the claim is false or the token is dead) or CoderUnavailable
-        (Coder could not be asked; nothing may be handed out).
+        (Coder could not be asked; nothing may be handed out). `may_ask()` is called before each
+        call to Coder: a number (seconds to wait) raises TooManyLookups instead of asking.
         """
         token = agent_token.strip()
         claimed = claimed_workspace_id.strip().lower()
@@ -151,16 +173,28 @@ class CoderIdentity:
 
         import httpx
 
+        def ask() -> None:
+            wait = may_ask() if may_ask is not None else None
+            if wait is not None:
+                raise TooManyLookups(wait)
+
         scrub = _Scrubber((token, self._api_token))
+        token_key = hashlib.sha256(token.encode()).hexdigest()
         async with httpx.AsyncClient(
             transport=self._transport,
             timeout=httpx.Timeout(self._timeout),
             follow_redirects=False,
             trust_env=True,
         ) as client:
-            agent_id, manifest_workspace, proven_by = await self._agent_of(client, token, scrub)
+            agent = self._cached_agent(token_key)
+            if agent is None:
+                ask()
+                agent = await self._agent_of(client, token, scrub)
+                self._remember_agent(token_key, agent)
+            agent_id, manifest_workspace, proven_by = agent
             if manifest_workspace is not None and manifest_workspace.lower() != claimed:
                 raise _mismatch(claimed)
+            ask()
             verified = await self._workspace_with(client, claimed, agent_id, proven_by, scrub)
         self._remember(cache_key, verified)
         return verified
@@ -319,6 +353,23 @@ class CoderIdentity:
             del self._cache[key]
             return None
         return verified
+
+    def _cached_agent(self, key: str) -> tuple[str, str | None, ProvenBy] | None:
+        entry = self._agents.get(key)
+        if entry is None:
+            return None
+        if self._clock() >= entry[0]:
+            del self._agents[key]
+            return None
+        return entry[1]
+
+    def _remember_agent(self, key: str, agent: tuple[str, str | None, ProvenBy]) -> None:
+        if self._cache_ttl <= 0:
+            return
+        self._agents[key] = (self._clock() + self._cache_ttl, agent)
+        self._agents.move_to_end(key)
+        while len(self._agents) > MAX_CACHE_ENTRIES:
+            self._agents.popitem(last=False)
 
     def _remember(self, key: str, verified: VerifiedWorkspace) -> None:
         if self._cache_ttl <= 0:

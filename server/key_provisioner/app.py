@@ -7,13 +7,19 @@
         400 {"error": "workspace_id and username are required"} · 401 {"error": "unauthorized"}
         502 {"error": "Failed to generate key: …"}
       and, new: 403 (identity refused, or missing when required) · 429 (rate limit, with
-      Retry-After) · 503 (Coder could not be asked: nothing is handed out).
+      Retry-After) · 503 (Coder could not be asked: nothing is handed out) · 413 (a body over
+      16 KB, refused before it is read).
     GET  /api/v1/keys/info        Authorization: Bearer <virtual key> → LiteLLM's /key/info for it
     GET  /health → {"status": "ok"} · GET /health/ready → 200/503 {"status", "litellm", "coder"}
 
 `identity` in a key answer says how the caller was known: `coder-agent-token` (Coder confirmed
 the workspace) or `provisioner-secret` (legacy mode: only the shared secret). Clients of the
 platform's contract ignore the extra field.
+
+The rate limit counts a request only once it is known who asks, and under that identity: a
+verified workspace's budget is its own (requests refused for a wrong or missing agent token
+never spend it), and unverified legacy requests for a workspace id have a budget of their own.
+Identity checks sent to Coder are limited per source address (issue 15).
 """
 
 from __future__ import annotations
@@ -28,9 +34,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from coder_identity import AGENT_TOKEN_HEADER, CoderIdentity, CoderUnavailable, IdentityRefused
+from coder_identity import (
+    AGENT_TOKEN_HEADER,
+    CoderIdentity,
+    CoderUnavailable,
+    IdentityRefused,
+    TooManyLookups,
+)
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from http_guard.body_limit import BodyLimit
 
 from key_provisioner import __version__
 from key_provisioner.keys import (
@@ -92,6 +105,8 @@ def create_app(
         transport=litellm_transport,
     )
     limiter = RateLimiter(settings.rate_limit, settings.rate_window_s, clock)
+    lookups = RateLimiter(settings.coder_lookup_limit, settings.rate_window_s, clock)
+    bad_keys = RateLimiter(settings.coder_lookup_limit, settings.rate_window_s, clock)
     locks = _Locks()
     store_box: list[Store] = []
 
@@ -124,8 +139,21 @@ def create_app(
         openapi_url=None,
     )
 
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda _method, _path: MAX_BODY_BYTES,
+        error_body=lambda _status, sentence, _limit: {"error": sentence},
+        body_timeout_s=settings.body_timeout_s,
+    )
+
     def store() -> Store:
         return store_box[0]
+
+    def too_many(caller: _Caller, wait: float, what: str) -> JSONResponse:
+        store().event("rate-limited", caller.workspace_id, caller.identity)
+        log.warning("rate limited: workspace=%s identity=%s", caller.workspace_id, caller.identity)
+        seconds = max(math.ceil(wait), 1)
+        return error(429, f"{what}: try again in {seconds} s", {"Retry-After": str(seconds)})
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=headers)
@@ -149,11 +177,23 @@ def create_app(
         key = _bearer(request.headers.get("authorization"))
         if key is None:
             return error(401, "unauthorized")
+        # Each call asks LiteLLM: keys it refuses are counted per source address, and once they
+        # are spent nothing more is asked from there for a while (a good key is never counted).
+        address = request.client.host if request.client else "unknown"
+        if (wait := bad_keys.spent(address)) is not None:
+            seconds = max(math.ceil(wait), 1)
+            return error(
+                429,
+                f"too many unknown keys from this address: try again in {seconds} s",
+                {"Retry-After": str(seconds)},
+            )
         try:
             answer = await litellm.own_info(key)
         except LiteLLMError as exc:
             log.warning("key info: %s", exc.message)
             return error(502, "failed to contact LiteLLM")
+        if answer.status in (400, 401, 403, 404):
+            bad_keys.check(address)
         return JSONResponse(answer.body, status_code=answer.status)
 
     @app.post(KEY_PATH)
@@ -167,21 +207,22 @@ def create_app(
         if not workspace_id or not username:
             return error(400, "workspace_id and username are required")
         workspace_name = _field(body, "workspace_name")
-        wait = limiter.check(workspace_id.lower())
-        if wait is not None:
-            store().event("rate-limited", workspace_id, "unknown")
-            log.warning("rate limited: workspace=%s", workspace_id)
-            seconds = math.ceil(wait)
-            return error(
-                429,
-                f"too many key requests for workspace {workspace_id}: try again in {seconds} s",
-                {"Retry-After": str(seconds)},
-            )
+        address = request.client.host if request.client else "unknown"
 
         agent_token = (request.headers.get(AGENT_TOKEN_HEADER) or "").strip()
         if agent_token and coder is not None:
             try:
-                verified = await coder.verify(agent_token, workspace_id)
+                verified = await coder.verify(
+                    agent_token, workspace_id, lambda: lookups.check(address)
+                )
+            except TooManyLookups as exc:
+                seconds = max(math.ceil(exc.retry_after), 1)
+                log.warning("too many identity checks from %s", address)
+                return error(
+                    429,
+                    f"too many identity checks from this address: try again in {seconds} s",
+                    {"Retry-After": str(seconds)},
+                )
             except IdentityRefused as exc:
                 store().event(
                     "identity-refused",
@@ -251,6 +292,13 @@ def create_app(
                 username,
             )
             caller = _Caller(LEGACY, workspace_id, username, workspace_name)
+
+        # Counted now that the caller is known, under its identity (see the module's docstring).
+        wait = limiter.check(f"{caller.identity}:{caller.workspace_id.lower()}")
+        if wait is not None:
+            return too_many(
+                caller, wait, f"too many key requests for workspace {caller.workspace_id}"
+            )
 
         requested, unknown = normalize_level(body.get("enforcement_level"))
         if unknown:

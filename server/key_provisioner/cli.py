@@ -6,7 +6,9 @@
 Settings (and every secret) come from the environment only, never from flags that `ps` shows:
 PROVISIONER_SECRET, LITELLM_URL, LITELLM_MASTER_KEY, KEY_PROVISIONER_DERIVATION_SECRET,
 CODER_URL, CODER_API_TOKEN, KEY_PROVISIONER_IDENTITY, KEY_PROVISIONER_DB,
-KEY_PROVISIONER_RATE_LIMIT, WORKSPACE_BUDGET (docs/identity.md). Exit codes: 0 fine, 1 a setting
+KEY_PROVISIONER_RATE_LIMIT, KEY_PROVISIONER_CODER_LOOKUP_LIMIT, KEY_PROVISIONER_HEADER_TIMEOUT_S,
+KEY_PROVISIONER_BODY_TIMEOUT_S, KEY_PROVISIONER_FORWARDED_ALLOW_IPS, WORKSPACE_BUDGET
+(docs/identity.md). Logs are JSON lines on stderr. Exit codes: 0 fine, 1 a setting
 or the database is wrong (one sentence on stderr), 2 a usage error.
 """
 
@@ -73,18 +75,26 @@ def _serve(args: argparse.Namespace) -> int:
     settings = from_env()
     Store(settings.db_path).close()  # a database problem is a sentence now, not a traceback later
     import uvicorn
+    from http_guard.header_timeout import ENV, HeaderTimeoutProtocol
+    from http_guard.json_log import JsonLines, uvicorn_log_config
 
     from key_provisioner.app import create_app
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # One JSON object per line: a user name with a newline cannot forge a line (issue 15).
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLines())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    os.environ[ENV] = str(settings.header_timeout_s)
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_level="info",
-        proxy_headers=False,
+        log_config=uvicorn_log_config("info"),
+        http=HeaderTimeoutProtocol,
+        timeout_keep_alive=5,
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips or "127.0.0.1",
         server_header=False,
     )
     return 0

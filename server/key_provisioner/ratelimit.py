@@ -1,42 +1,7 @@
-"""Per-workspace rate limit: at most `limit` key requests in any `window` seconds (a sliding log).
-
-Kept in memory: a restart forgets it, which only ever lets a workspace through sooner. Bounded:
-workspaces whose window has passed are forgotten.
-"""
+"""Per-workspace rate limit of key requests: the shared sliding-window limiter (http_guard)."""
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Callable
+from http_guard.rate_limit import MAX_TRACKED, RateLimiter
 
-MAX_TRACKED = 100_000
-
-
-class RateLimiter:
-    def __init__(
-        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError("limit must be at least 1 and window positive")
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._seen: dict[str, deque[float]] = {}
-
-    def check(self, key: str) -> float | None:
-        """Count a request for `key`; None when allowed, else the seconds until one would be."""
-        now = self._clock()
-        times = self._seen.setdefault(key, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if len(times) >= self.limit:
-            return max(times[0] + self.window - now, 0.001)
-        times.append(now)
-        if len(self._seen) > MAX_TRACKED:
-            self._forget_idle(now)
-        return None
-
-    def _forget_idle(self, now: float) -> None:
-        for key in [k for k, t in self._seen.items() if not t or t[-1] <= now - self.window]:
-            del self._seen[key]
+__all__ = ["MAX_TRACKED", "RateLimiter"]

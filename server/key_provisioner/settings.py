@@ -43,6 +43,10 @@ class Settings:
     rate_limit: int = 6  # key requests per workspace …
     rate_window_s: float = 60.0  # … per this many seconds
     identity_cache_s: float = 30.0
+    coder_lookup_limit: int = 120  # identity checks sent to Coder per source address per window
+    header_timeout_s: float = 10.0  # a request's headers must arrive within this (else closed)
+    body_timeout_s: float = 30.0  # … and its body within this (else 408)
+    forwarded_allow_ips: str | None = None  # proxies whose X-Forwarded-For is believed
     coder_timeout_s: float = 5.0
     litellm_timeout_s: float = 15.0
 
@@ -142,6 +146,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         rate_limit=int(count),
         rate_window_s=float(window),
         identity_cache_s=number("KEY_PROVISIONER_IDENTITY_CACHE_S", 30.0, 0.0, 3600.0),
+        coder_lookup_limit=int(number("KEY_PROVISIONER_CODER_LOOKUP_LIMIT", 120, 1, 1_000_000)),
+        header_timeout_s=number("KEY_PROVISIONER_HEADER_TIMEOUT_S", 10.0, 0.1, 600.0),
+        body_timeout_s=number("KEY_PROVISIONER_BODY_TIMEOUT_S", 30.0, 0.1, 3600.0),
+        forwarded_allow_ips=get("KEY_PROVISIONER_FORWARDED_ALLOW_IPS") or None,
     )
     if len(set(settings.secrets)) != len(settings.secrets):
         raise SettingsError(

@@ -1,5 +1,7 @@
 """Server-rendered admin pages (Jinja, autoescaped, no JavaScript): the fleet and one workspace,
-plus a small login form that sets a signed session cookie."""
+plus a small login form that opens a server-side session (sessions.py): its cookie is a random
+id, every form that changes something carries the session's CSRF token, and sign-out deletes
+the session."""
 
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ from jinja2 import Environment, PackageLoader, pass_context
 from jinja2.runtime import Context
 from starlette.concurrency import run_in_threadpool
 
-from . import auth, queries
+from . import auth, queries, sessions
+from .db import write_tx
 from .errors import ApiError
-from .routes import MAX_OFFSET, ctx_of, detail_data, fleet_data, require_admin
+from .limits import source, too_many
+from .routes import MAX_OFFSET, check_csrf, ctx_of, detail_data, fleet_data, require_admin
 
 if TYPE_CHECKING:
     from .app import Ctx
@@ -64,6 +68,12 @@ def _ago_filter(context: Context, value: datetime | None) -> str:
 # compiled the fleet template on every view: ~13 ms of its ~20).
 _env.filters["ts"] = _ts
 _env.filters["ago"] = _ago_filter
+
+
+def csrf_of(request: Request) -> str:
+    """The signed-in session's CSRF token for the page's forms ("" for a Bearer-token view)."""
+    session = getattr(request.state, "session", None)
+    return session.csrf if session is not None else ""
 
 
 def render_html(ctx: Ctx, template: str, **values: Any) -> str:
@@ -132,6 +142,8 @@ async def fleet_page(request: Request) -> Response:
         if v
     }
 
+    csrf = csrf_of(request)
+
     def link(**changes: object) -> str:
         return "/?" + urlencode({k: v for k, v in {**base, **changes}.items() if v != ""})
 
@@ -153,6 +165,7 @@ async def fleet_page(request: Request) -> Response:
             stale_text=_duration(ctx.settings.stale_after_s),
             heartbeats=ctx.settings.stale_after_heartbeats,
             enrollment=_enrollment(ctx),
+            csrf=csrf,
         )
 
     return HTMLResponse(await run_in_threadpool(page), headers=SECURITY_HEADERS)
@@ -170,6 +183,7 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
     if (refused := await _gate(request)) is not None:
         return refused
     ctx = ctx_of(request)
+    csrf = csrf_of(request)
 
     def page() -> str | None:
         if "\x00" in workspace_id:  # no stored id holds one
@@ -178,7 +192,13 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
         if found is None:
             return None
         return render_html(
-            ctx, "workspace.html", w=found, refresh=60, signed_in=True, enrollment=_enrollment(ctx)
+            ctx,
+            "workspace.html",
+            w=found,
+            refresh=60,
+            signed_in=True,
+            enrollment=_enrollment(ctx),
+            csrf=csrf,
         )
 
     html = await run_in_threadpool(page)
@@ -190,6 +210,7 @@ async def workspace_page(request: Request, workspace_id: str) -> Response:
             title="No such workspace",
             detail=f"No workspace with id {workspace_id!r} has enrolled.",
             signed_in=True,
+            csrf=csrf,
         )
     return HTMLResponse(html, headers=SECURITY_HEADERS)
 
@@ -209,27 +230,53 @@ async def login_form(request: Request) -> Response:
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     ctx = ctx_of(request)
-    body = await request.body()
-    form = parse_qs(body[:8192].decode("utf-8", "replace"))
+    limits = ctx.limits
+    assert limits is not None
+    address = source(request)
+    if not sessions.origin_allowed(
+        request.headers.get("origin"), request.headers.get("host"), ctx.settings.admin_origins
+    ):
+        return render(
+            ctx,
+            "error.html",
+            403,
+            title="Not allowed",
+            detail="Sign-in is only accepted from this server's own page.",
+        )
+    body = await request.body()  # at most LOGIN_MAX_BYTES: BodyLimit refused anything larger
+    form = parse_qs(body.decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe_next((form.get("next") or ["/"])[0])
+    # Failed sign-ins are counted per source address; once they are spent, no token is even
+    # compared from there until the window passes (else a guesser would still learn the right one).
+    if (wait := limits.login_failures.spent(address)) is not None:
+        exc = too_many(wait, "failed sign-ins from this address")
+        return render(ctx, "login.html", 429, next=target, error=exc.detail.capitalize() + ".")
     match = (
         next((t for t in ctx.settings.admin_tokens if auth.matches(token, t)), None)
         if token
         else None
     )
     if match is None:
+        limits.login_failures.check(address)
         problem = (
             "this server has no admin tokens (set DRIFT_ADMIN_TOKENS)"
             if not ctx.settings.admin_tokens
             else "that is not an admin token of this server"
         )
         return render(ctx, "login.html", 401, next=target, error=problem.capitalize() + ".")
+
+    def open_session() -> str:
+        with write_tx(ctx.engine) as conn:
+            cookie, _ = sessions.create(conn, match, ctx.clock(), ctx.settings.session_hours)
+        return cookie
+
+    cookie = await ctx.run_db(open_session)
     response = RedirectResponse(target, 303)
     response.set_cookie(
         auth.SESSION_COOKIE,
-        auth.make_session(match, ctx.settings.session_hours),
-        max_age=ctx.settings.session_hours * 3600,
+        cookie,
+        max_age=int(ctx.settings.session_hours * 3600),
         httponly=True,
         samesite="strict",
         secure=ctx.settings.cookie_secure,
@@ -239,7 +286,32 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    """Ends the session in the database (the cookie is dead everywhere at once). Needs the
+    session's CSRF token and an allowed Origin: another site cannot sign an admin out."""
+    ctx = ctx_of(request)
+    cookie = request.cookies.get(auth.SESSION_COOKIE)
+    session = await ctx.run_db(_session, ctx, cookie) if cookie else None
+    if session is not None:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        sent = (form.get(sessions.CSRF_FIELD) or [""])[0] or request.headers.get(
+            sessions.CSRF_HEADER
+        )
+        try:
+            check_csrf(request, session, sent)
+        except ApiError as exc:
+            return render(ctx, "error.html", 403, title="Not allowed", detail=exc.detail)
+
+        def end() -> None:
+            with write_tx(ctx.engine) as conn:
+                sessions.end(conn, session)
+
+        await ctx.run_db(end)
     response = RedirectResponse("/login", 303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response
+
+
+def _session(ctx: Ctx, cookie: str | None) -> sessions.Session | None:
+    with ctx.engine.connect() as conn:
+        return sessions.lookup(conn, cookie, ctx.settings.admin_tokens, ctx.clock())

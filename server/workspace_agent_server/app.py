@@ -21,14 +21,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from http_guard.body_limit import BodyLimit
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workspace_agent import wire
 
-from . import __version__, admin_pages, queries, routes
+from . import __version__, admin_pages, api_docs, corrections, queries, routes, sessions
 from .db import make_engine, migrate, write_tx
 from .errors import ApiError, describe_validation
+from .limits import Limits, body_error, body_limit_for, make_limits
 from .metrics import Metrics
 from .settings import Settings
 from .token_cache import TokenCache
@@ -57,6 +59,7 @@ class Ctx:
     notifier: Notifier | None = None
     coder: CoderIdentity | None = None  # set when the server may ask Coder who enrolls
     db_limiter: anyio.CapacityLimiter | None = None  # made on first use: it needs the running loop
+    limits: Limits | None = None  # rate limits (limits.py)
 
     async def run_db(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking database work in a worker thread, at most `db_threads()` at a time.
@@ -93,6 +96,7 @@ def create_app(
         writer=Writer(engine),
         tokens=TokenCache(),
         coder=coder,
+        limits=make_limits(settings),
     )
     if ctx.coder is None and settings.coder_url and settings.coder_api_token:
         ctx.coder = CoderIdentity(
@@ -125,13 +129,33 @@ def create_app(
         version=__version__,
         summary="Collects drift reports from Coder workspaces and shows the fleet's AI setup.",
         lifespan=lifespan,
+        # Off by default; DRIFT_API_DOCS=admin serves them to admins only (api_docs.py), never
+        # FastAPI's pages, which load JavaScript from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.ctx = ctx
+
+    def count_refused(scope: Any, status: int) -> None:
+        if scope.get("path") == wire.REPORTS_PATH and status == 413:
+            ctx.metrics.reject("too_large")
+
+    app.add_middleware(
+        BodyLimit,
+        limit_for=body_limit_for(settings),
+        error_body=body_error,
+        body_timeout_s=settings.body_timeout_s,
+        on_refused=count_refused,
+    )
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(routes.router)
+    app.include_router(corrections.router)
     app.include_router(admin_pages.router)
+    if settings.api_docs == "admin":
+        app.include_router(api_docs.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -197,6 +221,8 @@ def _maintenance_tx(ctx: Ctx) -> list[dict[str, Any]]:
             else []
         )
         queries.prune_reports(conn, now - timedelta(days=ctx.settings.report_retention_days))
+        corrections.prune(conn, now - timedelta(days=ctx.settings.report_retention_days))
+        sessions.prune(conn, now)
     return stale
 
 
@@ -209,7 +235,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model, path in ((wire.Report, wire.REPORTS_PATH), (wire.EnrollRequest, wire.ENROLL_PATH)):
+    for model, path in (
+        (wire.Report, wire.REPORTS_PATH),
+        (wire.EnrollRequest, wire.ENROLL_PATH),
+        (wire.CorrectionBatch, wire.CORRECTIONS_PATH),
+    ):
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
         components[model.__name__] = body

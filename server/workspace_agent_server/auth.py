@@ -1,6 +1,5 @@
-"""Tokens and admin sessions. Workspace tokens are random and stored only as a SHA-256 hash (they
-have 256 bits of entropy, so a fast hash is enough). Admin sessions are a signed cookie that dies
-when its admin token is removed from the settings.
+"""Tokens. Workspace tokens are random and stored only as a SHA-256 hash (they have 256 bits of
+entropy, so a fast hash is enough). Admin sign-in sessions are server-side: sessions.py.
 """
 
 from __future__ import annotations
@@ -8,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 
 from pydantic import SecretStr
 
@@ -45,35 +43,6 @@ def is_admin(candidate: str, admin_tokens: list[SecretStr]) -> bool:
     for token in admin_tokens:
         found |= matches(candidate, token)
     return found
-
-
-def _token_id(token: SecretStr) -> str:
-    return token_hash(token.get_secret_value())[:16]
-
-
-def make_session(token: SecretStr, hours: int, now: float | None = None) -> str:
-    """Cookie value `<token id>.<expiry>.<signature>`, signed with the admin token itself."""
-    expiry = int((time.time() if now is None else now) + hours * 3600)
-    payload = f"{_token_id(token)}.{expiry}"
-    sig = hmac.new(token.get_secret_value().encode(), payload.encode(), hashlib.sha256).hexdigest()
-    return f"{payload}.{sig}"
-
-
-def check_session(
-    cookie: str | None, admin_tokens: list[SecretStr], now: float | None = None
-) -> bool:
-    if not cookie or cookie.count(".") != 2:
-        return False
-    token_id, expiry, sig = cookie.split(".")
-    if not expiry.isdigit() or int(expiry) < (time.time() if now is None else now):
-        return False
-    for token in admin_tokens:
-        if hmac.compare_digest(_token_id(token), token_id):
-            want = hmac.new(
-                token.get_secret_value().encode(), f"{token_id}.{expiry}".encode(), hashlib.sha256
-            ).hexdigest()
-            return hmac.compare_digest(want, sig)
-    return False
 
 
 def sign_body(body: bytes, secret: SecretStr) -> str:

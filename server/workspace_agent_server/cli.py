@@ -114,6 +114,28 @@ def _problem(error: Any) -> str:
     return f"DRIFT_{str(loc[0]).upper()}: {message}" if loc else message
 
 
+def uvicorn_options(settings: Settings, host: str, port: int, log_level: str) -> dict[str, Any]:
+    """How uvicorn serves: slow clients cut off (header-read timeout, keep-alive timeout; the
+    body's timeout is BodyLimit's), JSON log lines, forwarded headers only from trusted proxies."""
+    from http_guard.header_timeout import ENV, HeaderTimeoutProtocol
+    from http_guard.json_log import uvicorn_log_config
+
+    os.environ[ENV] = str(settings.header_timeout_s)  # read by the protocol, in every worker
+    trusted = settings.forwarded_allow_ips
+    return {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "log_config": uvicorn_log_config(log_level),
+        "http": HeaderTimeoutProtocol,
+        "timeout_keep_alive": settings.keep_alive_s,
+        "h11_max_incomplete_event_size": 16 * 1024,  # headers larger than this: 400 (h11 only)
+        "proxy_headers": trusted is not None,
+        "forwarded_allow_ips": trusted or "127.0.0.1",
+        "server_header": False,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
@@ -145,13 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"workspace-agent-server: {exc}", file=sys.stderr)
         return 1
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    options: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "log_level": args.log_level,
-        "proxy_headers": False,
-        "server_header": False,
-    }
+    options = uvicorn_options(settings, args.host, args.port, args.log_level)
     if args.workers == 1:
         uvicorn.run(app, **options)
         return 0

@@ -32,6 +32,7 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "no such workspace",
         413: "body too large",
         422: "not valid (the errors say where)",
+        429: "too many requests: try again after Retry-After seconds",
         503: "this part of the server is off (its secret is not configured)",
     }
     return {status: {"model": ErrorBody, "description": words[status]} for status in statuses}

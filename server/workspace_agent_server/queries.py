@@ -57,8 +57,13 @@ def enroll(
     now: datetime,
     identity_mode: str = "enrollment-secret",
     template_name: str | None = None,
-) -> None:
-    """Create the workspace or give it a new token (the old one stops working)."""
+) -> bool:
+    """Create the workspace or give it a new token (the old one stops working); False (nothing
+    written) when a shared-secret enrollment meets a workspace that enrolled verified.
+
+    One INSERT … ON CONFLICT DO UPDATE … WHERE decides, so the check and the write cannot be
+    split by a concurrent verified enrollment: PostgreSQL locks the conflicting row and evaluates
+    the WHERE on its newest version, SQLite holds the write lock for the statement."""
     stmt = _insert(conn, workspaces).values(
         id=who.id,
         name=who.name,
@@ -77,7 +82,15 @@ def enroll(
         rules_corrected=0,
         stale_notified=False,
     )
-    conn.execute(
+    verified_only = (
+        None
+        if identity_mode == "coder-agent-token"
+        else or_(
+            workspaces.c.identity_mode.is_(None),
+            workspaces.c.identity_mode != "coder-agent-token",
+        )
+    )
+    written = conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[workspaces.c.id],
             set_={
@@ -90,8 +103,10 @@ def enroll(
                 "token_issued_at": stmt.excluded.token_issued_at,
                 "token_revoked_at": None,
             },
-        )
-    )
+            where=verified_only,
+        ).returning(workspaces.c.id)
+    ).first()
+    return written is not None
 
 
 def enrolled_identity(conn: Connection, workspace_id: str) -> str | None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from coder_identity import AGENT_TOKEN_HEADER, CoderUnavailable, IdentityRefused
+from coder_identity import AGENT_TOKEN_HEADER, CoderUnavailable, IdentityRefused, TooManyLookups
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
@@ -25,9 +25,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from workspace_agent import wire
 
-from . import auth, queries
+from . import auth, queries, sessions
 from .db import write_tx
 from .errors import ApiError, describe_validation, documented
+from .limits import ENROLL_MAX_BYTES, source, too_many
 
 if TYPE_CHECKING:
     from .app import Ctx
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 router = APIRouter()
 log = logging.getLogger("workspace_agent_server")
 M = TypeVar("M", bound=BaseModel)
-ENROLL_MAX_BYTES = 16 * 1024
 MAX_OFFSET = (
     10_000_000  # beyond any fleet; unbounded, a huge offset overflowed the database's integer
 )
@@ -78,8 +78,17 @@ async def identify(ctx: Ctx, token: str) -> tuple[Identity, str | None]:
 _BEARER = {"WWW-Authenticate": "Bearer"}
 
 
-async def require_admin(request: Request) -> None:
-    """Admin token as Bearer, or the session cookie of the login form; nothing else."""
+def _session_of(ctx: Ctx, cookie: str | None) -> sessions.Session | None:
+    with ctx.engine.connect() as conn:
+        return sessions.lookup(conn, cookie, ctx.settings.admin_tokens, ctx.clock())
+
+
+async def require_admin(request: Request, changes_state: bool = False) -> None:
+    """Admin token as Bearer, or the session cookie of the login form; nothing else.
+
+    A cookie-signed request that changes something must also come from an allowed Origin and send
+    the session's CSRF token (`X-CSRF-Token`); a Bearer token is never sent by a browser on its
+    own, so it needs neither. The session is kept on `request.state.session` for the pages."""
     ctx = ctx_of(request)
     if not ctx.settings.admin_tokens:
         raise ApiError(
@@ -90,7 +99,12 @@ async def require_admin(request: Request) -> None:
         )
     token = auth.bearer(request.headers.get("authorization"))
     if token is None:
-        if auth.check_session(request.cookies.get(auth.SESSION_COOKIE), ctx.settings.admin_tokens):
+        cookie = request.cookies.get(auth.SESSION_COOKIE)
+        session = await ctx.run_db(_session_of, ctx, cookie) if cookie else None
+        if session is not None:
+            if changes_state:
+                check_csrf(request, session, request.headers.get(sessions.CSRF_HEADER))
+            request.state.session = session
             return
         raise ApiError(
             401,
@@ -107,6 +121,21 @@ async def require_admin(request: Request) -> None:
             403, "forbidden", f"this needs an admin token; {what} cannot read or change the fleet"
         )
     raise ApiError(401, "unauthorized", "the token is not a valid admin token", headers=_BEARER)
+
+
+def check_csrf(request: Request, session: sessions.Session, sent: str | None) -> None:
+    """Refuse (403 csrf) a cookie-signed change from another site or without the CSRF token."""
+    ctx = ctx_of(request)
+    problem = sessions.csrf_problem(
+        session,
+        sent,
+        request.headers.get("origin"),
+        request.headers.get("referer"),
+        request.headers.get("host"),
+        ctx.settings.admin_origins,
+    )
+    if problem is not None:
+        raise ApiError(403, "csrf", f"refused: {problem}")
 
 
 async def require_workspace(request: Request) -> tuple[str, str]:
@@ -259,7 +288,7 @@ def _first_repeat(ids: Iterable[str]) -> str | None:
     response_model=wire.EnrollResponse,
     tags=["workspace"],
     summary="Trade the workspace's Coder agent token (or the enrollment secret) for a workspace token",
-    responses=documented(401, 403, 413, 422, 503),
+    responses=documented(401, 403, 413, 422, 429, 503),
 )
 async def enroll(request: Request) -> wire.EnrollResponse:
     """`Coder-Agent-Token: <agent token>` (preferred: the server asks Coder who that is) and/or
@@ -299,6 +328,9 @@ async def enroll(request: Request) -> wire.EnrollResponse:
                 "DRIFT_ENROLLMENT_SECRET on the server and the workspace's setting)"
             )
         raise ApiError(401, "unauthorized", detail, headers=_BEARER)
+    limits = ctx.limits
+    assert limits is not None
+    address = source(request)
     req = parse(
         wire.EnrollRequest,
         await read_body(request, ENROLL_MAX_BYTES, False),
@@ -308,7 +340,11 @@ async def enroll(request: Request) -> wire.EnrollResponse:
     who, mode, template = req.workspace, "enrollment-secret", None
     if agent_token and ctx.coder is not None:
         try:
-            verified = await ctx.coder.verify(agent_token, req.workspace.id)
+            verified = await ctx.coder.verify(
+                agent_token, req.workspace.id, lambda: limits.coder_lookups.check(address)
+            )
+        except TooManyLookups as exc:
+            raise too_many(exc.retry_after, "identity checks from this address") from None
         except IdentityRefused as exc:
             ctx.metrics.count_enroll_refused(exc.reason)
             raise ApiError(403, "identity_refused", exc.message) from None
@@ -333,20 +369,16 @@ async def enroll(request: Request) -> wire.EnrollResponse:
                 "this drift server enrolls only workspaces that Coder vouches for: send the "
                 f"workspace's CODER_AGENT_TOKEN in the {AGENT_TOKEN_HEADER} header",
             )
-        before = await ctx.run_db(_enrolled_identity, ctx, req.workspace.id)
-        if before == "coder-agent-token":
-            ctx.metrics.count_enroll_refused("takeover")
-            raise ApiError(
-                403,
-                "identity_required",
-                f"workspace {req.workspace.id!r} enrolled with its Coder identity; the shared "
-                "enrollment secret cannot enroll it again: enroll with its CODER_AGENT_TOKEN",
-            )
+        # The shared secret says nothing about who sends it: limited per source address.
+        if (wait := limits.enroll.check(f"address:{address}")) is not None:
+            raise too_many(wait, "enrollments with the shared secret from here")
+    elif (wait := limits.enroll.check(f"workspace:{req.workspace.id}")) is not None:
+        raise too_many(wait, f"enrollments of workspace {req.workspace.id!r}")
     new_token = auth.new_workspace_token()
 
-    def tx() -> None:
+    def tx() -> bool:
         with write_tx(ctx.engine) as conn:
-            queries.enroll(
+            return queries.enroll(
                 conn,
                 who,
                 req.agent_version,
@@ -356,7 +388,16 @@ async def enroll(request: Request) -> wire.EnrollResponse:
                 template_name=template,
             )
 
-    await ctx.run_db(tx)
+    # One statement decides: a shared-secret enrollment of a workspace that enrolled verified
+    # (even a moment ago, in another request) writes nothing (queries.enroll).
+    if not await ctx.run_db(tx):
+        ctx.metrics.count_enroll_refused("takeover")
+        raise ApiError(
+            403,
+            "identity_required",
+            f"workspace {req.workspace.id!r} enrolled with its Coder identity; the shared "
+            "enrollment secret cannot enroll it again: enroll with its CODER_AGENT_TOKEN",
+        )
     ctx.tokens.forget(req.workspace.id)  # the workspace's earlier token stops working
     return wire.EnrollResponse(
         workspace_id=req.workspace.id,
@@ -364,11 +405,6 @@ async def enroll(request: Request) -> wire.EnrollResponse:
         heartbeat_interval_s=settings.heartbeat_interval_s,
         identity_mode=mode,  # type: ignore[arg-type]
     )
-
-
-def _enrolled_identity(ctx: Ctx, workspace_id: str) -> str | None:
-    with ctx.engine.connect() as conn:
-        return queries.enrolled_identity(conn, workspace_id)
 
 
 @router.post(
@@ -484,8 +520,13 @@ def fleet_data(ctx: Ctx, flt: queries.FleetFilter) -> dict[str, Any]:
 
 
 def detail_data(ctx: Ctx, workspace_id: str) -> dict[str, Any] | None:
+    from .corrections import recent
+
     with ctx.engine.connect() as conn:
-        return queries.workspace_detail(conn, workspace_id, ctx.clock(), ctx.settings.stale_after_s)
+        found = queries.workspace_detail(conn, workspace_id, ctx.clock(), ctx.settings.stale_after_s)
+        if found is not None:
+            found["corrections"] = recent(conn, workspace_id)
+        return found
 
 
 @router.get(
@@ -520,7 +561,7 @@ async def get_workspace(request: Request, workspace_id: str) -> Response:
 async def revoke_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
     """Later reports with that token get 401. The workspace can enroll again with the enrollment
     secret (rotate the secret to keep it out for good)."""
-    await require_admin(request)
+    await require_admin(request, changes_state=True)
     ctx = ctx_of(request)
 
     def tx() -> Any:
@@ -562,10 +603,19 @@ async def health(request: Request) -> JSONResponse:
 
 
 @router.get(
-    "/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse
+    "/metrics",
+    tags=["ops"],
+    summary="Prometheus metrics (Bearer DRIFT_METRICS_TOKEN or an admin token)",
+    responses={
+        200: {"description": "Prometheus text", "content": {"text/plain": {}}},
+        **documented(401, 403, 503),  # JSON error bodies, like every other route
+    },
 )
 async def metrics(request: Request) -> PlainTextResponse:
     ctx = ctx_of(request)
+    token = auth.bearer(request.headers.get("authorization"))
+    if token is None or not auth.matches(token, ctx.settings.metrics_token):
+        await require_admin(request)
 
     def read() -> dict[str, int]:
         with ctx.engine.connect() as conn:

@@ -37,8 +37,31 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     maintenance_interval_s: float = Field(default=30.0, gt=0)  # stale scan + pruning
     report_retention_days: int = Field(default=30, ge=1)  # report ids kept for duplicate checks
-    session_hours: int = Field(default=12, ge=1)  # admin login cookie lifetime
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)  # admin sign-in lifetime
     cookie_secure: bool = False  # set when the server is only reached over HTTPS
+    # Origins (scheme://host[:port]) the admin page is reached at; empty: the request's own Host,
+    # http or https. A cookie-signed state change from any other Origin is refused (CSRF).
+    admin_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # "off": no /docs, /redoc, /openapi.json; "admin": /docs and /openapi.json for admins only.
+    api_docs: Literal["off", "admin"] = "off"
+    # Bearer token Prometheus sends to /metrics (an admin token works too); none: admins only.
+    metrics_token: SecretStr | None = None
+    # Slow clients: a request's headers must arrive within header_timeout_s (else the connection
+    # is closed), its body within body_timeout_s (else 408); an idle keep-alive connection is
+    # closed after keep_alive_s.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    keep_alive_s: int = Field(default=5, ge=1, le=600)
+    # Behind a reverse proxy: the proxies' addresses (comma-separated, or *) whose
+    # X-Forwarded-For / X-Forwarded-Proto are believed, so that limits see the client's address.
+    forwarded_allow_ips: str | None = None
+    # Rate limits, per rate_window_s: enrollments per source address (shared secret) or per
+    # verified workspace, identity checks sent to Coder per source address (cache misses only),
+    # failed sign-ins per source address.
+    rate_window_s: float = Field(default=60.0, gt=0, le=86_400)
+    enroll_rate_limit: int = Field(default=30, ge=1)
+    coder_lookup_rate_limit: int = Field(default=120, ge=1)
+    login_failure_limit: int = Field(default=10, ge=1)
     # Enrollment by the workspace's Coder agent token (docs/identity.md): the server asks Coder at
     # coder_url, with coder_api_token (a token that can read every workspace), who is enrolling.
     coder_url: str | None = None
@@ -58,6 +81,13 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("admin_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("coder_url", mode="before")
     @classmethod
     def _blank_url_is_none(cls, value: object) -> object:
@@ -73,6 +103,7 @@ class Settings(BaseSettings):
         for name, secret in [
             ("DRIFT_ENROLLMENT_SECRET", self.enrollment_secret),
             ("DRIFT_WEBHOOK_SECRET", self.webhook_secret),
+            ("DRIFT_METRICS_TOKEN", self.metrics_token),
             *[("DRIFT_ADMIN_TOKENS", t) for t in self.admin_tokens],
         ]:
             if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_CHARS:
@@ -87,6 +118,13 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "DRIFT_WEBHOOK_URL is set but DRIFT_WEBHOOK_SECRET is not: the receiver "
                     "needs the secret to check the X-Drift-Signature of each notice"
+                )
+        for origin in self.admin_origins:
+            scheme, _, host = origin.partition("://")
+            if scheme not in ("http", "https") or not host or "/" in host:
+                raise ValueError(
+                    f"DRIFT_ADMIN_ORIGINS: {origin!r} is not an origin: write it as "
+                    "https://drift.example.com (scheme, host and port only)"
                 )
         if (self.coder_url is None) != (self.coder_api_token is None):
             raise ValueError(
@@ -125,7 +163,7 @@ def to_environment(settings: Settings) -> dict[str, str]:
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         elif isinstance(value, list):
-            value = ",".join(v.get_secret_value() for v in value)
+            value = ",".join(v.get_secret_value() if isinstance(v, SecretStr) else v for v in value)
         elif isinstance(value, bool):
             value = "true" if value else "false"
         env[f"DRIFT_{name.upper()}"] = str(value)

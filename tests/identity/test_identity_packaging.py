@@ -52,6 +52,7 @@ def test_the_server_wheel_contains_them(tmp_path: Path) -> None:
         scripts = archive.read(entry_points).decode()
     for module in (
         "coder_identity/verify.py",
+        "http_guard/body_limit.py",
         "key_provisioner/app.py",
         "key_provisioner/cli.py",
         "workspace_agent_server/routes.py",

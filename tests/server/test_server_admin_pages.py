@@ -3,6 +3,8 @@ Chromium against a uvicorn server on loopback, with screenshots for docs/."""
 
 from __future__ import annotations
 
+import re
+
 import os
 import shutil
 import threading
@@ -56,7 +58,13 @@ async def test_pages_need_sign_in_and_the_cookie_works(api: Api) -> None:
     assert page.headers["content-security-policy"].startswith("default-src 'none'")
     # The same cookie opens the JSON API for reading.
     assert (await api.client.get(wire.WORKSPACES_PATH)).status_code == 200
-    await api.client.post("/logout")
+    # Sign-out needs the session's CSRF token (in the page's form) and the page's Origin.
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    out = await api.client.post(
+        "/logout", data={"csrf": csrf.group(1)}, headers={"Origin": "http://drift.test"}
+    )
+    assert out.status_code == 303
     assert (await api.client.get("/")).status_code == 303
 
 

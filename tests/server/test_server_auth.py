@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
+from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
 from workspace_agent_server import auth
@@ -13,18 +13,32 @@ A = SecretStr("admin-token-Ahx8Lq2Vb7Rt9Wz3")
 B = SecretStr("admin-token-Bqq2Lm5Xc8Vn1Ty6")
 
 
-def test_session_roundtrip_expiry_and_tampering() -> None:
-    now = time.time()
-    cookie = auth.make_session(A, hours=1, now=now)
-    assert A.get_secret_value() not in cookie
-    assert auth.check_session(cookie, [B, A], now=now)
-    assert not auth.check_session(cookie, [A], now=now + 3601)  # expired
-    assert not auth.check_session(cookie, [B], now=now)  # its token was removed from settings
-    token_id, expiry, sig = cookie.split(".")
-    assert not auth.check_session(f"{token_id}.{int(expiry) + 9999}.{sig}", [A], now=now)
-    assert not auth.check_session(f"{token_id}.{expiry}.{'0' * 64}", [A], now=now)
-    for junk in (None, "", "a.b", "x.y.z", "...."):
-        assert not auth.check_session(junk, [A], now=now)
+def test_session_lives_in_the_database_until_its_end_expiry_or_token_removal(db_url: str) -> None:
+    """Server-side sessions (issue 15): the cookie is a random id; ending the session, its expiry
+    or removing its admin token each make the same cookie worthless at once."""
+    from workspace_agent_server import sessions
+    from workspace_agent_server.db import make_engine, migrate, write_tx
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    now = datetime.now(UTC)
+    try:
+        with write_tx(engine) as conn:
+            cookie, made = sessions.create(conn, A, now, hours=1)
+        assert A.get_secret_value() not in cookie and len(cookie) >= 40
+        with engine.connect() as conn:
+            found = sessions.lookup(conn, cookie, [B, A], now)
+            assert found is not None and found.csrf == made.csrf
+            assert sessions.lookup(conn, cookie, [A], now + timedelta(hours=1)) is None  # expired
+            assert sessions.lookup(conn, cookie, [B], now) is None  # its token was removed
+            for junk in (None, "", "x" * 43, cookie[:-1], "y" * 500):
+                assert sessions.lookup(conn, junk, [A], now) is None
+        with write_tx(engine) as conn:
+            sessions.end(conn, made)
+        with engine.connect() as conn:
+            assert sessions.lookup(conn, cookie, [A], now) is None  # signed out: dead at once
+    finally:
+        engine.dispose()
 
 
 def test_bearer_and_token_kinds() -> None:

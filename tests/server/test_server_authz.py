@@ -4,6 +4,7 @@ refused page shows nothing of the fleet."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from tests.server.conftest import ADMIN, SECRET, Api, make_report, rule
 from workspace_agent import wire
 
-pytestmark = pytest.mark.anyio
+# Left out of `scripts/test --fast`: the authorization matrix: a server and database per cell.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 # Credentials, as the Authorization header (or cookie) a client would send.
 CREDENTIALS = [
@@ -27,6 +29,11 @@ CREDENTIALS = [
     "admin token",
     "forged session cookie",
     "admin session cookie",
+    # The admin's own cookie on a request from another site (a Coder app on a sibling
+    # subdomain), and on one without the session's CSRF token: reading is fine, changing is not.
+    "admin session cookie, foreign origin",
+    "admin session cookie, no csrf token",
+    "admin session cookie after sign-out",
 ]
 
 # route → expected (status, reason) per credential; reason None: not checked (pages, successes).
@@ -41,8 +48,10 @@ ADMIN_API: R = {
     "unknown token": UNAUTHORIZED, "garbage token": UNAUTHORIZED,
     "other workspace's token": FORBIDDEN, "revoked token": FORBIDDEN, "own workspace token": FORBIDDEN,
     "enrollment secret": FORBIDDEN, "admin token": OK, "forged session cookie": UNAUTHORIZED,
-    "admin session cookie": OK,
+    "admin session cookie": OK, "admin session cookie, foreign origin": OK,
+    "admin session cookie, no csrf token": OK, "admin session cookie after sign-out": UNAUTHORIZED,
 }
+COOKIES = [c for c in CREDENTIALS if c.startswith("admin session cookie")]
 EXPECTED: dict[str, R] = {
     "POST enroll": {**{c: UNAUTHORIZED for c in CREDENTIALS}, "enrollment secret": OK},
     "POST report for ws-a": {
@@ -51,34 +60,66 @@ EXPECTED: dict[str, R] = {
         "revoked token": (401, "revoked"),
         "own workspace token": OK,
         "admin token": FORBIDDEN,
-        "admin session cookie": UNAUTHORIZED,  # a browser session cannot post reports
+        # a browser session cannot post reports
+        **{c: UNAUTHORIZED for c in COOKIES},
     },
     "GET workspaces": ADMIN_API,
     "GET workspace ws-a": ADMIN_API,
-    "POST revoke ws-a": ADMIN_API,
+    "POST revoke ws-a": {
+        **ADMIN_API,
+        "admin session cookie, foreign origin": (403, "csrf"),
+        "admin session cookie, no csrf token": (403, "csrf"),
+    },
     # Pages: no credential → sign-in redirect; a wrong one → an error page; never fleet data.
     "page fleet": {**{c: (401, None) for c in CREDENTIALS},
                    "none": (303, None), "not bearer": (303, None), "empty bearer": (303, None),
                    "forged session cookie": (303, None),
                    "other workspace's token": (403, None), "revoked token": (403, None),
                    "own workspace token": (403, None), "enrollment secret": (403, None),
-                   "admin token": (200, None), "admin session cookie": (200, None)},
+                   "admin token": (200, None), "admin session cookie": (200, None),
+                   "admin session cookie, foreign origin": (200, None),
+                   "admin session cookie, no csrf token": (200, None),
+                   "admin session cookie after sign-out": (303, None)},
 }
 EXPECTED["page workspace ws-a"] = EXPECTED["page fleet"]
 
 CELLS = [(route, cred) for route in EXPECTED for cred in CREDENTIALS]
 
 
+ORIGIN = "http://drift.test"  # the test client's base URL: the server's own origin
+
+
+async def sign_in(api: Api) -> tuple[str, str]:
+    """Sign in through the form like a browser: (the session cookie, its CSRF token)."""
+    from workspace_agent_server import auth
+
+    api.client.cookies.clear()
+    answer = await api.client.post("/login", data={"token": ADMIN, "next": "/"},
+                                   headers={"Origin": ORIGIN})
+    assert answer.status_code == 303, answer.text
+    cookie = api.client.cookies[auth.SESSION_COOKIE]
+    page = await api.client.get("/")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, "the page's sign-out form carries no CSRF token"
+    api.client.cookies.clear()
+    return cookie, found.group(1)
+
+
 async def _setup(api: Api) -> dict[str, str]:
     tokens = {ws: await api.enroll(ws, owner="alice") for ws in ("ws-a", "ws-b", "ws-r")}
     assert (await api.report(tokens["ws-a"], make_report("ws-a", [rule("secret.rule", "drift")]))).status_code == 200
     assert (await api.admin(f"{wire.WORKSPACES_PATH}/ws-r/revoke", method="POST")).status_code == 200
+    tokens["cookie"], tokens["csrf"] = await sign_in(api)
+    tokens["ended cookie"], csrf = await sign_in(api)
+    api.client.cookies.set("drift_admin", tokens["ended cookie"])
+    out = await api.client.post("/logout", data={"csrf": csrf}, headers={"Origin": ORIGIN})
+    assert out.status_code == 303, out.text
+    api.client.cookies.clear()
     return tokens
 
 
 def _auth(cred: str, tokens: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(headers, cookies) for a credential."""
-    from pydantic import SecretStr
     from workspace_agent_server import auth
 
     bearer = {
@@ -97,10 +138,16 @@ def _auth(cred: str, tokens: dict[str, str]) -> tuple[dict[str, str], dict[str, 
     if cred == "empty bearer":
         return {"Authorization": "Bearer "}, {}
     if cred == "forged session cookie":
-        forged = auth.make_session(SecretStr("not-the-admin-token-at-all"), 1)
-        return {}, {auth.SESSION_COOKIE: forged}
+        return {}, {auth.SESSION_COOKIE: "x" * 43}
+    cookie = {auth.SESSION_COOKIE: tokens["cookie"]}
     if cred == "admin session cookie":
-        return {}, {auth.SESSION_COOKIE: auth.make_session(SecretStr(ADMIN), 1)}
+        return {"Origin": ORIGIN, "X-CSRF-Token": tokens["csrf"]}, cookie
+    if cred == "admin session cookie, foreign origin":
+        return {"Origin": "https://evil.example", "X-CSRF-Token": tokens["csrf"]}, cookie
+    if cred == "admin session cookie, no csrf token":
+        return {"Origin": ORIGIN}, cookie
+    if cred == "admin session cookie after sign-out":
+        return {"Origin": ORIGIN}, {auth.SESSION_COOKIE: tokens["ended cookie"]}
     return {}, {}
 
 

@@ -129,7 +129,7 @@ def test_queue_holds_while_the_server_is_down(
         sent = json.loads(cli_proc("report", "--json", env=env).out)
         d = detail(url)
         again = json.loads(cli_proc("report", "--json", env=env).out)
-        metrics = httpx.get(url + "/metrics").text
+        metrics = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"}).text
     assert len(sent["sent"]) == 3, sent
     stored = [r["report_id"] for r in reversed(d["reports"])]  # oldest first
     assert stored[1:] == sent["sent"] and len(stored) == len(set(stored)) == 4

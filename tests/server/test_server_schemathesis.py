@@ -41,13 +41,16 @@ def drift_app(db_url: str) -> tuple[Any, str]:
     """The app on a fresh database, and the token of one enrolled workspace."""
     from workspace_agent_server.app import create_app
 
-    app = create_app(make_settings(db_url))
+    app = create_app(make_settings(db_url, api_docs="admin"))
     return app, _enroll(app)
 
 
 @pytest.fixture
 def api_schema(drift_app: tuple[Any, str]) -> Any:
-    return schemathesis.openapi.from_asgi("/openapi.json", drift_app[0])
+    # The description is for admins only (issue 15): fetched as an admin.
+    return schemathesis.openapi.from_asgi(
+        "/openapi.json", drift_app[0], headers={"Authorization": f"Bearer {ADMIN}"}
+    )
 
 
 def _enroll(app: Any) -> str:
@@ -71,7 +74,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 def credentials(case: Any, token: str) -> dict[str, str]:
-    if case.path.startswith(wire.WORKSPACES_PATH):
+    if case.path.startswith(wire.WORKSPACES_PATH) or case.path == "/metrics":
         return {"Authorization": f"Bearer {ADMIN}"}
     if case.path == wire.ENROLL_PATH:
         return {"Authorization": f"Bearer {SECRET}"}

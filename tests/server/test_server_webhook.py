@@ -103,7 +103,7 @@ async def test_newly_drifted_batched_signed_and_retried(api_factory, receiver: R
         await api.report(token, make_report("ws-b", [rule("x", "drift")], at=api.clock.now))
         await anyio.sleep(0.6)
         assert len(receiver.got) == 2
-        metrics = (await api.client.get("/metrics")).text
+        metrics = (await api.admin("/metrics")).text
         assert 'drift_webhook_notices_total{result="delivered"} 2' in metrics
         assert 'drift_webhook_notices_total{result="retried"} 1' in metrics
 
@@ -148,7 +148,7 @@ async def test_full_queue_drops_and_ingest_stays_fast(api_factory, receiver: Rec
             await anyio.sleep(0.05)  # let the sender pick up what it can
         elapsed = time.monotonic() - started
         assert elapsed < 2.0, f"ingest waited for the webhook ({elapsed:.2f}s)"
-        metrics = (await api.client.get("/metrics")).text
+        metrics = (await api.admin("/metrics")).text
         dropped = [
             line
             for line in metrics.splitlines()

@@ -187,7 +187,7 @@ async def test_reports_over_http_are_batched(api: Api) -> None:
     stats = api.app.state.ctx.writer.stats
     assert stats.reports == 64 and stats.batches < 64
     assert api.rows()["reports"] == 64
-    metrics = (await api.client.get("/metrics")).text
+    metrics = (await api.admin("/metrics")).text
     assert "drift_ingest_batch_reports_total 64" in metrics
     assert f"drift_ingest_batches_total {stats.batches}" in metrics
     assert "drift_ingest_queue 0" in metrics

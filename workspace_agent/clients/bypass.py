@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +83,11 @@ def load_policy(policy: Mapping[str, Any]) -> Policy:
     return Policy(frozenset(names), files, int(shipped.get("max_processes", 2000)))
 
 
+def check_policy(table: dict[str, Any]) -> None:
+    """The policy file's [bypass] table, checked at load (policyfile.py)."""
+    load_policy({"bypass": table})
+
+
 def _strings(value: Any, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise AgentError(f"policy file: {where} must be a list of strings")
@@ -115,6 +119,8 @@ def _is_raw_credential(raw: str, key: str | None) -> bool:
     if "$" in raw or "`" in raw:
         return False
     try:
+        import shlex
+
         words = shlex.split(raw, comments=True)
     except ValueError:  # an unbalanced quote: judge the raw text
         words = [raw.strip().strip("'\"")]

@@ -18,6 +18,7 @@ import re
 import shlex
 import shutil
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from workspace_agent import fsio
@@ -265,6 +266,48 @@ def completion_script(shell: str) -> str:
     return complete.source_template % complete.source_vars()  # no version probe: bash ≥ 4.4 is a given here
 
 
+def completion_file_text(shell: str, path: Path) -> str:
+    """The completion file's desired text: a header, then completion_script(shell).
+
+    Rendering the script imports click and the whole CLI, as much as the rest of a check costs.
+    The header names the agent and click versions that made it and the sha256 of the rest, so
+    when the file on disk carries this installation's header and its hash matches, it is exactly
+    what rendering would give, and it is used without rendering anything.
+    """
+    import hashlib
+
+    from workspace_agent import __version__, fsio
+
+    version = _click_version()
+    head = f"# workspace-agent {__version__}, click {version}: completion for {shell}; sha256 "
+    if version is not None:
+        try:
+            current = fsio.read_fact(path, max_bytes=256 * 1024).text
+        except AgentError:
+            current = None
+        first, _, body = (current or "").partition("\n")
+        if first.startswith(head) and first == head + hashlib.sha256(body.encode()).hexdigest():
+            return str(current)
+    body = completion_script(shell)
+    return f"{head}{hashlib.sha256(body.encode()).hexdigest()}\n{body}"
+
+
+@cache
+def _click_version() -> str | None:
+    """click's version from its installed metadata (a directory name), without importing it."""
+    import sys
+
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith("click-") and name.endswith(".dist-info"):
+                return name.removeprefix("click-").removesuffix(".dist-info")
+    return None
+
+
 def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
     paths = desired.paths
     home = paths.home
@@ -275,14 +318,16 @@ def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
     found += [
         generated_file("shell.env-file", paths.shell_env_file, posix_script(desired), mode=0o644, title="gateway env"),
         _rc_rule("shell.rc.bash", home / ".bashrc", line),
-        generated_file("shell.completion.bash", paths.bash_completion_file, completion_script("bash")),
+        generated_file("shell.completion.bash", paths.bash_completion_file,
+                       completion_file_text("bash", paths.bash_completion_file)),
     ]
     if present("zsh", home / ".zshrc"):
         found.append(_rc_rule("shell.rc.zsh", home / ".zshrc", line))
     if present("fish", paths.config_home / "fish"):
         found += [
             generated_file("shell.fish", paths.fish_env_file, fish_script(desired), mode=0o644, title="gateway env"),
-            generated_file("shell.completion.fish", paths.fish_completion_file, completion_script("fish")),
+            generated_file("shell.completion.fish", paths.fish_completion_file,
+                           completion_file_text("fish", paths.fish_completion_file)),
         ]
     if key.key is not None:
         found.append(plaintext_key_rule(desired, key.key))

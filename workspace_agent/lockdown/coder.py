@@ -76,28 +76,37 @@ def evaluate(document: Any, requirements: tuple[EnvRequirement, ...]) -> list[Se
     return seen
 
 
-def fetch_config(url: str, token: str, timeout: float = TIMEOUT_S) -> Any:
-    import httpx
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a deployment config is tens of kB
 
+
+def fetch_config(url: str, token: str, timeout: float = TIMEOUT_S) -> Any:
+    """GET the deployment config within `timeout` seconds in all (transport.py)."""
+    import json
+
+    from workspace_agent import transport
+
+    problem: str | None = None
     try:
-        response = httpx.get(
-            url.rstrip("/") + CONFIG_PATH,
+        answer = transport.request(
+            "GET", url.rstrip("/") + CONFIG_PATH, timeout=timeout, max_body_bytes=MAX_CONFIG_BYTES,
             headers={"Coder-Session-Token": token, "Accept": "application/json"},
-            timeout=timeout,
-            follow_redirects=False,
         )
-    except httpx.HTTPError as exc:
-        raise AgentError(f"cannot reach Coder at {url}: {exc.__class__.__name__}: {exc}") from None
-    if response.status_code in (401, 403):
+    except transport.TransportError as exc:
+        problem = exc.message
+    if problem is not None:
+        raise AgentError(f"cannot reach Coder at {url}: {problem}")
+    if answer.status in (401, 403):
         raise AgentError(
-            f"Coder at {url} refused coder_token (HTTP {response.status_code}): reading the deployment config "
+            f"Coder at {url} refused coder_token (HTTP {answer.status}): reading the deployment config "
             "needs a token of a user with the Owner or Auditor role"
         )
-    if response.status_code != 200:
-        raise AgentError(f"Coder at {url} answered HTTP {response.status_code} to GET {CONFIG_PATH}")
+    if answer.status != 200:
+        raise AgentError(f"Coder at {url} answered HTTP {answer.status} to GET {CONFIG_PATH}")
+    if answer.too_large:
+        raise AgentError(f"Coder at {url} sent more than {MAX_CONFIG_BYTES // (1024 * 1024)} MB for GET {CONFIG_PATH}")
     try:
-        return response.json()
-    except ValueError:
+        return json.loads(answer.body)
+    except (ValueError, RecursionError):
         raise AgentError(f"Coder at {url} did not answer JSON to GET {CONFIG_PATH}") from None
 
 

@@ -10,6 +10,7 @@ folder without an entry is still a risk: code-server rebuilds the index from the
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,13 +76,32 @@ def folder_id(name: str) -> tuple[str, str | None] | None:
     return None
 
 
+# package.json → what it said, by (size, mtime, inode): each forbidden extension's rule scans every
+# folder, and a manifest read once per run is enough unless it changed.
+_MANIFESTS: dict[Path, tuple[tuple[int, int, int], tuple[str, str | None] | None]] = {}
+
+
 def manifest_id(folder: Path, *, linked: bool = False) -> tuple[str, str | None] | None:
     """publisher.name and version from the folder's package.json (None: not an extension).
 
     Read with fsio (no link below the home, a folder that is a link followed only as the home's
-    owner, no FIFO or device, capped): an unusable one raises AgentError naming it; a missing or
-    unparsable one is simply not an extension's."""
+    owner, no FIFO or device, capped): an unusable one raises AgentError naming it (never
+    cached); a missing or unparsable one is simply not an extension's."""
     manifest = folder / "package.json"
+    try:
+        info = os.stat(manifest, follow_symlinks=linked)  # only a cache key: nothing is opened
+    except OSError:
+        return None
+    stamp = (info.st_size, info.st_mtime_ns, info.st_ino)
+    known = _MANIFESTS.get(manifest)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    found = _read_manifest(manifest, linked)
+    _MANIFESTS[manifest] = (stamp, found)
+    return found
+
+
+def _read_manifest(manifest: Path, linked: bool) -> tuple[str, str | None] | None:
     if linked:
         text = fsio.read_linked(manifest, MAX_MANIFEST_BYTES, follow=2)
     else:

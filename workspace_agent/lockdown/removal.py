@@ -11,7 +11,6 @@ again, so a removal that did not happen is an error, never a false "corrected".
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from workspace_agent import fsio, privilege
@@ -66,6 +65,8 @@ def uninstall(cli: Path, ext_id: str, extensions_dir: Path, user_data_dir: Path)
         "--user-data-dir",
         str(user_data_dir),
     ]
+    import subprocess  # only when an extension must go: not on the check path
+
     try:
         proc = subprocess.run(  # as the home's owner in a root run (privilege.subprocess_ids)
             command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False,

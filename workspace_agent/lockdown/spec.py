@@ -15,10 +15,8 @@ from typing import Any
 from workspace_agent import data
 from workspace_agent.errors import AgentError
 
-POLICY_KEYS = ("settings", "forbidden_extensions", "fix_workspace_overrides")
+POLICY_KEYS = ("settings", "forbidden_extensions", "fix_workspace_overrides", "remove_builtin_copilot")
 DERIVED_KEY = "extensions.allowed"
-# Managed elsewhere (clients/roo_code.py writes the import file's path there).
-RESERVED_KEYS = ("roo-cline.autoImportSettingsPath",)
 _EXTENSION_ID = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9][a-z0-9._-]*$")
 
 
@@ -54,6 +52,7 @@ class Lockdown:
     fix_workspace_overrides: bool
     audit: AuditLimits
     coder_env: tuple[EnvRequirement, ...]
+    remove_builtin_copilot: bool = False  # delete code-server's built-in Copilot at run time where allowed
 
     def as_data(self) -> dict[str, Any]:
         """Plain data for the desired-state fingerprint."""
@@ -62,12 +61,18 @@ class Lockdown:
             "forbidden": list(self.forbidden),
             "fix_workspace_overrides": self.fix_workspace_overrides,
             "coder_env": [(e.name, e.value) for e in self.coder_env],
+            **({"remove_builtin_copilot": True} if self.remove_builtin_copilot else {}),  # old fingerprints stay
         }
 
 
 def load(policy: dict[str, Any]) -> Lockdown:
     """The shipped lockdown with the policy's [lockdown] table applied."""
     return build(data.settings_file("lockdown"), policy.get("lockdown", {}))
+
+
+def check_policy(table: dict[str, Any]) -> None:
+    """The policy file's [lockdown] table, checked at load (policyfile.py)."""
+    build(data.settings_file("lockdown"), table)
 
 
 def build(shipped: dict[str, Any], extra: Any) -> Lockdown:
@@ -91,10 +96,16 @@ def build(shipped: dict[str, Any], extra: Any) -> Lockdown:
     allowed["*"] = bool(extensions.get("allow_others", True))
     settings[DERIVED_KEY] = allowed
 
-    fix = extra.get("fix_workspace_overrides", False)
-    if not isinstance(fix, bool):
-        raise AgentError(f"policy file: [lockdown].fix_workspace_overrides={fix!r} must be true or false")
-    return Lockdown(settings, tuple(forbidden), fix, _limits(shipped.get("workspace_audit", {})), _env(shipped))
+    fix = _switch(extra, "fix_workspace_overrides")
+    remove = _switch(extra, "remove_builtin_copilot")
+    return Lockdown(settings, tuple(forbidden), fix, _limits(shipped.get("workspace_audit", {})), _env(shipped), remove)
+
+
+def _switch(extra: dict[str, Any], name: str) -> bool:
+    value = extra.get(name, False)
+    if not isinstance(value, bool):
+        raise AgentError(f"policy file: [lockdown].{name}={value!r} must be true or false")
+    return value
 
 
 def _settings(table: Any, where: str) -> dict[str, Any]:
@@ -108,13 +119,21 @@ def _settings(table: Any, where: str) -> dict[str, Any]:
             )
         if key == DERIVED_KEY:
             raise AgentError(f"{where}: {DERIVED_KEY} is built from the forbidden extension ids; add ids instead")
-        if key in RESERVED_KEYS:
-            raise AgentError(f"{where}: {key} is managed by the Roo Code rules; remove it here")
+        owner = _client_owning(key)
+        if owner:
+            raise AgentError(f"{where}: {key} is managed by the {owner} rules; remove it here")
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             raise AgentError(f"{where}: the value of {key!r} is not a JSON value (dates are not allowed)") from None
     return dict(table)
+
+
+def _client_owning(key: str) -> str | None:
+    """The client whose rules write this User settings key (clients/registry.py), if any."""
+    from workspace_agent.clients.registry import clients
+
+    return next((client.title for client in clients() if key in client.settings_keys), None)
 
 
 def _ids(values: Any, where: str) -> list[str]:
