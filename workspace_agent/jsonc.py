@@ -313,9 +313,9 @@ class _Index(NamedTuple):
 _indexes: dict[str, tuple[str, str, _Index]] = {}
 
 
-def _remember(bom: str, body: str, index: _Index) -> str:
-    """Keep the index of `bom + body` (the few most recent texts only); return that text."""
-    text = bom + body
+def _remember(bom: str, body: str, index: _Index, text: str | None = None) -> str:
+    """Keep the index of `text` (= `bom + body`; the few most recent texts only); return it."""
+    text = bom + body if text is None else text
     while len(_indexes) >= _INDEX_CACHE:
         _indexes.pop(next(iter(_indexes)))
     _indexes[text] = (bom, body, index)
@@ -324,7 +324,7 @@ def _remember(bom: str, body: str, index: _Index) -> str:
 
 def _keep_only(text: str) -> None:
     """Before an edit makes a new text: forget every other one (a big file is 8 MB each)."""
-    for other in [t for t in _indexes if t is not text]:
+    for other in [t for t in _indexes if t is not text and t != text]:
         del _indexes[other]
 
 
@@ -338,7 +338,7 @@ def _indexed(text: str) -> tuple[str, str, _Index]:
     if index is None:
         loads(text)  # raises the precise error; if it does not, index the slow way
         index = _index_of_doc(body, _parse(body))
-    _remember(bom, body, index)
+    _remember(bom, body, index, text)
     return bom, body, index
 
 
