@@ -357,28 +357,28 @@ def _build_index(body: str) -> _Index | None:
     if empty is not None:
         pos = empty.end()
     else:
-        member = _MEMBER_RE.match
+        member, append = _MEMBER_RE.match, ks.append  # the loop runs once per member: kept lean
+        escapes = "\\" in cleaned  # a key written with an escape needs decoding to be found
         while True:
             found = member(cleaned, pos)
             if found is None:
                 return None
-            key_start, key_end = found.span(1)
-            if "\\" in cleaned[key_start:key_end]:
-                escaped[json.loads(cleaned[key_start:key_end])] = len(ks)
-            ks.append(key_start)
+            key_start = found.start(1)
+            if escapes and "\\" in cleaned[key_start : found.end(1)]:
+                escaped[json.loads(cleaned[key_start : found.end(1)])] = len(ks)
+            append(key_start)
             if found.lastindex == 3:
-                pos, separator = found.end(), found.group(3)
+                pos = found.end()  # the match ends with the `,` or `}` after the value
             else:
-                start = found.start(4)
                 try:
-                    _value, end = _SCAN(cleaned, start)
+                    _value, end = _SCAN(cleaned, found.start(4))
                 except (StopIteration, ValueError, RecursionError):
                     return None
                 after = _AFTER_RE.match(cleaned, end)
                 if after is None:
                     return None
-                pos, separator = after.end(), after.group(1)
-            if separator == "}":
+                pos = after.end()
+            if cleaned[pos - 1] == "}":
                 break
     if cleaned[pos:].strip(_WS):
         return None
