@@ -408,3 +408,29 @@ def test_a_root_that_cannot_switch_users_refuses_with_a_sentence(hostile: Hostil
     assert f"cannot act as the owner of {hostile.home} (uid {hostile.uid})" in done.stderr
     assert "run the agent as that user, or as root with CAP_SETUID and CAP_SETGID" in done.stderr
     assert [p for p in hostile.home.rglob("*")] == []  # nothing written as root instead
+
+
+def test_the_code_server_cli_runs_wholly_as_the_user(hostile: Hostile) -> None:
+    """The uninstall CLI is started with the user's ids (real and effective): a program started
+    by root cannot act as root in the home. A small executable stands in for code-server's CLI
+    here (the real one lives under /root on this machine, out of the user's reach) and records
+    who it runs as; the rule then finds the extension still there, as it should."""
+    seen = hostile.root / "cli-ran-as"
+    seen.touch()
+    seen.chmod(0o666)
+    cli = hostile.root / "code-server"
+    cli.write_text(f"#!/bin/sh\necho \"$(id -ru) $(id -u) $(id -rg) $(id -g)\" > {seen}\n")
+    cli.chmod(0o755)
+    ext = ".local/share/code-server/extensions"
+    hostile.users(f"{ext}/github.copilot-1.300.0/package.json",
+                  text=json.dumps({"publisher": "github", "name": "copilot", "version": "1.300.0"}))
+    index = [{"identifier": {"id": "github.copilot"}, "relativeLocation": "github.copilot-1.300.0"}]
+    hostile.users(f"{ext}/extensions.json", text=json.dumps(index))
+    done = hostile.run("bootstrap", "--json", WORKSPACE_AGENT_CODE_SERVER_BIN=str(cli))
+    rules = outcome(done)
+    assert seen.read_text().split() == [str(hostile.uid)] * 2 + [str(hostile.gid)] * 2
+    removal = rules["extension.absent.github.copilot"]  # the stand-in left the index entry
+    assert removal["state"] == "error" and "still installed after code-server --uninstall-extension" in removal["message"]
+    assert not (hostile.home / ext / "github.copilot-1.300.0").exists()  # the folder went, as the user
+    assert_owned_by_user(hostile)
+    assert_lockdown_written(hostile)
