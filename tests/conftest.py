@@ -12,10 +12,14 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from workspace_agent.config import SETTINGS
+
+if TYPE_CHECKING:
+    from tests.litellm_db_proxy import DbProxy
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_KEY = "sk-test-Zq8mV3pL0rT6yW1xN4bK"
@@ -108,3 +112,24 @@ def keyed_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A pasted key in the environment (the simplest way to get a complete workspace)."""
     monkeypatch.setenv("LITELLM_API_KEY", TEST_KEY)
     yield TEST_KEY
+
+
+@pytest.fixture(scope="session")
+def db_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbProxy]:
+    """A real LiteLLM proxy on its own fresh PostgreSQL database, for the whole session
+    (tests/litellm_db_proxy.py); the database is dropped at the end."""
+    from tests.heavy import require
+    from tests.litellm_db_proxy import DatabaseUnavailable, start_db_proxy
+
+    venv = require("litellm", "the LiteLLM 1.108.7 proxy venv (component litellm, WA_LITELLM_VENV)")
+    component = require("litellm-db", "LiteLLM's Prisma client and query engine (component litellm-db, WA_LITELLM_DB)")
+    try:
+        proxy = start_db_proxy(venv, component, tmp_path_factory.mktemp("litellm-db"))
+    except DatabaseUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL for the LiteLLM database tests: {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
