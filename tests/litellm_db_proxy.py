@@ -51,6 +51,9 @@ MODELS = (
     MockModel("claude-sonnet", "openai/claude-sonnet-4-5", 3e-6, 1.5e-5),
     MockModel("claude-haiku", "openai/claude-haiku-4-5", 1e-6, 5e-6),
     MockModel("claude-opus", "openai/claude-opus-4", 1.5e-5, 7.5e-5),
+    # The names this project's settings/models.toml gives Roo Code and OpenCode by default.
+    MockModel("claude-sonnet-4-5", "openai/claude-sonnet-4-5", 3e-6, 1.5e-5),
+    MockModel("claude-haiku-4-5", "openai/claude-haiku-4-5", 1e-6, 5e-6),
 )
 
 

@@ -11,6 +11,7 @@ is refused, and what `/spend/logs` allows a key that is not an admin's.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.conftest import CliResult
 from tests.litellm_db_proxy import MASTER_KEY, MODELS, RESPONSE, DbProxy
 from workspace_agent import data
 
@@ -330,3 +332,103 @@ def test_hook_applies_the_level_in_the_keys_database_metadata(db_proxy: DbProxy,
     answer = chat(db_proxy, key)
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-workspace-enforcement"] == header
+
+
+# ---------------------------------------------------------------------------------------------
+# ai-usage and ai-models against the real proxy and its database
+
+Cli = Callable[..., CliResult]
+
+
+def use_key(monkeypatch: pytest.MonkeyPatch, proxy: DbProxy, key: str) -> None:
+    monkeypatch.setenv("LITELLM_API_KEY", key)
+    monkeypatch.setenv("AI_GATEWAY_URL", proxy.url)
+
+
+def test_ai_usage_reports_the_real_spend_budget_window_and_user(
+    db_proxy: DbProxy, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, workspace = unique("dev"), unique("ws")
+    new_user(db_proxy, user, max_budget=20.0, budget_duration="30d")
+    key = generate(db_proxy, key_alias=f"workspace-{workspace}", user_id=user, max_budget=1.0,
+                   budget_duration="1d", rpm_limit=60, tpm_limit=100000,
+                   models=["claude-sonnet-4-5", "claude-haiku-4-5"], metadata=identity(workspace))
+    answer = chat(db_proxy, key, "claude-sonnet-4-5")
+    assert answer.status_code == 200, answer.text
+    cost = cost_of(answer, "claude-sonnet-4-5")
+    wait_for(lambda: key_info(db_proxy, key)["spend"] or None, "the key's spend")
+    info = key_info(db_proxy, key)
+    use_key(monkeypatch, db_proxy, key)
+
+    result = cli("usage", "--json")
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert doc["source"]["name"] == "litellm" and doc["source"]["url"] == db_proxy.url
+    assert doc["key"]["alias"] == f"workspace-{workspace}" and doc["key"]["status"] == "active"
+    assert doc["key"]["user_id"] == user and doc["key"]["models"] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
+    assert doc["budget"]["spend"] == pytest.approx(cost, abs=1e-6)
+    assert doc["budget"]["max_budget"] == 1.0 and doc["budget"]["duration"] == "1d"
+    assert datetime.fromisoformat(doc["budget"]["resets_at"]) == datetime.fromisoformat(
+        info["budget_reset_at"])
+    assert doc["limits"] == {"rpm": 60, "tpm": 100000}
+    assert doc["enforcement"]["key_level"] == "standard"
+    assert doc["user"]["user_id"] == user and doc["user"]["max_budget"] == 20.0
+    assert doc["user"]["spend"] == pytest.approx(cost, abs=1e-6)
+    assert key not in result.all
+
+
+def test_ai_usage_by_model_against_real_spend_logs(
+    db_proxy: DbProxy, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `--by-model` gets from LiteLLM 1.108.7 for a key of an internal user."""
+    user = unique("dev")
+    new_user(db_proxy, user)
+    key = generate(db_proxy, user_id=user, metadata=identity(unique("ws")))
+    costs = {}
+    for model in ("claude-sonnet", "claude-haiku"):
+        answer = chat(db_proxy, key, model)
+        assert answer.status_code == 200, answer.text
+        costs[model] = cost_of(answer, model)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    wait_for(lambda: True if len(db_proxy.sql(
+        f"SELECT 1 FROM \"LiteLLM_SpendLogs\" WHERE api_key = '{digest}'")) == 2 else None, "two spend log rows")
+    use_key(monkeypatch, db_proxy, key)
+    result = cli("usage", "--json", "--by-model")
+    assert result.code == 0, result.err
+    by_model = json.loads(result.out)["by_model"]
+    assert by_model["available"] is True, by_model
+    assert sum(by_model["spend"].values()) == pytest.approx(sum(costs.values()), abs=1e-6)
+
+
+def test_ai_usage_exits_12_when_the_real_budget_is_used_up(
+    db_proxy: DbProxy, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = generate(db_proxy, user_id=unique("dev"), max_budget=0.0001, metadata=identity(unique("ws")))
+    assert chat(db_proxy, key).status_code == 200
+    wait_for(lambda: key_info(db_proxy, key)["spend"] or None, "the key's spend")
+    use_key(monkeypatch, db_proxy, key)
+    result = cli("usage", "--json")
+    doc = json.loads(result.out)
+    assert result.code == doc["exit_code"] == 12, result.all
+    assert doc["budget"]["exhausted"] is True and doc["budget"]["spend"] > doc["budget"]["max_budget"]
+    assert chat(db_proxy, key).status_code == 422  # and the gateway agrees
+
+
+def test_ai_models_lists_the_keys_models_and_checks_the_hook(
+    db_proxy: DbProxy, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = generate(db_proxy, user_id=unique("dev"), models=["claude-sonnet-4-5", "claude-haiku-4-5"],
+                   metadata=identity(unique("ws"), "design-first"))
+    use_key(monkeypatch, db_proxy, key)
+    monkeypatch.setenv("ENFORCEMENT_LEVEL", "design-first")
+    result = cli("models", "--json", "--check")
+    assert result.code == 0, result.all
+    doc = json.loads(result.out)
+    assert [m["id"] for m in doc["models"]] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
+    check = doc["check"]
+    assert check["model"] == "claude-sonnet-4-5" and check["status"] == 200, check
+    mark = check["enforcement"]
+    assert (mark["applied"], mark["level"], mark["same_prompt"], mark["matches_requested"]) == (
+        True, "design-first", True, True), mark
+    assert mark["sha256"] == data.prompt_sha256("design-first")
+    assert key not in result.all
