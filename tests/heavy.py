@@ -18,6 +18,7 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -81,13 +82,48 @@ def component(name: str) -> str | None:
     return value
 
 
+def in_ci() -> bool:
+    """CI=true: a real component that is missing is a failure, never a silent skip."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def missing(what: str, how: str) -> NoReturn:
+    """Stop the calling test because `what` is not on this machine: a skip on a developer's
+    machine, a failure naming it (and how to get it) in CI."""
+    __tracebackhide__ = True
+    message = f"{what} is not available: {how}"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: a missing real component fails the run)", pytrace=False)
+    pytest.skip(message)
+
+
+# Components the tests asked for and got, for the closing "real components" line (conftest).
+EXERCISED: set[str] = set()
+
+
 def require(name: str, what: str) -> str:
-    """The component's path; skips the calling test when it is not installed."""
+    """The component's path; skips the calling test when it is not installed (fails in CI)."""
     __tracebackhide__ = True  # report the skip at the caller's line
     value = component(name)
     if value is None:
-        pytest.skip(f"{what} is not installed: run scripts/install-test-deps")
+        missing(what, "run scripts/install-test-deps")
+    EXERCISED.add(VARIABLES.get(name, name))
     return value
+
+
+def version_of(variable: str) -> str:
+    """The version install-test-deps recorded for a component (`WA_X_VERSION` in env.sh)."""
+    key = f"{variable}_VERSION"
+    return os.environ.get(key) or _env_file_values().get(key) or "version unknown"
+
+
+def exercised_line() -> str | None:
+    """One line naming each real component (and version) that this run's tests used."""
+    if not EXERCISED:
+        return None
+    names = {value: name for name, value in VARIABLES.items()}
+    parts = sorted(f"{names.get(variable, variable)} {version_of(variable)}" for variable in EXERCISED)
+    return "real components exercised: " + ", ".join(parts)
 
 
 def run_opencode(binary: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -102,5 +138,11 @@ def run_opencode(binary: str, home: Path, *args: str) -> subprocess.CompletedPro
         "OPENCODE_DISABLE_AUTOUPDATE": "1",
         "OPENCODE_DISABLE_MODELS_FETCH": "1",
         "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+        # OpenCode merges the machine-wide managed layer (/etc/opencode on Linux) into every
+        # config; a machine where the agent once ran as root has one. Point it at the test's own
+        # managed dir (where the agent under test writes it) so the machine cannot leak in.
+        "OPENCODE_TEST_MANAGED_CONFIG_DIR": os.environ.get(
+            "WORKSPACE_AGENT_MANAGED_DIR", str(home / ".no-managed-opencode")
+        ),
     }
     return subprocess.run([binary, *args], capture_output=True, text=True, env=env, cwd=home, timeout=120, check=False)

@@ -17,6 +17,7 @@ from benchmarks import wrk
 from benchmarks.drift import REPO, Credentials, drift_server
 from benchmarks.fleet import Workspace, simulate
 from benchmarks.server import loadgen, run_server_suite
+from tests.heavy import missing
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -57,8 +58,9 @@ def test_enroll_then_open_loop_at_a_fixed_rate(server: tuple[str, Credentials], 
     assert counts.get("drifted", 0) >= 1  # every 5th report had a drifted rule
 
 
-@pytest.mark.skipif(wrk.available() is None, reason="wrk is not installed (apt-get install wrk)")
 def test_wrk_sends_valid_reports_each_with_its_own_id(server: tuple[str, Credentials], tmp_path: Path) -> None:
+    if wrk.available() is None:
+        missing("wrk", "scripts/install-test-deps shells (or apt-get install wrk)")
     url, creds = server
     tokens = _enroll(url, creds, tmp_path, 10)
     out = wrk.run(url, "/api/v1/reports", tokens, duration=1, connections=4, threads=1, workdir=tmp_path)

@@ -4,6 +4,7 @@ the zod schemas Roo Code's import uses (@roo-code/types)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -40,6 +41,23 @@ def test_opencode_loads_generated_config(home: Path, keyed_env: str, cli, monkey
     listed = run_opencode(binary, home, "models")
     assert listed.returncode == 0, listed.stderr
     assert set(listed.stdout.split()) == {"litellm/claude-sonnet-4-5", "litellm/claude-haiku-4-5", "litellm/claude-opus-4"}
+
+
+@pytest.mark.opencode
+@pytest.mark.slow
+def test_opencode_reads_the_managed_layer_of_the_test_not_of_the_machine(home: Path, keyed_env: str, cli) -> None:
+    """OpenCode merges a machine-wide managed layer (/etc/opencode) into every config, and a
+    machine where the agent once ran as root has one. The tests point OpenCode's managed dir at
+    their own: a value planted there shows up, so /etc/opencode is not what the tests read."""
+    binary = require("WA_OPENCODE", "the OpenCode binary (npm opencode-ai)")
+    assert cli("bootstrap", "-q").code == 0
+    managed = Path(os.environ["WORKSPACE_AGENT_MANAGED_DIR"])
+    managed.mkdir(parents=True, exist_ok=True)
+    (managed / "opencode.json").write_text(json.dumps({"share": "disabled", "username": "managed-by-test"}))
+    shown = run_opencode(binary, home, "debug", "config")
+    assert shown.returncode == 0, shown.stderr
+    merged = json.loads(shown.stdout[shown.stdout.index("{"):])
+    assert merged["username"] == "managed-by-test"
 
 
 @pytest.mark.opencode

@@ -57,9 +57,12 @@ def test_four_bootstraps_at_once_take_turns_and_equal_one_run(tmp_path: Path) ->
     assert temp_files(ws.root) == []
 
 
+@pytest.mark.slow
 def test_a_second_run_that_may_not_wait_exits_cleanly_and_changes_nothing(tmp_path: Path) -> None:
     ws = Workspace.prepare(tmp_path / "ws", key="")
-    with run_provisioner("slow", SECRET, delay=1.0) as prov:
+    # The first run must still hold the lock (waiting for the key) while the whole second process
+    # starts, fails to take it and exits: on a loaded 2-core machine that start alone took > 1 s.
+    with run_provisioner("slow", SECRET, delay=4.0) as prov:
         env = {"CODER_WORKSPACE_ID": "ws-1", "CODER_WORKSPACE_OWNER": "alice", "PROVISIONER_SECRET": SECRET,
                "PROVISIONER_URL": prov.url, "WORKSPACE_AGENT_PROVISION_DEADLINE": "10"}
         alone = single_run(tmp_path, ws, env)

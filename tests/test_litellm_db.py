@@ -324,7 +324,7 @@ def test_spend_logs_refuse_a_key_whose_user_does_not_exist(db_proxy: DbProxy) ->
         ("standard", f"standard; sha256={data.prompt_sha256('standard')}"),
         ("design-first", f"design-first; sha256={data.prompt_sha256('design-first')}"),
         ("unrestricted", "unrestricted"),
-        ("paranoid", f"standard; sha256={data.prompt_sha256('standard')}; fallback-from=paranoid"),
+        ("paranoid", f"design-first; sha256={data.prompt_sha256('design-first')}; fallback-from=paranoid"),
     ],
 )
 def test_hook_applies_the_level_in_the_keys_database_metadata(db_proxy: DbProxy, level: str, header: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.heavy import missing
 from tests.standins.provisioner import KEY_PATH, Standin, run_provisioner
 from workspace_agent import provisioner
 from workspace_agent.errors import AgentError
@@ -520,7 +521,7 @@ def test_key_is_not_in_repr() -> None:
 @pytest.fixture
 def self_signed(tmp_path: Path) -> tuple[str, str]:
     if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
+        missing("openssl", "scripts/install-test-deps shells (or apt-get install openssl)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",

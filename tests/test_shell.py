@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_KEY
+from tests.heavy import missing
 from workspace_agent.clients import shell
 from workspace_agent.paths import Paths
 
@@ -118,7 +119,7 @@ def _start_files(home: Path) -> dict[str, str]:
 @pytest.mark.parametrize("name", ["bash", "zsh", "fish"])
 def test_new_shell_has_the_gateway_and_key_but_no_start_file_holds_the_key(home: Path, keyed_env: str, cli, name: str) -> None:
     if shutil.which(name) is None:
-        pytest.skip(f"{name} is not installed (apt-get install {name})")
+        missing(name, "scripts/install-test-deps shells (or apt-get install zsh fish)")
     assert cli("bootstrap", "-q").code == 0
     env = _shell_env(home, SHELL_CMDS[name])
     assert env["OPENAI_API_KEY"] == keyed_env

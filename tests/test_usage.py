@@ -167,6 +167,17 @@ def test_sum_spend_logs_from_daily_summaries_and_raw_rows() -> None:
     assert usage.sum_spend_logs({"error": "x"}) is None
 
 
+def test_spend_logs_are_labelled_with_the_model_the_user_chose() -> None:
+    """A raw /spend/logs row names the provider route in `model` and the user's choice in
+    `model_group`: ai-usage --by-model shows the latter."""
+    rows = [
+        {"model": "openai/claude-sonnet-4-5", "model_group": "claude-sonnet", "spend": 0.00002},
+        {"model": "openai/claude-sonnet-4-5", "model_group": "claude-sonnet", "spend": 0.00003},
+        {"model": "openai/claude-haiku-4-5", "model_group": "claude-haiku", "spend": 0.00001},
+    ]
+    assert usage.sum_spend_logs(rows) == pytest.approx({"claude-sonnet": 0.00005, "claude-haiku": 0.00001})
+
+
 # ---------------------------------------------------------------------------------------------
 # Fetching from a stand-in
 

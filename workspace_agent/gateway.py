@@ -28,6 +28,7 @@ from workspace_agent.errors import (
     EXIT_UNREACHABLE,
     AgentError,
 )
+from workspace_agent.money import money
 from workspace_agent.redact import mask, redact
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -189,7 +190,7 @@ def refusal(answer: Answer, endpoint: Endpoint) -> AgentError:
         numbers = _BUDGET_NUMBERS.search(said)
         spent = _float(numbers.group(1)) if numbers else None
         max_budget = _float(numbers.group(2)) if numbers else None
-        amounts = f" (${spent:.2f} spent of ${max_budget:.2f})" if spent is not None and max_budget is not None else ""
+        amounts = f" ({money(spent)} spent of {money(max_budget)})" if spent is not None and max_budget is not None else ""
         return BudgetExhausted(
             f"the budget of key {masked} is used up{amounts}: requests are refused until it resets",
             spent,

@@ -21,6 +21,7 @@ from workspace_agent import gateway
 from workspace_agent.config import ENFORCEMENT_LEVELS
 from workspace_agent.errors import EXIT_BAD_ANSWER, EXIT_BUDGET, AgentError
 from workspace_agent.gateway import Endpoint
+from workspace_agent.money import money
 from workspace_agent.redact import mask, redact
 
 SCHEMA = "workspace-agent.ai-usage/1"
@@ -372,8 +373,12 @@ def sum_spend_logs(body: Any) -> dict[str, float] | None:
                 value = _number(spend)
                 if isinstance(model, str) and value is not None:
                     totals[model] = totals.get(model, 0.0) + value
-        elif isinstance(row.get("model"), str) and _number(row.get("spend")) is not None:
-            totals[row["model"]] = totals.get(row["model"], 0.0) + (_number(row["spend"]) or 0.0)
+        elif _number(row.get("spend")) is not None:
+            # `model_group` is the name the user chose (claude-sonnet); `model` is the provider
+            # route behind it (openai/claude-sonnet-4-5), only used when a row has no group.
+            name = row.get("model_group") or row.get("model")
+            if isinstance(name, str) and name:
+                totals[name] = totals.get(name, 0.0) + (_number(row["spend"]) or 0.0)
     return totals
 
 
@@ -525,7 +530,7 @@ def budget_message(exc: gateway.BudgetExhausted | None, budget: Budget | None, r
         head = exc.message
     else:
         assert budget is not None
-        head = f"the budget of key {masked} is used up (${budget.spend:.2f} spent of ${budget.max_budget:.2f}): requests are refused until it resets"
+        head = f"the budget of key {masked} is used up ({money(budget.spend)} spent of {money(budget.max_budget)}): requests are refused until it resets"
     if resets_at is not None:
         return f"{head}; it resets at {_iso(resets_at)} ({relative(resets_at, now)}); ask an admin if you need more before then"
     return f"{head}; the gateway did not say when it resets: ask an admin if you need more sooner"

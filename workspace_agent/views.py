@@ -9,14 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from workspace_agent.models import Models
+from workspace_agent.money import money
 from workspace_agent.usage import Usage, relative
 
 BAR_WIDTH = 20
 _SOURCE_NAMES = {"litellm": "LiteLLM", "provisioner": "the key provisioner"}
-
-
-def money(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:,.2f}"
 
 
 def bar(fraction: float | None, width: int = BAR_WIDTH) -> str:

@@ -130,8 +130,10 @@ def generate_body(
         "rpm_limit": rpm_limit,
         "tpm_limit": tpm_limit,
         "duration": duration,
+        # Not "workspace_id": LiteLLM 1.108.7 with a database refuses that name anywhere in a
+        # /key/generate body (401 "workspace_id is not allowed in request body").
         "metadata": {
-            "workspace_id": workspace_id,
+            "coder_workspace": workspace_id,
             "workspace_name": workspace_name,
             "username": owner,
             "workspace_owner": owner,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from key_provisioner.keys import (
+    generate_body,
     Decision,
     KeyFacts,
     Stored,
@@ -161,3 +162,24 @@ def test_rate_limiter_is_a_sliding_window_per_key() -> None:
     assert limiter.check("a") == pytest.approx(1.0)
     now[0] = 10.5
     assert limiter.check("a") is None
+
+
+def test_generate_body_names_the_workspace_the_way_litellm_accepts() -> None:
+    """A database-backed LiteLLM refuses `workspace_id` anywhere in a /key/generate body (401):
+    the identity goes in metadata under `coder_workspace`, and no other field is dropped."""
+    body = generate_body(
+        key="sk-x", workspace_id="ws-1", owner="alice", workspace_name="dev", level="standard",
+        guardrail_action="block", identity="agent-token", generation=2, template_name="python",
+        budget=10.0, budget_duration="1d", rpm_limit=60, tpm_limit=100000, duration="30d",
+    )
+
+    def names(value: object) -> set[str]:
+        if isinstance(value, dict):
+            return set(value) | {n for v in value.values() for n in names(v)}
+        return set()
+
+    assert "workspace_id" not in names(body)
+    assert body["metadata"]["coder_workspace"] == "ws-1"
+    assert body["metadata"]["enforcement_level"] == "standard"
+    assert body["metadata"]["generation"] == 2
+    assert body["key_alias"] == "workspace-ws-1"

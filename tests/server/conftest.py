@@ -32,6 +32,7 @@ pytest.importorskip("sqlalchemy", reason="the drift server needs `pip install ./
 import httpx
 import sqlalchemy as sa
 
+from tests.heavy import missing
 from workspace_agent import wire
 
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -82,7 +83,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     problem = _pg_reachable()
     if problem:
-        pytest.skip(problem)
+        missing("PostgreSQL", problem)
     schema = "drift_t_" + uuid.uuid4().hex[:12]
     admin = sa.create_engine(PG_BASE)
     with admin.begin() as conn:

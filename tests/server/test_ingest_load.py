@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.heavy import missing
 from tests.server.conftest import REPO, server_env
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def run(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]
 
 def test_load_run(tmp_path: Path) -> None:
     if shutil.which("wrk") is None:
-        pytest.skip("needs Debian wrk")
+        missing("wrk", "scripts/install-test-deps shells (or apt-get install wrk)")
     r = run(tmp_path, "--workspaces", "20", "--duration", "2", "--conns", "4", "--rates", "50")
     (hello,) = r["hello"]
     (ingest,) = r["ingest"]

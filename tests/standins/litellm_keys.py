@@ -50,6 +50,15 @@ def _error(status: int, message: str, kind: str, param: str = "None") -> tuple[i
     }
 
 
+def _names_anywhere(value: Any, name: str) -> bool:
+    """Whether `name` is a key of `value` or of any object nested in it."""
+    if isinstance(value, dict):
+        return name in value or any(_names_anywhere(v, name) for v in value.values())
+    if isinstance(value, list):
+        return any(_names_anywhere(v, name) for v in value)
+    return False
+
+
 def _seconds(duration: str) -> int:
     number, unit = int(duration[:-1]), duration[-1]
     return number * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
@@ -159,6 +168,9 @@ class LitellmKeys:
             )
         if not isinstance(body, dict):
             return _error(422, "body must be a JSON object", "invalid_request_error")
+        if _names_anywhere(body, "workspace_id"):
+            # What the real database-backed proxy answers (1.108.7, measured).
+            return _error(401, "workspace_id is not allowed in request body", "auth_error")
         key = body.get("key") or "sk-" + secrets.token_urlsafe(16)
         alias = body.get("key_alias")
         if alias and any(r["key_alias"] == alias for r in self.rows.values()):
