@@ -520,6 +520,6 @@ async function main(argv) {
   }, 1000).unref();
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   main(process.argv.slice(2)).catch((error) => fail(error && error.stack ? error.stack : String(error)));
 }
