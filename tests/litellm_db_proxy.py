@@ -152,10 +152,24 @@ class DbProxy:
         drop_database(self.database)
 
 
+# With DISABLE_SCHEMA_UPDATE the proxy still runs `prisma migrate diff` at start, only to log
+# what it would change; it needs Prisma's schema engine, which cannot be downloaded here, so it
+# fails after 25-30 s of importing the client and starting the Prisma CLI, and the proxy goes on
+# ("no diff"). This `prisma`, first on the proxy's PATH, fails at once with the reason instead.
+_NO_PRISMA_CLI = """#!/bin/sh
+echo "prisma $*: not run by the tests (no Prisma schema engine on this machine; the schema is LiteLLM's SQL migrations)" >&2
+exit 1
+"""
+
+
 def proxy_env(venv: str, component: str, workdir: Path, site: Path, database_url: str) -> dict[str, str]:
     node_dir = os.path.dirname(shutil.which("node") or "/usr/bin/node")
+    tools = workdir / "bin"
+    tools.mkdir(exist_ok=True)
+    (tools / "prisma").write_text(_NO_PRISMA_CLI, encoding="utf-8")
+    (tools / "prisma").chmod(0o755)
     return {
-        "PATH": os.pathsep.join([f"{venv}/bin", node_dir, "/usr/bin", "/bin"]),
+        "PATH": os.pathsep.join([str(tools), f"{venv}/bin", node_dir, "/usr/bin", "/bin"]),
         "HOME": str(workdir),
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         # The generated client first: it shadows the venv's ungenerated `prisma` package.
@@ -165,8 +179,7 @@ def proxy_env(venv: str, component: str, workdir: Path, site: Path, database_url
         "DISABLE_SCHEMA_UPDATE": "true",
         "PRISMA_QUERY_ENGINE_BINARY": f"{component}/bin/query-engine",
         "WA_PRISMA_SHIM": str(SHIM),
-        # The proxy's `prisma migrate diff` check finds the Prisma CLI here (no npm at start).
-        "PRISMA_BINARY_CACHE_DIR": component,
+        "PRISMA_BINARY_CACHE_DIR": component,  # the Prisma CLI, should anything run it
         "PRISMA_HIDE_UPDATE_MESSAGE": "1",
         "CHECKPOINT_DISABLE": "1",
         # Budget windows: check for keys to reset every 1-2 s instead of every 10 minutes.
