@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -65,16 +66,47 @@ for await (const line of lines) {
 """
 
 
+class Harness:
+    """One node process for the module, answering a line per request."""
+
+    def __init__(self) -> None:
+        node = shutil.which("node")
+        if node is None:
+            missing("node (to run tests/litellm_db/query_engine.mjs)", "install Node.js")
+        script = HARNESS % (json.dumps(SHIM.as_uri()), json.dumps(SCHEMA))
+        self.process = subprocess.Popen([node, "--input-type=module", "-e", script], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def call(self, op: str, value: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"op": op, "input": value}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        assert line, self.process.stderr.read() if self.process.stderr else "node exited"
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+_HARNESS: list[Harness] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness() -> Iterator[Harness]:
+    running = Harness()
+    _HARNESS.append(running)
+    try:
+        yield running
+    finally:
+        _HARNESS.remove(running)
+        running.close()
+
+
 def run(*calls: tuple[str, Any]) -> list[dict[str, Any]]:
-    node = shutil.which("node")
-    if node is None:
-        missing("node (to run tests/litellm_db/query_engine.mjs)", "install Node.js")
-    script = HARNESS % (json.dumps(SHIM.as_uri()), json.dumps(SCHEMA))
-    stdin = "".join(json.dumps({"op": op, "input": value}) + "\n" for op, value in calls)
-    done = subprocess.run([node, "--input-type=module", "-e", script], input=stdin, capture_output=True,
-                          text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    return [_HARNESS[-1].call(op, value) for op, value in calls]
 
 
 def convert(query: str) -> dict[str, Any]:
@@ -230,8 +262,9 @@ def test_raw_results_of_unknown_types_become_text() -> None:
 
 
 def test_prisma_url_parameters_become_pool_settings() -> None:
-    [answer] = run(("pool", "postgresql://u@127.0.0.1:5432/db?connection_limit=7&pool_timeout=3"
-                            "&options=-c%20statement_timeout%3D5000&schema=public&sslmode=disable"))
+    url = ("postgresql://u@127.0.0.1:5432/db?connection_limit=7&pool_timeout=3"
+           "&options=-c%20statement_timeout%3D5000&schema=public&sslmode=disable")
+    [answer] = run(("pool", url))
     config = answer["out"]["config"]
     assert config["max"] == 7 and config["options"] == "-c statement_timeout=5000"
     assert config["connectionString"] == "postgresql://u@127.0.0.1:5432/db?sslmode=disable"
