@@ -129,8 +129,8 @@ def db_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbProxy]:
     from tests.heavy import missing, require
     from tests.litellm_db_proxy import DatabaseUnavailable, start_db_proxy
 
-    venv = require("litellm", "the LiteLLM 1.108.7 proxy venv (component litellm, WA_LITELLM_VENV)")
     component = require("litellm-db", "LiteLLM's Prisma client and query engine (component litellm-db, WA_LITELLM_DB)")
+    venv = require("litellm", "the LiteLLM 1.108.7 proxy venv (component litellm, WA_LITELLM_VENV)")
     try:
         proxy = start_db_proxy(venv, component, tmp_path_factory.mktemp("litellm-db"))
     except DatabaseUnavailable as exc:

@@ -189,25 +189,30 @@ def proxy_env(venv: str, component: str, workdir: Path, site: Path, database_url
 
 
 def start_db_proxy(venv: str, component: str, workdir: Path, ready_within: float = 300.0) -> DbProxy:
-    """A fresh database and a proxy on it; raise with the proxy's log if it does not come up."""
+    """A fresh database and a proxy on it; raise with the proxy's log if it does not come up
+    (DatabaseUnavailable when PostgreSQL is the problem)."""
+    database = create_database(Path(component) / "schema.sql")
+    try:
+        return _start_on(database, venv, component, workdir, ready_within)
+    except BaseException:
+        drop_database(database)
+        raise
+
+
+def _start_on(database: str, venv: str, component: str, workdir: Path, ready_within: float) -> DbProxy:
     workdir.mkdir(parents=True, exist_ok=True)
     site = install_project(workdir)
     config = workdir / "config.yaml"
     config.write_text(_config(), encoding="utf-8")
-    database = create_database(Path(component) / "schema.sql")
     log_path = workdir / "proxy.log"
     port = free_port()
     env = proxy_env(venv, component, workdir, site, f"{POSTGRES}/{database}")
     started = time.monotonic()
-    try:
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [f"{venv}/bin/litellm", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-    except OSError:
-        drop_database(database)
-        raise
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [f"{venv}/bin/litellm", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     proxy = DbProxy(f"http://127.0.0.1:{port}", process, log_path, database, site)
     while True:
         if process.poll() is not None:
