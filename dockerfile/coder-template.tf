@@ -54,21 +54,25 @@ data "coder_parameter" "ai_model" {
 data "coder_parameter" "ai_assistant" {
   name         = "ai_assistant"
   display_name = "AI assistant"
-  description  = "Which AI clients to configure. The lockdown of Copilot, Cody and Coder's own AI applies in every case."
+  description  = "Which AI clients to configure (Roo Code's settings are kept for existing users; the image ships Zoo Code). The lockdown of Copilot, Cody and Coder's own AI applies in every case."
   type         = "string"
   default      = "both"
   mutable      = true
   option {
-    name  = "Roo Code and OpenCode"
+    name  = "Roo Code, Zoo Code and OpenCode"
     value = "both"
   }
   option {
-    name  = "Roo Code, OpenCode and Claude Code"
+    name  = "Roo Code, Zoo Code, OpenCode and Claude Code"
     value = "all"
   }
   option {
-    name  = "Roo Code"
+    name  = "Roo Code and Zoo Code"
     value = "roo-code"
+  }
+  option {
+    name  = "Zoo Code"
+    value = "zoo-code"
   }
   option {
     name  = "OpenCode"
@@ -131,8 +135,10 @@ resource "coder_agent" "main" {
     set -u
     rc=0
     workspace-agent bootstrap --report || rc=$?   # --report: only sends when DRIFT_SERVER_URL is set
-    if ! code-server --list-extensions 2>/dev/null | grep -qix 'rooveterinaryinc.roo-cline'; then
-      code-server --install-extension /opt/workspace-image/roo-cline.vsix || rc=1
+    # Zoo Code (Roo Code's continuation) unless the user already has it; a Roo Code they installed
+    # themselves keeps working too (bootstrap configures both).
+    if ! code-server --list-extensions 2>/dev/null | grep -qix 'zoocodeorganization.zoo-code'; then
+      code-server --install-extension /opt/workspace-image/zoo-code.vsix || rc=1
     fi
     code-server --auth none --bind-addr 127.0.0.1:13337 --disable-telemetry --disable-update-check \
       >/tmp/code-server.log 2>&1 &

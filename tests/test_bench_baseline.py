@@ -3,6 +3,8 @@ so comparing the agent with it compares the same work."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -12,6 +14,9 @@ from pathlib import Path
 from benchmarks.agent import BASELINE_SCRIPT
 from benchmarks.home import build_home
 from tests.standins.provisioner import run_provisioner
+
+# Left out of `scripts/test --fast`: each test runs the bash baseline script.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,6 +13,9 @@ import pytest
 
 from benchmarks.http1 import HttpError, Pool
 
+# Left out of `scripts/test --fast`: each test runs a loopback HTTP server under load.
+pytestmark = pytest.mark.slow
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

@@ -9,6 +9,9 @@ import pytest
 
 from benchmarks.measure import Command, CommandFailed, Launcher, Stats, interleaved, summarize
 
+# Left out of `scripts/test --fast`: each test times real child processes.
+pytestmark = pytest.mark.slow
+
 PY = sys.executable
 ENV = {"PATH": "/usr/bin:/bin"}
 

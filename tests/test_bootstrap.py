@@ -38,7 +38,7 @@ def test_apply_twice_second_run_changes_nothing(home: Path, keyed_env: str, cli,
     untouched = {r["rule_id"] for r in summary["rules"] if r["state"] != "corrected"}
     assert all(
         rule.startswith(("shell.legacy-plaintext-key", "shell.plaintext-key", "extension.absent.", "vscode.machine-override",
-                         "vscode.workspace-overrides", "codeserver.", "coder.", "bypass."))
+                         "vscode.workspace-overrides", "codeserver.", "coder.", "bypass.", "zoo.own-rules"))
         for rule in untouched
     ), untouched
     assert any(r.startswith("vscode.setting.") for r in {r["rule_id"] for r in summary["rules"]} - untouched)
@@ -119,6 +119,7 @@ def test_key_files_are_0600_and_opencode_references_the_key_file(home: Path, key
     assert TEST_KEY not in paths.opencode_config.read_text()
 
 
+@pytest.mark.slow
 def test_provisioned_key_then_reused_then_stored_fallback(home: Path, workspace_env: None, cli, monkeypatch) -> None:
     with run_provisioner(secret=SECRET) as prov:
         monkeypatch.setenv("PROVISIONER_URL", prov.url)
@@ -208,6 +209,7 @@ def test_second_run_waits_for_lock(home: Path, keyed_env: str, cli) -> None:
     assert result.code == 1 and "another workspace-agent run" in result.err and "still holds" in result.err
 
 
+@pytest.mark.slow
 def test_no_secret_in_any_output_or_world_readable_file(home: Path, workspace_env: None, cli, cli_proc, tmp_path: Path, monkeypatch) -> None:
     """Scan everything a run produced: stdout, stderr, and every file except the 0600 ones."""
     with run_provisioner(secret=SECRET) as prov:

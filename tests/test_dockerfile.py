@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-import typing
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,8 @@ import yaml
 
 from tests.conftest import REPO
 from workspace_agent import data
-from workspace_agent.config import ENFORCEMENT_LEVELS, SETTINGS, AiAssistant
+from workspace_agent.clients import registry, zoo_code
+from workspace_agent.config import ENFORCEMENT_LEVELS, SETTINGS
 from workspace_agent.lockdown import codeserver
 from workspace_agent.lockdown.spec import load
 
@@ -55,8 +55,28 @@ def _parameter_values(name: str) -> list[str]:
 
 def test_template_parameters_offer_only_values_the_agent_accepts() -> None:
     assert set(_parameter_values("ai_model")) <= set(data.settings_file("models")["models"])
-    assert set(_parameter_values("ai_assistant")) == set(typing.get_args(AiAssistant))
+    assert _parameter_values("ai_assistant") == list(registry.assistant_choices())
     assert set(_parameter_values("enforcement_level")) == set(ENFORCEMENT_LEVELS)
+
+
+def test_template_assistant_options_are_the_registrys() -> None:
+    """The options (names and values) are what `python -m workspace_agent.clients.registry` prints."""
+    assert registry.template_options() in _template()
+    assert registry.DEFAULT in _parameter_values("ai_assistant")
+    assert f'default      = "{registry.DEFAULT}"' in _template().split('"ai_assistant"', 1)[1].split("option", 1)[0]
+
+
+def test_image_and_template_ship_zoo_code_pinned_from_open_vsx() -> None:
+    """Roo Code's repository is archived: the image carries Zoo Code, a pinned Open VSX .vsix."""
+    docker = (DOCKERFILE_DIR / "Dockerfile").read_text()
+    version = re.search(r"^ARG ZOO_CODE_VERSION=(\d+\.\d+\.\d+)$", docker, re.M)
+    assert version, "ZOO_CODE_VERSION must be pinned to an exact version"
+    assert "https://open-vsx.org/api/ZooCodeOrganization/zoo-code/${ZOO_CODE_VERSION}/file/" in docker
+    assert "roo-cline.vsix" not in docker and "ROO_CODE_VERSION" not in docker
+    for source in ("coder-template.tf", "workspace-start"):
+        text = (DOCKERFILE_DIR / source).read_text()
+        assert f"grep -qix '{zoo_code.EXTENSION_ID}'" in text, source
+        assert "/opt/workspace-image/zoo-code.vsix" in text and "roo-cline.vsix" not in text, source
 
 
 def test_template_env_names_are_ones_the_agent_reads() -> None:

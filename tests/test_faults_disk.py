@@ -32,6 +32,9 @@ from tests.faults.workspace import (
     temp_files,
 )
 
+# Left out of `scripts/test --fast`: each test runs the agent as a process against a damaged disk.
+pytestmark = pytest.mark.slow
+
 PAGE = 4096
 SETTINGS = "home/.local/share/code-server/User/settings.json"
 SKIP_STATE = (f"home/{STATE}",)

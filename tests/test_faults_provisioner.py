@@ -17,6 +17,9 @@ from tests.faults.workspace import NEW_KEY, Workspace, write
 from tests.standins.provisioner import run_provisioner
 from tests.standins.stall import closed_port
 
+# Left out of `scripts/test --fast`: each test runs the agent as a process against a failing provisioner.
+pytestmark = pytest.mark.slow
+
 SECRET = "prov-Secret-Kx82hQ-7d"
 DEADLINE_S = 2.0
 STARTUP_SLACK_S = 2.5  # Python start-up, the rules and the writes, on a busy 2-core machine

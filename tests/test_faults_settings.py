@@ -25,6 +25,9 @@ from tests.faults.workspace import (
     give_to_nobody,
 )
 
+# Left out of `scripts/test --fast`: each test runs the agent as a process over damaged settings.
+pytestmark = pytest.mark.slow
+
 SETTINGS = "home/.local/share/code-server/User/settings.json"
 
 

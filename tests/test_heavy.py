@@ -36,6 +36,7 @@ def _run_probe(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow
 def test_in_ci_a_missing_component_fails_the_run_with_its_name(tmp_path: Path) -> None:
     done = _run_probe(tmp_path, "true")
     assert done.returncode == 1, done.stdout
@@ -44,6 +45,7 @@ def test_in_ci_a_missing_component_fails_the_run_with_its_name(tmp_path: Path) -
     assert "1 failed" in done.stdout
 
 
+@pytest.mark.slow
 def test_elsewhere_a_missing_component_is_a_skip_listed_with_its_reason(tmp_path: Path) -> None:
     done = _run_probe(tmp_path, None)
     assert done.returncode == 0, done.stdout

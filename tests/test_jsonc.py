@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import itertools
 import json
 import random
@@ -441,7 +443,12 @@ def jsonc_docs(draw) -> Doc:
     return Doc(text, pairs, comments)
 
 
-PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 300 examples per property in the full suite; `scripts/test --fast` asks for fewer.
+PROPERTY = settings(
+    max_examples=int(os.environ.get("WA_HYPOTHESIS_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @PROPERTY

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import pty
 import subprocess
@@ -10,6 +12,9 @@ from pathlib import Path
 
 from tests.conftest import REPO, TEST_KEY
 from workspace_agent.paths import Paths
+
+# Left out of `scripts/test --fast`: each test runs the agent as a process.
+pytestmark = pytest.mark.slow
 
 
 def _store(home: Path, text: str = TEST_KEY + "\n", mode: int = 0o600) -> Path:

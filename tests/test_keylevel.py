@@ -21,6 +21,9 @@ from workspace_agent.paths import Paths
 from workspace_agent.plan import build_plan
 from workspace_agent.provisioner import KeyRequest, fetch_key
 
+# Left out of `scripts/test --fast`: each test talks to a provisioner stand-in over loopback.
+pytestmark = pytest.mark.slow
+
 
 def _issue(url: str, secret: str, level: str) -> str:
     """A key the provisioner stand-in made for a workspace, through the agent's real client."""

@@ -203,3 +203,73 @@ def test_the_agent_never_imports_the_hook_and_the_policy_needs_no_litellm() -> N
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+# A client that already carries the prompt (OpenCode's instructions) gets it once, still first.
+
+OPENCODE_STYLE = "You are OpenCode.\n<env>…</env>\nInstructions from: /home/coder/.config/opencode/enforcement.md\n{copy}\nSkills: …"
+
+
+@pytest.mark.parametrize("trimmed", [False, True], ids=["exact", "trimmed"])
+def test_chat_copy_in_the_clients_system_text_is_not_sent_twice(trimmed: bool) -> None:
+    prompt = data.prompt_bytes("standard")
+    text = prompt.decode("utf-8")
+    copy = text.strip() if trimmed else text
+    own = OPENCODE_STYLE.format(copy=copy)
+    request = {"model": "m", "messages": [{"role": "system", "content": own}, {"role": "user", "content": "hi"}]}
+    assert prepend(request, "acompletion", prompt) is True
+    first, second, user = request["messages"]
+    assert first == {"role": "system", "content": text}
+    assert text.strip() not in second["content"] and second["content"].startswith("You are OpenCode.")
+    assert second["content"].endswith("Skills: …") and "Instructions from:" in second["content"]
+    assert user == {"role": "user", "content": "hi"}
+    assert sum(m["content"].count(text.strip()) for m in request["messages"]) == 1
+
+
+def test_a_system_message_that_was_only_the_copy_is_dropped_and_users_turns_are_never_touched() -> None:
+    text = data.prompt_text("design-first")
+    request = {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": text},
+            {"role": "developer", "content": [{"type": "text", "text": text}, {"type": "text", "text": "own part"}]},
+            {"role": "user", "content": f"please review this: {text}"},
+        ],
+    }
+    assert prepend(request, "acompletion", text.encode()) is True
+    assert request["messages"] == [
+        {"role": "system", "content": text},
+        {"role": "developer", "content": [{"type": "text", "text": "own part"}]},
+        {"role": "user", "content": f"please review this: {text}"},
+    ]
+
+
+def test_anthropic_and_responses_copies_are_taken_out_too() -> None:
+    text = data.prompt_text("standard")
+    anthropic = {"model": "m", "messages": [], "system": [{"type": "text", "text": "own"}, {"type": "text", "text": text}]}
+    assert prepend(anthropic, "anthropic_messages", text.encode()) is True
+    assert anthropic["system"] == [{"type": "text", "text": text}, {"type": "text", "text": "own"}]
+    plain = {"model": "m", "messages": [], "system": f"own\n{text}"}
+    assert prepend(plain, "anthropic_messages", text.encode()) is True
+    assert plain["system"] == [{"type": "text", "text": text}, {"type": "text", "text": "own\n"}]
+    only = {"model": "m", "messages": [], "system": text}
+    assert prepend(only, "anthropic_messages", text.encode()) is True and only["system"] == text
+    responses = {"model": "m", "input": "hi", "instructions": f"{text}\nbe brief"}
+    assert prepend(responses, "aresponses", text.encode()) is True
+    assert responses["instructions"] == f"{text}\n\n\nbe brief" and responses["instructions"].count(text) == 1
+
+
+def test_roo_and_zoo_style_copies_are_all_taken_out() -> None:
+    """Roo Code and Zoo Code put the text in their prompt twice, trimmed: as the global custom
+    instructions and as the rule file (read from Zoo Code's custom-instructions.ts)."""
+    text = data.prompt_text("design-first")
+    own = (
+        "You are Zoo.\n\n====\n\nUSER'S CUSTOM INSTRUCTIONS\n\n"
+        f"Global Instructions:\n{text.strip()}\n\n"
+        f"# Rules from ../.zoo/rules/00-platform-enforcement.md:\n{text.strip()}\n"
+    )
+    request = {"model": "m", "messages": [{"role": "system", "content": own}, {"role": "user", "content": "hi"}]}
+    assert prepend(request, "acompletion", text.encode()) is True
+    joined = "".join(m["content"] for m in request["messages"])
+    assert joined.count(text.strip()) == 1 and request["messages"][0]["content"] == text
+    assert "Global Instructions:" in request["messages"][1]["content"]

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import CliResult
-from tests.heavy import require
+from tests.heavy import require, run_opencode
 from tests.litellm_proxy import KEYS, MASTER_KEY, WORKSPACE_MODELS, Proxy, start_proxy
 from tests.standins.openai_upstream import Upstream, run_upstream
 from workspace_agent import data
@@ -162,6 +162,43 @@ def test_hook_applies_to_the_responses_api(proxy: Proxy) -> None:
     assert after["instructions"] == data.prompt_text("standard") + "\n\nbe brief"
 
 
+def _after_hooks_since(proxy: Proxy, line: int) -> list[dict[str, Any]]:
+    records = proxy.records_path.read_text(encoding="utf-8").splitlines()[line:]
+    return [entry for entry in map(json.loads, records) if entry["kind"] == "after_hooks"]
+
+
+def _system_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
+
+
+@pytest.mark.parametrize("level", ["standard", "design-first"])
+def test_real_opencode_request_carries_the_prompt_once_and_first(
+    proxy: Proxy, cli: Cli, home: Path, monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    """OpenCode sends enforcement.md in its own system text; the hook does not add a second copy."""
+    binary = require("WA_OPENCODE", "the OpenCode binary (npm opencode-ai)")
+    with_key(monkeypatch, proxy, level)
+    monkeypatch.setenv("ENFORCEMENT_LEVEL", level)
+    assert cli("bootstrap", "--ai-assistant", "opencode", "-q").code == 0
+    start = len(proxy.records_path.read_text(encoding="utf-8").splitlines())
+    ran = run_opencode(binary, home, "run", "say hi")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    calls = _after_hooks_since(proxy, start)
+    assert calls, "OpenCode sent nothing through the proxy"
+    prompt = data.prompt_text(level)
+    instructed = 0
+    for call in calls:
+        messages = call["messages"]
+        assert messages[0] == {"role": "system", "content": prompt}  # the shipped bytes lead
+        system = "".join(_system_text(m) for m in messages if m.get("role") in ("system", "developer"))
+        assert system.count(prompt.strip()) == 1, "the prompt reached the model more than once"
+        instructed += "Instructions from: " in system and "enforcement.md" in system
+    assert instructed >= 1, "no request carried OpenCode's own instructions: the case under test did not happen"
+
+
 # ---------------------------------------------------------------------------------------------
 # ai-models
 
@@ -173,7 +210,7 @@ def test_models_lists_exactly_the_keys_models(proxy: Proxy, cli: Cli, monkeypatc
     assert result.code == 0, result.err
     assert [m["id"] for m in doc["models"]] == WORKSPACE_MODELS  # not claude-opus-4, which the proxy also has
     sonnet = doc["models"][0]
-    assert sonnet["default"] is True and sonnet["used_by"] == ["roo-code", "opencode"]
+    assert sonnet["default"] is True and sonnet["used_by"] == ["roo-code", "zoo-code", "opencode"]
     assert (sonnet["max_input_tokens"], sonnet["max_output_tokens"]) == (128000, 16384)
     assert doc["models"][1]["used_by"] == ["opencode:small_model"]
     assert doc["missing"] == [] and doc["enforcement"] == {"requested": "standard"}
@@ -186,7 +223,7 @@ def test_models_text(proxy: Proxy, cli: Cli, monkeypatch: pytest.MonkeyPatch) ->
     assert result.code == 0
     lines = result.out.splitlines()
     assert lines[0].startswith(f"ai-models: 3 models for key sk-…{key[-4:]} at {proxy.url}")
-    assert lines[1].startswith("  * claude-sonnet-4-5") and lines[1].endswith("Roo Code, OpenCode")
+    assert lines[1].startswith("  * claude-sonnet-4-5") and lines[1].endswith("Roo Code, Zoo Code, OpenCode")
     assert "context 128,000, output 16,384" in lines[1]
     assert key not in result.all
 

@@ -12,6 +12,9 @@ from workspace_agent.lockdown import coder
 from workspace_agent.lockdown.spec import load
 from workspace_agent.plan import apply_plan, build_plan
 
+# Left out of `scripts/test --fast`: each test talks to a Coder stand-in over loopback.
+pytestmark = pytest.mark.slow
+
 REQUIRED = load({}).coder_env
 LOCKED_ENV = {
     "CODER_AIBRIDGE_ENABLED": "false",

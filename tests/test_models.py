@@ -43,9 +43,12 @@ def test_parse_models_keeps_limits_and_skips_junk() -> None:
 @pytest.mark.parametrize(
     ("assistant", "expected"),
     [
-        ("both", ["roo-code", "opencode", "opencode:small_model"]),
-        ("roo-code", ["roo-code"]),
+        ("both", ["roo-code", "zoo-code", "opencode", "opencode:small_model"]),
+        ("roo-code", ["roo-code", "zoo-code"]),
+        ("zoo-code", ["zoo-code"]),
         ("opencode", ["opencode", "opencode:small_model"]),
+        ("claude-code", ["claude-code", "claude-code:small_model"]),
+        ("all", ["roo-code", "zoo-code", "opencode", "opencode:small_model", "claude-code", "claude-code:small_model"]),
         ("none", []),
     ],
 )
@@ -53,8 +56,11 @@ def test_tool_uses_follow_the_desired_state(home: Path, assistant: str, expected
     uses = models.tool_uses(_desired(home, ai_assistant=assistant, model="claude-opus"))  # type: ignore[arg-type]
     assert [u.to_json() for u in uses] == expected
     models_used = {u.to_json(): u.model for u in uses}
-    if "roo-code" in models_used:
-        assert models_used["roo-code"] == "claude-opus-4"
+    for tool in ("roo-code", "zoo-code", "claude-code"):
+        if tool in models_used:
+            assert models_used[tool] == "claude-opus-4"
+    if "claude-code:small_model" in models_used:  # Claude Code's `haiku` alias (settings/clients.toml)
+        assert models_used["claude-code:small_model"] == "claude-haiku-4-5"
     if "opencode:small_model" in models_used:
         assert models_used["opencode:small_model"] == "claude-haiku-4-5"
 
@@ -65,10 +71,11 @@ def test_missing_lists_tools_whose_model_the_key_lacks(home: Path) -> None:
         "http://gw", "sk-…abcd", "claude-sonnet-4-5", "standard",
         [models.ModelInfo("claude-haiku-4-5", "chat", None, None, None)], models.tool_uses(desired),  # type: ignore[arg-type]
     )
-    assert [(u.tool, u.model) for u in listing.missing()] == [("roo-code", "claude-sonnet-4-5"), ("opencode", "claude-sonnet-4-5")]
+    tools = ("roo-code", "zoo-code", "opencode")
+    assert [(u.tool, u.model) for u in listing.missing()] == [(t, "claude-sonnet-4-5") for t in tools]
     doc = listing.to_json()
     assert doc["models"][0]["used_by"] == ["opencode:small_model"] and doc["models"][0]["default"] is False
-    assert doc["missing"] == [{"model": "claude-sonnet-4-5", "used_by": "roo-code"}, {"model": "claude-sonnet-4-5", "used_by": "opencode"}]
+    assert doc["missing"] == [{"model": "claude-sonnet-4-5", "used_by": t} for t in tools]
 
 
 def test_parse_mark_of_an_applied_prompt() -> None:

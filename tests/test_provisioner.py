@@ -27,6 +27,9 @@ from workspace_agent import provisioner
 from workspace_agent.errors import AgentError
 from workspace_agent.provisioner import KeyRequest, ProvisionedKey, backoff_ceiling, fetch_key
 
+# Left out of `scripts/test --fast`: each test talks to a provisioner stand-in over loopback.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "Prov-Secret-7f3a9c2e1b"
 REQUEST = KeyRequest(workspace_id="ws-1", username="alice", workspace_name="demo")

@@ -25,6 +25,9 @@ from workspace_agent.run import Outcome, execute
 from workspace_agent.spool import Spool
 from workspace_agent.wire import ENROLL_PATH, REPORTS_PATH
 
+# Left out of `scripts/test --fast`: each test runs the drift server stand-in and real agent runs.
+pytestmark = pytest.mark.slow
+
 WORKSPACE = "ws-7f3a"
 T0 = datetime(2031, 3, 4, 12, 0, tzinfo=UTC)
 

@@ -17,6 +17,9 @@ from tests.standins.provisioner import Standin, run_provisioner
 from workspace_agent.paths import Paths
 from workspace_agent.wire import ENROLL_PATH, REPORTS_PATH
 
+# Left out of `scripts/test --fast`: each test runs the drift server and Coder stand-ins.
+pytestmark = pytest.mark.slow
+
 WORKSPACE = str(uuid.uuid4())
 AGENT_TOKEN = str(uuid.uuid4())
 

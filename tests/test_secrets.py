@@ -34,6 +34,7 @@ WORKSPACE = "ws-secrets-1"
 SECRET_FILES = {
     ".config/workspace-agent/litellm.key",
     ".config/roo-code/settings.json",
+    ".config/zoo-code/settings.json",
     ".config/workspace-agent/drift-token.json",
 }
 
@@ -125,6 +126,7 @@ def test_no_secret_outside_its_private_files_across_many_runs(tmp_path: Path) ->
     assert any("readable by others" in text for text in outputs.values()), "the 0644 key file was noted"
 
 
+@pytest.mark.slow
 def test_a_key_file_of_another_owner_becomes_the_users_own(tmp_path: Path) -> None:
     """As the workspace user: a key file left by root (0644) is rewritten as the user's, 0600."""
     if not can_run_as_nobody():

@@ -213,6 +213,7 @@ def test_assistant_none_only_removes_the_old_block(home: Path, keyed_env: str, c
     assert (home / ".bashrc").read_text() == SKEL
 
 
+@pytest.mark.slow
 def test_shell_init_output_sets_the_same_environment(home: Path, keyed_env: str, cli, cli_proc) -> None:
     cli("bootstrap", "-q")
     (home / ".bashrc").unlink()
@@ -242,6 +243,7 @@ def test_placeholder_key_file_exports_no_key(home: Path, cli) -> None:
 # --- completion --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_completion_scripts_and_answers(cli_proc) -> None:
     for name, needle in (("bash", "complete -o nosort -F"), ("zsh", "#compdef workspace-agent"), ("fish", "complete --no-files")):
         out = cli_proc("completion", name)

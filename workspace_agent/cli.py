@@ -75,12 +75,9 @@ def cli() -> None:
 
 def _load(options: dict[str, Any], environ: dict[str, str]) -> tuple[Any, dict[str, Any]]:
     """Flags + environment + policy file → (AgentConfig, policy)."""
-    from workspace_agent.config import load_config, policy_path, read_policy
+    from workspace_agent.policyfile import load
 
-    policy_flag = options.pop("policy_file", None)
-    path, required = policy_path(policy_flag, environ)
-    policy = read_policy(path, required)
-    return load_config(options, environ, policy), policy
+    return load(options, environ)
 
 
 def _run_command(mode: str, options: dict[str, Any], *, as_json: bool, quiet: bool, wait: float,
@@ -143,7 +140,7 @@ def bootstrap(
     as_json: bool, quiet: bool, dry_run: bool, demo: bool, wait: float, detailed_exitcodes: bool,
     send_report: bool, **options: Any
 ) -> int:
-    """Get the key, write the Roo Code and OpenCode configs, apply the lockdown.
+    """Get the key, write the AI clients' configs, apply the lockdown.
 
     Safe to run at every start and on a schedule: a second run changes nothing.
     """
@@ -251,13 +248,10 @@ def shell_init(shell: str | None, **options: Any) -> int:
     A start file that already runs `workspace-agent shell-init` gets no second line from bootstrap.
     """
     from workspace_agent.clients.shell import snippet
-    from workspace_agent.config import load_config, policy_path, read_policy
     from workspace_agent.desired import build_desired
 
-    policy_flag = options.pop("policy_file", None)
-    path, required = policy_path(policy_flag, os.environ)
-    policy = read_policy(path, required)
-    desired = build_desired(load_config(options, os.environ, policy), policy)
+    config, policy = _load(options, dict(os.environ))
+    desired = build_desired(config, policy)
     click.echo(snippet(desired, shell or _default_shell()), nl=False)
     return 0
 

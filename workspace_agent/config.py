@@ -22,7 +22,7 @@ from workspace_agent.errors import AgentError
 DEFAULT_POLICY_PATH = Path("/etc/workspace-agent/policy.toml")
 POLICY_ENV = "WORKSPACE_AGENT_POLICY"
 
-AiAssistant = Literal["all", "both", "roo-code", "opencode", "claude-code", "none"]
+AiAssistant = str  # one of clients.registry.assistant_choices(): each client module declares its own
 EnforcementLevel = Literal["unrestricted", "standard", "design-first"]
 GuardrailAction = Literal["block", "mask"]
 
@@ -113,13 +113,10 @@ class AgentConfig:
         return tuple(s for s in values if s)
 
     def wants(self, client: str) -> bool:
-        """Whether `ai_assistant` asks for this client (roo-code, opencode, claude-code)."""
-        groups = {
-            "all": {"roo-code", "opencode", "claude-code"},
-            "both": {"roo-code", "opencode"},
-            "none": set(),
-        }
-        return client in groups.get(self.ai_assistant, {self.ai_assistant})
+        """Whether `ai_assistant` asks for this client (a name in clients/registry.py)."""
+        from workspace_agent.clients.registry import selected
+
+        return any(c.name == client for c in selected(self.ai_assistant))
 
 
 class _Invalid(ValueError):
@@ -133,6 +130,13 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[Any], str]:
         return str(value)
 
     return check
+
+
+def _assistant(value: Any) -> str:
+    """The choices come from the client registry (imported here, not at module import)."""
+    from workspace_agent.clients.registry import assistant_choices
+
+    return _choice(assistant_choices())(value)
 
 
 def _text(value: Any) -> str:
@@ -188,7 +192,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "provisioner_secret": _token,
     "api_key": _token,
     "model": _text,
-    "ai_assistant": _choice(get_args(AiAssistant)),
+    "ai_assistant": _assistant,
     "enforcement_level": _choice(get_args(EnforcementLevel)),
     "guardrail_action": _choice(get_args(GuardrailAction)),
     "provision_deadline": _seconds,

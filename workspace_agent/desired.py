@@ -116,20 +116,31 @@ def rules(desired: Desired, key: KeyResolution, *, online: bool = False) -> list
     `online`: the rules may use the network (bootstrap); plan and check never do.
     """
     from workspace_agent import keylevel, lockdown
-    from workspace_agent.clients import bypass, claude_code, keyfile, opencode, roo_code, shell
+    from workspace_agent.clients import bypass, keyfile, registry, shell
 
     found: list[Rule] = []
-    config = desired.config
-    if config.ai_assistant != "none":
+    wanted = registry.selected(desired.config.ai_assistant)
+    if wanted:
         found += keyfile.rules(desired, key)
     found += keylevel.rules(desired, key)  # report-only; present once `report` learned the key's level
-    if config.wants("roo-code"):
-        found += roo_code.rules(desired, key)
-    if config.wants("opencode"):
-        found += opencode.rules(desired, key)
-    if config.wants("claude-code"):
-        found += claude_code.rules(desired, key)
+    for client in wanted:
+        found += client.rules(desired, key)
     found += shell.rules(desired, key)  # also with `none`: an old plaintext key must still go
     found += lockdown.rules(desired, online=online)  # whatever ai_assistant is, `none` included
     found += bypass.rules(desired, key)  # report-only: provider keys around the gateway
-    return found
+    return unique_rules(found)
+
+
+def unique_rules(found: list[Rule]) -> list[Rule]:
+    """Each rule once: clients may share a resource (Roo Code and Zoo Code both read ~/.roo/rules)
+    and declare it with the same id; the first declaration is kept."""
+    seen: dict[str, Rule] = {}
+    for rule in found:
+        first = seen.setdefault(rule.rule_id, rule)
+        if first is not rule and _target(first) != _target(rule):
+            raise AgentError(f"internal error: rule {rule.rule_id} is declared for {_target(first)} and {_target(rule)}")
+    return list(seen.values())
+
+
+def _target(rule: Rule) -> str:
+    return str(getattr(rule, "path", None) or getattr(rule, "target", ""))

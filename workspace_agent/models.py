@@ -2,7 +2,7 @@
 
 `GET /v1/models` with the workspace key gives the key's models (LiteLLM filters the list to the
 key's `models`); the desired state says which model is the default and which tool uses which
-(Roo Code: the default; OpenCode: the default and its small model). `--check` sends a one-token
+(each registered client says which it uses: clients/registry.py). `--check` sends a one-token
 chat request to the default model and reads the `x-workspace-enforcement` header that the
 gateway's enforcement hook (workspace_agent.litellm_hook) puts on every answer, to tell whether
 the prompt was applied server-side and whether its bytes are the ones this workspace ships.
@@ -25,8 +25,6 @@ SCHEMA = "workspace-agent.ai-models/1"
 ENFORCEMENT_HEADER = "x-workspace-enforcement"
 CHECK_PROMPT = "Reply with the single word: ok"
 
-TOOL_NAMES = {"roo-code": "Roo Code", "opencode": "OpenCode"}
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -39,12 +37,14 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ToolUse:
-    tool: str  # roo-code | opencode
+    tool: str  # a registered client's name: roo-code, zoo-code, opencode, claude-code
     role: str  # model | small_model
     model: str  # the LiteLLM model name
 
     def describe(self) -> str:
-        name = TOOL_NAMES.get(self.tool, self.tool)
+        from workspace_agent.clients.registry import title
+
+        name = title(self.tool)
         return f"{name} (small model)" if self.role == "small_model" else name
 
     def to_json(self) -> str:
@@ -190,14 +190,13 @@ def parse_models(body: Mapping[str, Any]) -> list[ModelInfo] | None:
 
 def tool_uses(desired: Desired) -> list[ToolUse]:
     """Which configured tool uses which model, from the desired state (the same the configs get)."""
-    config = desired.config
-    uses: list[ToolUse] = []
-    if config.wants("roo-code"):
-        uses.append(ToolUse("roo-code", "model", desired.model.litellm))
-    if config.wants("opencode"):
-        uses.append(ToolUse("opencode", "model", desired.model.litellm))
-        uses.append(ToolUse("opencode", "small_model", desired.small_model.litellm))
-    return uses
+    from workspace_agent.clients.registry import selected
+
+    return [
+        ToolUse(client.name, role, model)
+        for client in selected(desired.config.ai_assistant)
+        for role, model in client.models(desired)
+    ]
 
 
 _HEADER_LEVEL = re.compile(r"^[a-z][a-z0-9-]{0,39}$")

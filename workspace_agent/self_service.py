@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from workspace_agent import gateway
-from workspace_agent.config import AgentConfig, load_config, policy_path, read_policy
+from workspace_agent.config import AgentConfig
 from workspace_agent.errors import EXIT_BUDGET, EXIT_NO_KEY, AgentError
 from workspace_agent.keysource import stored_key
 from workspace_agent.paths import Paths
@@ -28,10 +28,9 @@ SourceChoice = Literal["auto", "litellm", "provisioner"]
 
 def resolve(options: dict[str, Any], environ: Mapping[str, str]) -> tuple[AgentConfig, dict[str, Any], Paths]:
     """Config (flags > env > policy > defaults), the policy, and the paths, as bootstrap sees them."""
-    policy_flag = options.pop("policy_file", None)
-    path, required = policy_path(policy_flag, environ)
-    policy = read_policy(path, required)
-    config = load_config(options, environ, policy)
+    from workspace_agent.policyfile import load
+
+    config, policy = load(options, environ)
     return config, policy, Paths.for_home(config.home, environ)
 
 

@@ -13,6 +13,9 @@ from coder_identity.verify import IDENTITY_LOG_SOURCE_ID
 
 from tests.standins.coder_agent_api import CoderStandin, run_coder
 
+# Left out of `scripts/test --fast`: each test talks to a Coder stand-in over loopback.
+pytestmark = pytest.mark.slow
+
 T = TypeVar("T")
 
 

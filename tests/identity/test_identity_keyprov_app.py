@@ -16,6 +16,9 @@ from tests.identity.provisioner_client import events, exchange, key_body, run
 from tests.standins.coder_agent_api import CoderStandin, Workspace
 from tests.standins.litellm_keys import LitellmKeys
 
+# Left out of `scripts/test --fast`: each test starts the key provisioner with Coder and LiteLLM stand-ins.
+pytestmark = pytest.mark.slow
+
 
 def ask(
     env: dict[str, str],

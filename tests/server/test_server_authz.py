@@ -11,7 +11,8 @@ import pytest
 from tests.server.conftest import ADMIN, SECRET, Api, make_report, rule
 from workspace_agent import wire
 
-pytestmark = pytest.mark.anyio
+# Left out of `scripts/test --fast`: the authorization matrix: a server and database per cell.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 # Credentials, as the Authorization header (or cookie) a client would send.
 CREDENTIALS = [

@@ -23,6 +23,9 @@ from tests.server.conftest import (
 )
 from workspace_agent import wire
 
+# Left out of `scripts/test --fast`: each test starts the server's command line as a process.
+pytestmark = pytest.mark.slow
+
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

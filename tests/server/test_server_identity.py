@@ -17,7 +17,8 @@ from tests.server.conftest import ADMIN, SECRET, Api, make_report, rule
 from tests.standins.coder_agent_api import CoderStandin, Workspace, run_coder
 from workspace_agent import wire
 
-pytestmark = pytest.mark.anyio
+# Left out of `scripts/test --fast`: each test builds a drift server and a Coder stand-in.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -84,6 +84,11 @@ def load_policy(policy: Mapping[str, Any]) -> Policy:
     return Policy(frozenset(names), files, int(shipped.get("max_processes", 2000)))
 
 
+def check_policy(table: dict[str, Any]) -> None:
+    """The policy file's [bypass] table, checked at load (policyfile.py)."""
+    load_policy({"bypass": table})
+
+
 def _strings(value: Any, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise AgentError(f"policy file: {where} must be a list of strings")

@@ -25,16 +25,17 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workspace_agent import data
+from workspace_agent.clients.base import Client, PolicyTable
 from workspace_agent.clients.opencode import managed_writable
 from workspace_agent.config import ENFORCEMENT_LEVELS
-from workspace_agent.desired import Desired
 from workspace_agent.errors import AgentError
-from workspace_agent.keysource import KeyResolution
-from workspace_agent.plan import FileRule, Rule
-from workspace_agent.resources import generated_file, json_entries, json_key
+
+if TYPE_CHECKING:  # pragma: no cover  (the registry imports this module to learn CLIENT: keep it light)
+    from workspace_agent.desired import Desired
+    from workspace_agent.keysource import KeyResolution
+    from workspace_agent.plan import FileRule, Rule
 
 MANAGED_FILE = "managed-settings.json"
 WORKSPACE_LEVEL = "workspace"
@@ -44,15 +45,35 @@ WORKSPACE_LEVEL = "workspace"
 DOCUMENTED_KEYS: dict[str, type] = {"apiKeyHelper": str, "env": dict, "model": str}
 
 
+POLICY_KEYS = ("enforcement_level", "env")
+
+
+def check_policy(table: dict[str, Any]) -> None:
+    """The policy file's [claude_code] table: checked at load, whatever ai_assistant is."""
+    if not isinstance(table, dict):
+        raise AgentError("policy file: [claude_code] must be a table")
+    unknown = sorted(set(table) - set(POLICY_KEYS))
+    if unknown:
+        raise AgentError(f"policy file: unknown key {unknown[0]!r} in [claude_code]; allowed: {', '.join(POLICY_KEYS)}")
+    level = table.get("enforcement_level", WORKSPACE_LEVEL)
+    if level != WORKSPACE_LEVEL and level not in ENFORCEMENT_LEVELS:
+        allowed = ", ".join((*ENFORCEMENT_LEVELS, WORKSPACE_LEVEL))
+        raise AgentError(f"[claude_code] enforcement_level = {level!r} is not allowed: choose one of {allowed}")
+    env = table.get("env", {})
+    if not isinstance(env, dict):
+        raise AgentError("policy file: [claude_code].env must be a table of environment variables")
+    for name, value in env.items():
+        if not isinstance(value, str):
+            raise AgentError(
+                f"policy file: [claude_code] env.{name}: environment values must be strings, got {type(value).__name__}"
+            )
+
+
 def _section(desired: Desired) -> dict[str, Any]:
     """settings/clients.toml [claude_code], with the policy file's [claude_code] on top."""
     shipped = desired.clients.get("claude_code", {})
     policy = desired.policy.get("claude_code", {})
-    if not isinstance(policy, dict):
-        raise AgentError("policy file: [claude_code] must be a table")
-    unknown = sorted(set(policy) - {"enforcement_level", "env"})
-    if unknown:
-        raise AgentError(f"policy file: unknown key {unknown[0]!r} in [claude_code]; allowed: enforcement_level, env")
+    check_policy(policy)
     env = {**shipped.get("env", {}), **policy.get("env", {})}
     return {**shipped, **{k: v for k, v in policy.items() if k != "env"}, "env": env}
 
@@ -114,6 +135,8 @@ def validate(document: dict[str, Any]) -> list[str]:
 def strict_json_rule(path: Path) -> FileRule:
     """Claude Code parses settings as strict JSON: a comment or trailing comma makes it ignore the
     whole file (measured with 2.1.332: "Invalid or malformed JSON"), and with it our keys."""
+    from workspace_agent.plan import FileRule
+
 
     def render(current: str | None) -> str | None:
         if current is not None and current.strip():
@@ -136,6 +159,9 @@ def settings_file(desired: Desired) -> Path:
 
 
 def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
+    from workspace_agent import data
+    from workspace_agent.resources import generated_file, json_entries, json_key
+
     document = settings_document(desired)
     problems = validate(document)
     if problems:
@@ -149,3 +175,27 @@ def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
         json_key("claude.model", target, "model", document["model"]),
         generated_file("claude.rules", desired.paths.claude_rule_file, prompt or None, title="enforcement rule file"),
     ]
+
+
+def models(desired: Desired) -> list[tuple[str, str]]:
+    """The workspace's model, and the one its `haiku` alias names (Claude Code's background model)."""
+    found = [("model", desired.model.litellm)]
+    small = environment(desired).get("ANTHROPIC_DEFAULT_HAIKU_MODEL")
+    if small:
+        found.append(("small_model", small))
+    return found
+
+
+def paths(desired: Desired) -> tuple[Path, ...]:
+    return (settings_file(desired), desired.paths.claude_rule_file)
+
+
+CLIENT = Client(
+    name="claude-code",
+    title="Claude Code",
+    assistants=("all", "claude-code"),
+    rules=rules,
+    models=models,
+    paths=paths,
+    policy=PolicyTable("claude_code", POLICY_KEYS, check_policy),
+)

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workspace_agent import fsio, jsonc
-from workspace_agent.desired import Desired
+from workspace_agent.clients.base import Client
 from workspace_agent.errors import AgentError
-from workspace_agent.keysource import KeyResolution
-from workspace_agent.plan import ActionFact, ActionRule, Rule
-from workspace_agent.resources import generated_file
-from workspace_agent.review import ReviewWorkflow
+
+if TYPE_CHECKING:  # pragma: no cover  (the registry imports this module to learn CLIENT: keep it light)
+    from workspace_agent.desired import Desired
+    from workspace_agent.keysource import KeyResolution
+    from workspace_agent.plan import ActionRule, Rule
+    from workspace_agent.review import ReviewWorkflow
 
 PROVIDER = "litellm"
 SCHEMA = "https://opencode.ai/config.json"
@@ -71,6 +72,8 @@ def _dump(doc: dict[str, Any]) -> str:
 
 
 def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
+    from workspace_agent.resources import generated_file
+
     paths = desired.paths
     found: list[Rule] = [
         generated_file("opencode.enforcement", paths.opencode_enforcement, desired.prompt, title="instructions file")
@@ -87,6 +90,8 @@ def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
 
 def user_overrides(desired: Desired) -> list[str]:
     """'file: key' for every platform-required key a higher-precedence user config changes."""
+    from workspace_agent import fsio, jsonc
+
     ours = config_document(desired)
     found: list[str] = []
     candidates = [desired.paths.opencode_dir / "opencode.jsonc"]
@@ -111,6 +116,8 @@ def user_overrides(desired: Desired) -> list[str]:
 
 def _override_rule(desired: Desired) -> ActionRule:
     """Report-only: the user's own file is theirs; we say what it overrides."""
+    from workspace_agent.plan import ActionFact, ActionRule
+
 
     def observe() -> ActionFact:
         found = user_overrides(desired)
@@ -123,3 +130,22 @@ def _override_rule(desired: Desired) -> ActionRule:
         fix=None,
         title="user config overriding the platform's provider/model",
     )
+
+
+def models(desired: Desired) -> list[tuple[str, str]]:
+    return [("model", desired.model.litellm), ("small_model", desired.small_model.litellm)]
+
+
+def paths(desired: Desired) -> tuple[Path, ...]:
+    p = desired.paths
+    return (p.opencode_enforcement, p.opencode_config, desired.config.managed_dir / "opencode.json")
+
+
+CLIENT = Client(
+    name="opencode",
+    title="OpenCode",
+    assistants=("both", "all", "opencode"),
+    rules=rules,
+    models=models,
+    paths=paths,
+)

@@ -9,14 +9,18 @@ top of them."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from workspace_agent.desired import Desired
-from workspace_agent.keysource import KeyResolution
-from workspace_agent.plan import Rule
-from workspace_agent.resources import generated_file, json_key
-from workspace_agent.review import ReviewWorkflow
+from workspace_agent.clients.base import Client
 
+if TYPE_CHECKING:  # pragma: no cover
+    from workspace_agent.desired import Desired
+    from workspace_agent.keysource import KeyResolution
+    from workspace_agent.plan import Rule
+    from workspace_agent.review import ReviewWorkflow
+
+SETTINGS_KEY = "roo-cline.autoImportSettingsPath"
 PROFILE_NAME = "litellm"
 PROFILE_ID = "litellm-default"
 # A review reads code and may run commands (git diff, tests; the allowed/denied lists apply); it
@@ -66,18 +70,47 @@ def import_document(desired: Desired, key: str) -> dict[str, Any]:
     }
 
 
+def import_text(desired: Desired, key: str) -> str:
+    return json.dumps(import_document(desired, key), indent=2, ensure_ascii=False) + "\n"
+
+
+def legacy_rule_file(desired: Desired) -> Rule:
+    """~/.roo/rules/: read by Roo Code, and by Zoo Code (3.80 only there; 3.82 when ~/.zoo/rules is
+    absent). One rule id, so a workspace with both clients has it once."""
+    from workspace_agent.resources import generated_file
+
+    return generated_file("roo.rules", desired.paths.roo_rule_file, desired.prompt, title="enforcement rule file")
+
+
 def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
+    from workspace_agent.resources import generated_file, json_key
+
     paths = desired.paths
     found: list[Rule] = [
-        generated_file("roo.rules", paths.roo_rule_file, desired.prompt, title="enforcement rule file"),
-        json_key(
-            "roo.auto-import-path",
-            paths.user_settings,
-            "roo-cline.autoImportSettingsPath",
-            str(paths.roo_import_file),
-        ),
+        legacy_rule_file(desired),
+        json_key("roo.auto-import-path", paths.user_settings, SETTINGS_KEY, str(paths.roo_import_file)),
     ]
     if key.key is not None:
-        text = json.dumps(import_document(desired, key.key), indent=2, ensure_ascii=False) + "\n"
+        text = import_text(desired, key.key)
         found.append(generated_file("roo.import", paths.roo_import_file, text, mode=0o600, secret=True, title="import file"))
     return found
+
+
+def models(desired: Desired) -> list[tuple[str, str]]:
+    return [("model", desired.model.litellm)]  # every mode's profile is the one LiteLLM profile
+
+
+def paths(desired: Desired) -> tuple[Path, ...]:
+    p = desired.paths
+    return (p.roo_rule_file, p.user_settings, p.roo_import_file)
+
+
+CLIENT = Client(
+    name="roo-code",
+    title="Roo Code",
+    assistants=("both", "all", "roo-code"),
+    rules=rules,
+    models=models,
+    paths=paths,
+    settings_keys=(SETTINGS_KEY,),
+)

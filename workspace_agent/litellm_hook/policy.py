@@ -135,24 +135,73 @@ def prepend(data: dict[str, Any], call_type: str, prompt: bytes) -> bool:
 
     Chat: a first system message. Anthropic /v1/messages: the front of `system`. Responses API:
     the front of `instructions`. Other calls (embeddings, images, ...) carry no instructions.
+
+    A client that already sends the prompt in its own system text (OpenCode puts enforcement.md
+    among its instructions) keeps everything else it wrote, but its copy is taken out: the model
+    gets the text once, and still first. User and assistant turns are never changed.
     """
     if not prompt:
         return False
     text = prompt.decode("utf-8")
     if call_type in CHAT_CALL_TYPES and isinstance(data.get("messages"), list):
-        data["messages"] = [{"role": "system", "content": text}, *data["messages"]]
+        rest = [_message_without_copy(m, text) for m in data["messages"]]
+        data["messages"] = [{"role": "system", "content": text}, *(m for m in rest if m is not None)]
         return True
     if call_type in ANTHROPIC_CALL_TYPES and isinstance(data.get("messages"), list):
         system = data.get("system")
         if isinstance(system, list):
-            data["system"] = [{"type": "text", "text": text}, *system]
+            blocks = [_block_without_copy(b, text) for b in system]
+            data["system"] = [{"type": "text", "text": text}, *(b for b in blocks if b is not None)]
         elif isinstance(system, str) and system:
-            data["system"] = [{"type": "text", "text": text}, {"type": "text", "text": system}]
+            own = without_copy(system, text)
+            data["system"] = [{"type": "text", "text": text}, {"type": "text", "text": own}] if own.strip() else text
         else:
             data["system"] = text
         return True
     if call_type in RESPONSES_CALL_TYPES and "input" in data:
         instructions = data.get("instructions")
-        data["instructions"] = text + ("\n\n" + instructions if isinstance(instructions, str) and instructions else "")
+        own = without_copy(instructions, text) if isinstance(instructions, str) else ""
+        data["instructions"] = text + ("\n\n" + own if own.strip() else "")
         return True
     return False
+
+
+def without_copy(content: str, prompt: str) -> str:
+    """`content` with every copy of the prompt taken out (the exact text, or the text without its
+    surrounding blank lines, as clients that trim the files they read send it)."""
+    for copy in dict.fromkeys((prompt, prompt.strip())):
+        if copy and copy in content:
+            return content.replace(copy, "")
+    return content
+
+
+_SYSTEM_ROLES = frozenset({"system", "developer"})
+
+
+def _message_without_copy(message: Any, prompt: str) -> Any:
+    """A system message without the prompt's copy; None when nothing else was in it."""
+    if not isinstance(message, dict) or message.get("role") not in _SYSTEM_ROLES:
+        return message
+    content = message.get("content")
+    if isinstance(content, str):
+        own = without_copy(content, prompt)
+        if own == content:
+            return message
+        return {**message, "content": own} if own.strip() else None
+    if isinstance(content, list):
+        parts = [_block_without_copy(part, prompt) for part in content]
+        kept = [part for part in parts if part is not None]
+        if kept == content:
+            return message
+        return {**message, "content": kept} if kept else None
+    return message
+
+
+def _block_without_copy(block: Any, prompt: str) -> Any:
+    """A text block (chat content part, Anthropic system block) without the copy; None when empty."""
+    if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+        return block
+    own = without_copy(block["text"], prompt)
+    if own == block["text"]:
+        return block
+    return {**block, "text": own} if own.strip() else None

@@ -17,8 +17,6 @@ from workspace_agent.errors import AgentError
 
 POLICY_KEYS = ("settings", "forbidden_extensions", "fix_workspace_overrides")
 DERIVED_KEY = "extensions.allowed"
-# Managed elsewhere (clients/roo_code.py writes the import file's path there).
-RESERVED_KEYS = ("roo-cline.autoImportSettingsPath",)
 _EXTENSION_ID = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9][a-z0-9._-]*$")
 
 
@@ -70,6 +68,11 @@ def load(policy: dict[str, Any]) -> Lockdown:
     return build(data.settings_file("lockdown"), policy.get("lockdown", {}))
 
 
+def check_policy(table: dict[str, Any]) -> None:
+    """The policy file's [lockdown] table, checked at load (policyfile.py)."""
+    build(data.settings_file("lockdown"), table)
+
+
 def build(shipped: dict[str, Any], extra: Any) -> Lockdown:
     if not isinstance(extra, dict):
         raise AgentError("policy file: [lockdown] must be a table")
@@ -108,13 +111,21 @@ def _settings(table: Any, where: str) -> dict[str, Any]:
             )
         if key == DERIVED_KEY:
             raise AgentError(f"{where}: {DERIVED_KEY} is built from the forbidden extension ids; add ids instead")
-        if key in RESERVED_KEYS:
-            raise AgentError(f"{where}: {key} is managed by the Roo Code rules; remove it here")
+        owner = _client_owning(key)
+        if owner:
+            raise AgentError(f"{where}: {key} is managed by the {owner} rules; remove it here")
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             raise AgentError(f"{where}: the value of {key!r} is not a JSON value (dates are not allowed)") from None
     return dict(table)
+
+
+def _client_owning(key: str) -> str | None:
+    """The client whose rules write this User settings key (clients/registry.py), if any."""
+    from workspace_agent.clients.registry import clients
+
+    return next((client.title for client in clients() if key in client.settings_keys), None)
 
 
 def _ids(values: Any, where: str) -> list[str]:
