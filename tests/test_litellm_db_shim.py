@@ -17,6 +17,9 @@ import pytest
 from tests.conftest import REPO
 from tests.heavy import missing
 
+# Left out of `scripts/test --fast`: the shim runs in a node process.
+pytestmark = pytest.mark.slow
+
 SHIM = REPO / "tests" / "litellm_db" / "query_engine.mjs"
 
 SCHEMA = """
