@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import CliResult
 from tests.litellm_db_proxy import MASTER_KEY, MODELS, RESPONSE, DbProxy
 from workspace_agent import data
+from workspace_agent.money import money
 
 pytestmark = [pytest.mark.litellm, pytest.mark.postgres, pytest.mark.slow]
 
@@ -376,6 +377,11 @@ def test_ai_usage_reports_the_real_spend_budget_window_and_user(
     assert doc["user"]["spend"] == pytest.approx(cost, abs=1e-6)
     assert key not in result.all
 
+    text = cli("usage")
+    assert text.code == 0, text.err
+    assert f"spent     {money(cost)} of $1.00" in text.out  # a fraction of a cent, shown as one
+    assert money(cost) not in ("$0.00", "$0.01")
+
 
 def test_ai_usage_by_model_against_real_spend_logs(
     db_proxy: DbProxy, cli: Cli, monkeypatch: pytest.MonkeyPatch
@@ -397,7 +403,12 @@ def test_ai_usage_by_model_against_real_spend_logs(
     assert result.code == 0, result.err
     by_model = json.loads(result.out)["by_model"]
     assert by_model["available"] is True, by_model
-    assert sum(by_model["spend"].values()) == pytest.approx(sum(costs.values()), abs=1e-6)
+    # Labelled with the names the user chose, not the provider routes LiteLLM also logs.
+    assert by_model["spend"] == pytest.approx(costs, abs=1e-6)
+
+    text = cli("usage", "--by-model")
+    assert text.code == 0, text.err
+    assert "claude-sonnet" in text.out and "openai/" not in text.out
 
 
 def test_ai_usage_exits_12_when_the_real_budget_is_used_up(
