@@ -239,9 +239,18 @@ def test_bootstrap_usage_and_models_through_the_provisioner_and_the_real_proxy(
     assert doc["budget"]["spend"] > 0
     assert doc["enforcement"]["key_level"] == "standard" and doc["enforcement"]["matches"] is True
 
+    # The provisioner's /key/generate names the owner, but LiteLLM makes no user for it: no
+    # user totals, and no spend logs for this key (what --by-model then says).
+    assert doc["user"] is None
+    by_model = cli_proc("usage", "--json", "--by-model", env=agent_env)
+    assert by_model.code == 0, by_model.all
+    breakdown = json.loads(by_model.out)["by_model"]
+    assert breakdown["available"] is False
+    assert breakdown["reason"].startswith("the gateway offers no spend logs to this key (401: ")
+
     models = cli_proc("models", "--json", "--check", env=agent_env)
     assert models.code == 0, models.all
     mark = json.loads(models.out)["check"]["enforcement"]
     assert (mark["level"], mark["same_prompt"]) == ("standard", True)
-    for result in (boot, usage, models):
+    for result in (boot, usage, by_model, models):
         assert key not in result.all
