@@ -3,6 +3,7 @@
     python -m benchmarks                     # everything available
     python -m benchmarks --only agent --runs 40
     python -m benchmarks --quick             # a smoke run: few runs, short durations
+    python -m benchmarks --only watch        # workspace-agent watch: flip → restored, idle CPU, memory
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from benchmarks.agent import DEFAULT_PYTHON, REPO, run_agent_suite
 from benchmarks.drift import server_available
 from benchmarks.fleet import run_fleet_suite
 from benchmarks.server import run_server_suite
+from benchmarks.watch import run_watch_suite
 
-SUITES = ("agent", "server", "fleet")
+SUITES = ("agent", "server", "fleet", "watch")
 QUIET_LOAD = 1.5
 
 
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet-heartbeat", type=float, default=300.0, help="seconds between heartbeats")
     parser.add_argument("--fleet-duration", type=float, default=300.0, help="seconds of simulated heartbeats")
     parser.add_argument("--fleet-db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--watch-flips", type=int, default=100, help="flips of a locked key for `watch`")
+    parser.add_argument("--watch-idle", type=float, default=60.0, help="seconds of the watcher's idle CPU measurement")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SUITES]
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fleet: {size} workspaces, {heartbeat:g} s heartbeat, {length:g} s …", file=sys.stderr, flush=True)
         results["fleet"] = run_fleet_suite(str(args.python), workdir / "fleet", workspaces=size,
                                            heartbeat_s=heartbeat, duration=length, db=args.fleet_db)
+    if "watch" in chosen:
+        flips, idle = (20, 10.0) if args.quick else (args.watch_flips, args.watch_idle)
+        print(f"watch: {flips} flips, {idle:g} s idle …", file=sys.stderr, flush=True)
+        results["watch"] = run_watch_suite(args.python, workdir / "watch", flips=flips, idle_s=idle)
     results["meta"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -82,6 +82,20 @@ def fleet_table(fleet: dict[str, Any]) -> list[str]:
     return lines
 
 
+def watch_table(result: dict[str, Any]) -> list[str]:
+    lat, mem = result["latency_ms"], result["memory_mb"]
+    return [
+        (f"Watch: {result['restored']}/{result['flips']} flips of chat.disableAIFeatures restored "
+         f"({result['settings_json_lines']}-line settings.json, half in place, half by rename); "
+         f"load {result['load_avg_before'][0]}"),
+        (f"  flip → restored ms: p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, max {_ms(lat['max'])}; "
+         f"{result.get('corrections_delivered', '?')} corrections delivered to a loopback drift server"),
+        f"  idle CPU over {result['idle_s']:g} s: {result['idle_cpu_ms']} ms ({result['idle_cpu_percent']}% of a core)",
+        (f"  memory MB: VmRSS {mem.get('VmRSS')} (own pages, RssAnon {mem.get('RssAnon')}; shared libraries "
+         f"{mem.get('RssFile')}); peak VmHWM {mem.get('VmHWM')}"),
+    ]
+
+
 def targets(section: dict[str, Any]) -> list[str]:
     return [f"  [{'met ' if ok else 'MISS'}] {what}" for what, ok in section.get("targets", {}).items()]
 
@@ -97,7 +111,7 @@ def render(results: dict[str, Any]) -> str:
     if meta.get("noisy"):
         lines.append(f"  NOTE: {meta['noisy']}")
     for section, render_section in (("agent", agent_table), ("server", server_table),
-                                   ("fleet", fleet_table)):
+                                   ("fleet", fleet_table), ("watch", watch_table)):
         if section in results:
             lines += ["", *render_section(results[section]), "  Targets:", *targets(results[section])]
     return "\n".join(lines) + "\n"

@@ -135,6 +135,8 @@ resource "coder_agent" "main" {
     set -u
     rc=0
     workspace-agent bootstrap --report || rc=$?   # --report: only sends when DRIFT_SERVER_URL is set
+    # Next to code-server for the workspace's life: a changed locked value is put back within 1 s.
+    workspace-agent watch >/tmp/workspace-agent-watch.log 2>&1 &
     # Zoo Code (Roo Code's continuation) unless the user already has it; a Roo Code they installed
     # themselves keeps working too (bootstrap configures both).
     if ! code-server --list-extensions 2>/dev/null | grep -qix 'zoocodeorganization.zoo-code'; then

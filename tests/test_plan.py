@@ -121,6 +121,20 @@ def test_apply_refolds_when_the_file_changed_after_planning(tmp_path: Path) -> N
     assert json5.loads(settings.read_text()) == {"a": True, "mine": 1}
 
 
+def test_a_user_file_emptied_after_planning_is_left_for_its_writer(tmp_path: Path) -> None:
+    """Truncated by a program saving in place: folding "" would keep only our key, and the
+    program's text would then go into the inode our rename replaced."""
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"a": false, "mine": 1}')
+    plan = build_plan([json_key("k.a", settings, "a", True)])
+    settings.write_text("")
+    result = apply_plan(plan)[0]
+    assert result.state == "error" and "was emptied while the agent was about to edit it" in (result.message or "")
+    assert settings.read_text() == ""
+    settings.write_text("")  # an empty file seen as such from the start is simply filled
+    assert apply_plan(build_plan([json_key("k.a", settings, "a", True)]))[0].state == "corrected"
+
+
 def test_actions_observe_fix_and_report_only(tmp_path: Path) -> None:
     marker = tmp_path / "installed"
     marker.write_text("")

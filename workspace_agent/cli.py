@@ -320,6 +320,28 @@ def report_command(as_json: bool, quiet: bool, force: bool, **options: Any) -> i
 
 
 @cli.command()
+@_setting_options
+@click.option("--debounce", default=50, show_default=True, type=click.IntRange(min=0, max=1000),
+              help="milliseconds of quiet that end a burst of writes before values are put back")
+@click.option("-q", "--quiet", is_flag=True, help="print only problems (corrections still go to the log)")
+def watch(debounce: int, quiet: bool, **options: Any) -> int:
+    """Stay running and put a changed locked value back within a second (start it next to code-server).
+
+    \b
+    Watches the User and Machine settings and the managed client configs through the kernel's
+    file events; each correction is one line on stderr and in ~/.local/state/workspace-agent/watch.log,
+    and goes to the drift server when DRIFT_SERVER_URL is set (after `report` has enrolled).
+    Stops cleanly on SIGTERM; a second watcher for the same user refuses to start (exit 1).
+    """
+    from workspace_agent.watch import run
+
+    env = dict(os.environ)
+    config, policy = _load(options, env)
+    say = (lambda m: None) if quiet else (lambda m: click.echo(f"workspace-agent: {m}", err=True))
+    return run(config, policy, environ=env, debounce_s=debounce / 1000, say=say)
+
+
+@cli.command()
 @click.option("--short", "form", flag_value="short", help="one line for a Coder metadata block")
 @click.option("--json", "form", flag_value="json", help="print one JSON object")
 @click.option("--home", default=None, help="home directory of the workspace user [env: HOME]")

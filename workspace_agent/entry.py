@@ -1,4 +1,4 @@
-"""The console entry point: `status` is answered before click, pydantic or httpx are imported.
+"""The console entry point: `status` (and plain `watch`) run before click, pydantic or httpx are imported.
 
 Coder's metadata block runs `workspace-agent status --short` every few seconds on every
 workspace, so that path costs little more than starting Python. Everything else (and any
@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
             code = fast_main(args[1:], os.environ)
         except BrokenPipeError:
             return 0
+        if code is not None:
+            return code
+    if args[:1] == ["watch"]:  # resident next to code-server: its memory matters (watch.fast_main)
+        from workspace_agent.watch import fast_main as watch_main
+
+        code = watch_main(args[1:], dict(os.environ))
         if code is not None:
             return code
     from workspace_agent.cli import main as cli_main

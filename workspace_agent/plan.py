@@ -275,6 +275,11 @@ def _apply_file(file_plan: FilePlan) -> dict[str, str | None]:
         fact = fsio.read_fact(file_plan.path)
         if file_plan.user_file and fact.exists and not fsio.writable_by_owner(fact):
             raise AgentError(_read_only_message(fact))
+        if file_plan.user_file and fact.text == "" and file_plan.fact.text:
+            # Emptied since the plan: a program saving in place (truncate, then write) is mid-save.
+            # Folding "" would write only our keys and its text would land in a replaced inode.
+            raise AgentError(f"{file_plan.path} was emptied while the agent was about to edit it (another "
+                             "program is saving it); left as it is for the next run")
         if fact.text == file_plan.fact.text and fact.mode == file_plan.fact.mode:
             text, mode = file_plan.desired_text, file_plan.desired_mode
         else:  # changed under us since the plan: fold again on what is there now

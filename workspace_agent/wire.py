@@ -16,9 +16,11 @@ WIRE_VERSION = 1
 ENROLL_PATH = "/api/v1/enroll"
 REPORTS_PATH = "/api/v1/reports"
 WORKSPACES_PATH = "/api/v1/workspaces"
+CORRECTIONS_PATH = "/api/v1/corrections"  # `watch`: locked values put back between runs
 
 MAX_RULES = 500
 MAX_REPORT_BYTES = 512 * 1024
+MAX_CORRECTIONS = 100  # per batch
 
 RuleState = Literal["compliant", "drift", "corrected", "error"]
 ReportKind = Literal["bootstrap", "check", "heartbeat"]
@@ -83,3 +85,33 @@ class EnrollResponse(_Strict):
 class ReportAccepted(_Strict):
     report_id: str
     duplicate: bool = False
+
+
+class CorrectionWire(_Strict):
+    """One locked value `watch` found changed and put back (or could not). The agent builds it
+    with the standard library (corrections.py); a test checks it validates here."""
+
+    correction_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    rule_id: str = _Id
+    target: str = Field(max_length=1000)
+    before: str | None = Field(default=None, max_length=1000)
+    after: str | None = Field(default=None, max_length=1000)
+    at: datetime
+    restored: bool
+    latency_ms: int = Field(ge=0, le=86_400_000)
+    message: str | None = Field(default=None, max_length=1000)
+
+
+class CorrectionBatch(_Strict):
+    """Corrections sent together; each `correction_id` makes a resend harmless."""
+
+    wire_version: int = WIRE_VERSION
+    batch_id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    workspace: WorkspaceIdentity
+    agent_version: str = Field(max_length=50)
+    corrections: list[CorrectionWire] = Field(min_length=1, max_length=MAX_CORRECTIONS)
+
+
+class CorrectionsAccepted(_Strict):
+    batch_id: str
+    stored: int  # new corrections (a resent one is not stored twice)

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workspace_agent import wire
 
-from . import __version__, admin_pages, queries, routes
+from . import __version__, admin_pages, corrections, queries, routes
 from .db import make_engine, migrate, write_tx
 from .errors import ApiError, describe_validation
 from .metrics import Metrics
@@ -131,6 +131,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(routes.router)
+    app.include_router(corrections.router)
     app.include_router(admin_pages.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -197,6 +198,7 @@ def _maintenance_tx(ctx: Ctx) -> list[dict[str, Any]]:
             else []
         )
         queries.prune_reports(conn, now - timedelta(days=ctx.settings.report_retention_days))
+        corrections.prune(conn, now - timedelta(days=ctx.settings.report_retention_days))
     return stale
 
 
@@ -209,7 +211,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model, path in ((wire.Report, wire.REPORTS_PATH), (wire.EnrollRequest, wire.ENROLL_PATH)):
+    for model, path in (
+        (wire.Report, wire.REPORTS_PATH),
+        (wire.EnrollRequest, wire.ENROLL_PATH),
+        (wire.CorrectionBatch, wire.CORRECTIONS_PATH),
+    ):
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
         components[model.__name__] = body

@@ -25,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UniqueConstraint,
     Text,
     create_engine,
     event,
@@ -167,6 +168,30 @@ reports = Table(
     Column("finished_at", UTCDateTime, nullable=False),
     Column("exit_code", Integer, nullable=False),
     Index("ix_reports_received", "received_at"),
+)
+
+# `workspace-agent watch`: locked values put back between runs (corrections.py). A new table needs
+# no schema version step: migrate()'s create_all adds it to an existing database.
+corrections = Table(
+    "corrections",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column(
+        "workspace_id", String(200), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("correction_id", String(64), nullable=False),
+    Column("rule_id", String(200), nullable=False),
+    Column("target", String(1000), nullable=False),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Column("at", UTCDateTime, nullable=False),  # the agent's clock: when it was put back
+    Column("restored", Boolean, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("message", Text, nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workspace_id", "correction_id", name="uq_corrections_ws_id"),
+    Index("ix_corrections_ws", "workspace_id", "id"),
+    Index("ix_corrections_received", "received_at"),
 )
 
 

@@ -484,8 +484,13 @@ def fleet_data(ctx: Ctx, flt: queries.FleetFilter) -> dict[str, Any]:
 
 
 def detail_data(ctx: Ctx, workspace_id: str) -> dict[str, Any] | None:
+    from .corrections import recent
+
     with ctx.engine.connect() as conn:
-        return queries.workspace_detail(conn, workspace_id, ctx.clock(), ctx.settings.stale_after_s)
+        found = queries.workspace_detail(conn, workspace_id, ctx.clock(), ctx.settings.stale_after_s)
+        if found is not None:
+            found["corrections"] = recent(conn, workspace_id)
+        return found
 
 
 @router.get(

@@ -3,7 +3,8 @@
 Layer 1 (`coder.py`): the Coder server's AI switches, shipped as a compose/Helm snippet and
 checked when a Coder token allows. Layer 2 (`settings.py`): the locked VS Code keys in the User
 settings and the places that override them. Layer 3 (`removal.py`, `codeserver.py`): forbidden
-extensions removed, code-server's built-in Copilot Chat reported. What is locked is data
+extensions removed, code-server's built-in Copilot Chat reported (or deleted, when the policy says so
+and the installation may be written). What is locked is data
 (settings/lockdown.toml + the policy's [lockdown] table, `spec.py`). Applies whatever
 `ai_assistant` is, `none` included.
 """
@@ -30,6 +31,6 @@ def rules(desired: Desired, *, online: bool = False) -> list[Rule]:
     roots = overrides.project_roots(config.project_roots, config.home)
     found: list[Rule] = settings.rules(lockdown, paths, roots)
     found += [removal.rule(ext_id, paths.extensions_dir, paths.code_server_dir, config.code_server_bin) for ext_id in lockdown.forbidden]
-    found.append(codeserver.builtin_copilot_rule(config.code_server_bin))
+    found.append(codeserver.builtin_copilot_rule(config.code_server_bin, remove=lockdown.remove_builtin_copilot))
     found.append(coder.server_env_rule(lockdown.coder_env, config.coder_url, config.coder_token, online=online))
     return found

@@ -2,8 +2,9 @@
 
 code-server >= 4.13x ships `GitHub.copilot-chat` inside the installation
 (`lib/vscode/extensions/copilot`): the CLI cannot uninstall it, so the image deletes it at build
-and the agent only reports it (`codeserver.builtin-copilot`, report-only: the installation is not
-the workspace user's to change). The installation is found from the binary: through symlinks
+and the agent reports it (`codeserver.builtin-copilot`); with the policy's
+`[lockdown].remove_builtin_copilot = true` it deletes it (and the Copilot runtime) itself where it
+may write the installation (builtin_removal.py), and otherwise says what remains and why. The installation is found from the binary: through symlinks
 (`/usr/bin/code-server` → `/usr/lib/code-server/bin/code-server`), up the parents, or from the
 `…/out/node/entry.js` path a wrapper script runs (npm installs).
 """
@@ -17,15 +18,20 @@ import shutil
 from pathlib import Path
 
 from workspace_agent.errors import AgentError
+from workspace_agent.lockdown import builtin_removal
 from workspace_agent.plan import ActionFact, ActionRule
 
-BUILTIN_COPILOT = Path("lib/vscode/extensions/copilot")
-COPILOT_RUNTIME = Path("lib/vscode/node_modules/@github/copilot-sdk*")  # what the Agent Host runs
+BUILTIN_COPILOT = builtin_removal.BUILTIN_COPILOT
+COPILOT_RUNTIME = builtin_removal.COPILOT_RUNTIME
 _ENTRY_JS = re.compile(r"(/[^\s\"'`$]+)/out/node/entry\.js")
 MAX_SCRIPT_BYTES = 64 * 1024
 REPORT_ONLY = (
     "report only: the installation is not changed at run time; dockerfile/Dockerfile deletes it. Until then the "
     "locked User settings (vscode.setting.* rules) hide it and keep the Agent Host from starting"
+)
+POLICY_HINT = (
+    "the policy's [lockdown].remove_builtin_copilot = true lets the agent delete it where it may write the "
+    "installation (as root, or an installation owned by the workspace user)"
 )
 
 
@@ -78,7 +84,11 @@ def version_of(directory: Path) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def builtin_copilot_rule(setting: str) -> ActionRule:
+def builtin_copilot_rule(setting: str, remove: bool = False) -> ActionRule:
+    """Report the built-in Copilot Chat and runtime; with `remove` (the policy's
+    `[lockdown].remove_builtin_copilot`), delete them where this process may write the installation."""
+    removable, why_not = _removable(setting) if remove else (False, None)
+
     def observe() -> ActionFact:
         binary = find_binary(setting)
         if binary is None:
@@ -88,13 +98,56 @@ def builtin_copilot_rule(setting: str) -> ActionRule:
             raise AgentError(
                 f"cannot find the installation (lib/vscode) of {binary}: set code_server_bin to the real code-server executable"
             )
-        copilot = root / BUILTIN_COPILOT
-        if not copilot.is_dir():
+        left = builtin_removal.leftovers(root)
+        if not left:
             return ActionFact(True)
-        before = f"built-in GitHub.copilot-chat {version_of(copilot) or '?'} in {copilot} (code-server {version_of(root) or '?'})"
-        runtimes = sorted((root / COPILOT_RUNTIME).parent.glob(COPILOT_RUNTIME.name))
-        if runtimes:
-            before += "; the Agent Host's Copilot runtime: " + ", ".join(str(r) for r in runtimes)
-        return ActionFact(False, before, "deleted in the image", message=REPORT_ONLY)
+        before = describe(root, left)
+        if removable:
+            return ActionFact(False, before, "deleted")
+        if remove:
+            why = why_not or builtin_removal.why_not_removable(left) or "the installation changed since the rules were made"
+            return ActionFact(False, before, "deleted in the image", message=f"not deleted at run time: {why}; {REPORT_ONLY}")
+        return ActionFact(False, before, "deleted in the image", message=f"{REPORT_ONLY}; {POLICY_HINT}")
 
-    return ActionRule("codeserver.builtin-copilot", "code-server", observe, None, title="code-server's built-in Copilot Chat")
+    def fix() -> None:
+        binary = find_binary(setting)
+        root = installation(binary) if binary is not None else None
+        if root is None:
+            raise AgentError("the code-server installation is gone since it was checked; nothing deleted")
+        left = builtin_removal.leftovers(root)
+        why = builtin_removal.why_not_removable(left)
+        if why:
+            raise AgentError(f"not deleted: {why}")
+        builtin_removal.delete(left, root)
+
+    return ActionRule(
+        "codeserver.builtin-copilot", "code-server", observe, fix if removable else None,
+        title="code-server's built-in Copilot Chat",
+    )
+
+
+def describe(root: Path, left: list[Path]) -> str:
+    """What remains, e.g. 'built-in GitHub.copilot-chat 0.67.0 in …/copilot (code-server 4.139.1); the Agent Host's …'."""
+    chat = root / builtin_removal.BUILTIN_COPILOT
+    runtimes = [path for path in left if path != chat]
+    parts = []
+    if chat in left:
+        parts.append(f"built-in GitHub.copilot-chat {version_of(chat) or '?'} in {chat} (code-server {version_of(root) or '?'})")
+    if runtimes:
+        parts.append("the Agent Host's Copilot runtime: " + ", ".join(str(r) for r in runtimes))
+    return "; ".join(parts)
+
+
+def _removable(setting: str) -> tuple[bool, str | None]:
+    """(may this process delete what is there now, why not). Decided when the rules are made, so
+    that a rule it cannot fix stays report-only (drift with the reason) instead of failing."""
+    try:
+        binary = find_binary(setting)
+        root = installation(binary) if binary is not None else None
+    except AgentError as exc:
+        return False, exc.message
+    if root is None:
+        return False, None  # observe says why
+    left = builtin_removal.leftovers(root)
+    why = builtin_removal.why_not_removable(left)
+    return bool(left) and why is None, why

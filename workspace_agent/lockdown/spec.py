@@ -15,7 +15,7 @@ from typing import Any
 from workspace_agent import data
 from workspace_agent.errors import AgentError
 
-POLICY_KEYS = ("settings", "forbidden_extensions", "fix_workspace_overrides")
+POLICY_KEYS = ("settings", "forbidden_extensions", "fix_workspace_overrides", "remove_builtin_copilot")
 DERIVED_KEY = "extensions.allowed"
 _EXTENSION_ID = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9][a-z0-9._-]*$")
 
@@ -52,6 +52,7 @@ class Lockdown:
     fix_workspace_overrides: bool
     audit: AuditLimits
     coder_env: tuple[EnvRequirement, ...]
+    remove_builtin_copilot: bool = False  # delete code-server's built-in Copilot at run time where allowed
 
     def as_data(self) -> dict[str, Any]:
         """Plain data for the desired-state fingerprint."""
@@ -60,6 +61,7 @@ class Lockdown:
             "forbidden": list(self.forbidden),
             "fix_workspace_overrides": self.fix_workspace_overrides,
             "coder_env": [(e.name, e.value) for e in self.coder_env],
+            **({"remove_builtin_copilot": True} if self.remove_builtin_copilot else {}),  # old fingerprints stay
         }
 
 
@@ -94,10 +96,16 @@ def build(shipped: dict[str, Any], extra: Any) -> Lockdown:
     allowed["*"] = bool(extensions.get("allow_others", True))
     settings[DERIVED_KEY] = allowed
 
-    fix = extra.get("fix_workspace_overrides", False)
-    if not isinstance(fix, bool):
-        raise AgentError(f"policy file: [lockdown].fix_workspace_overrides={fix!r} must be true or false")
-    return Lockdown(settings, tuple(forbidden), fix, _limits(shipped.get("workspace_audit", {})), _env(shipped))
+    fix = _switch(extra, "fix_workspace_overrides")
+    remove = _switch(extra, "remove_builtin_copilot")
+    return Lockdown(settings, tuple(forbidden), fix, _limits(shipped.get("workspace_audit", {})), _env(shipped), remove)
+
+
+def _switch(extra: dict[str, Any], name: str) -> bool:
+    value = extra.get(name, False)
+    if not isinstance(value, bool):
+        raise AgentError(f"policy file: [lockdown].{name}={value!r} must be true or false")
+    return value
 
 
 def _settings(table: Any, where: str) -> dict[str, Any]:
