@@ -386,12 +386,6 @@ def test_ai_usage_reports_the_real_spend_budget_window_and_user(
     assert money(cost) not in ("$0.00", "$0.01")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ai-usage asks /spend/logs with start_date/end_date, and LiteLLM 1.108.7 then answers daily "
-    "summaries whose `models` are keyed by provider route (openai/claude-sonnet-4-5); only raw rows "
-    "(no dates) carry model_group (issue 20 item 7)",
-)
 def test_ai_usage_by_model_against_real_spend_logs(
     db_proxy: DbProxy, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
