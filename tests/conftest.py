@@ -12,10 +12,14 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from workspace_agent.config import SETTINGS
+
+if TYPE_CHECKING:
+    from tests.litellm_db_proxy import DbProxy
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_KEY = "sk-test-Zq8mV3pL0rT6yW1xN4bK"
@@ -116,3 +120,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests.heavy import exercised_line
 
     terminalreporter.write_line(exercised_line() or "real components exercised: none")
+
+
+@pytest.fixture(scope="session")
+def db_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbProxy]:
+    """A real LiteLLM proxy on its own fresh PostgreSQL database, for the whole session
+    (tests/litellm_db_proxy.py); the database is dropped at the end."""
+    from tests.heavy import missing, require
+    from tests.litellm_db_proxy import DatabaseUnavailable, start_db_proxy
+
+    component = require("litellm-db", "LiteLLM's Prisma client and query engine (component litellm-db, WA_LITELLM_DB)")
+    venv = require("litellm", "the LiteLLM 1.108.7 proxy venv (component litellm, WA_LITELLM_VENV)")
+    try:
+        proxy = start_db_proxy(venv, component, tmp_path_factory.mktemp("litellm-db"))
+    except DatabaseUnavailable as exc:
+        missing("PostgreSQL for the LiteLLM database tests", str(exc))
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

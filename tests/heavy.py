@@ -29,6 +29,7 @@ VARIABLES = {
     "opencode": "WA_OPENCODE",  # the opencode binary
     "roo-types": "WA_ROO_TYPES_DIR",  # directory whose node_modules has @roo-code/types
     "litellm": "WA_LITELLM_VENV",  # venv with litellm[proxy] and prisma
+    "litellm-db": "WA_LITELLM_DB",  # generated Prisma client, query-engine shim, LiteLLM's schema.sql
     "chromium": "WA_CHROMIUM",  # /usr/bin/chromium
     "claude-code": "WA_CLAUDE_CODE",  # the claude CLI (npm @anthropic-ai/claude-code)
 }

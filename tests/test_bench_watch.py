@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 import sys
 from pathlib import Path
 
 from benchmarks import table
 from benchmarks.watch import _percentile, run_watch_suite
+
+# Left out of `scripts/test --fast`: runs the watch benchmark against a real watcher.
+pytestmark = pytest.mark.slow
 
 
 def test_percentile_picks_from_the_sorted_values() -> None:

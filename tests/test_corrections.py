@@ -20,6 +20,9 @@ from workspace_agent import corrections, wire
 from workspace_agent.config import AgentConfig
 from workspace_agent.paths import Paths
 
+# Left out of `scripts/test --fast`: each test waits on a loopback drift server's deliveries.
+pytestmark = pytest.mark.slow
+
 TOKEN = "wat_test-token-0123456789"
 
 

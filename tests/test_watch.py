@@ -23,6 +23,9 @@ from workspace_agent import inotify, jsonc, lock
 from workspace_agent.paths import Paths
 from workspace_agent.watch import Watched, sort_events, watch_dir_for
 
+# Left out of `scripts/test --fast`: each test runs a real watcher and waits for its inotify round trips.
+pytestmark = pytest.mark.slow
+
 KEY = "chat.disableAIFeatures"
 BOUND_S = 10.0  # how long a test waits for a correction before failing (not a performance claim)
 

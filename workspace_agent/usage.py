@@ -492,6 +492,10 @@ def _spend_logs(endpoint: gateway.Endpoint, budget: Budget, now: datetime) -> Mo
         "api_key": token_hash(endpoint.key),  # the hash LiteLLM stores, never the key in a URL
         "start_date": since.isoformat(),
         "end_date": (now.date() + timedelta(days=1)).isoformat(),
+        # Rows, not daily summaries: a summary keys spend by the provider route
+        # (openai/claude-sonnet-4-5); a row also names the model the user chose (`model_group`).
+        # LiteLLM caps the rows it returns, and the transport caps the body.
+        "summarize": "false",
     }
     try:
         answer = gateway.call(endpoint, "GET", "/spend/logs", params=params)

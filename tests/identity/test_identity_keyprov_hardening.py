@@ -21,6 +21,9 @@ from tests.identity.test_identity_keyprov_process import (  # noqa: F401 (a fixt
 from tests.standins.coder_agent_api import CoderStandin
 from tests.standins.litellm_keys import LitellmKeys
 
+# Left out of `scripts/test --fast`: each test starts the key provisioner as a process.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def prov_env(prov_env: dict[str, str]) -> dict[str, str]:

@@ -17,6 +17,9 @@ from workspace_agent import wire
 from workspace_agent.corrections import spool_for
 from workspace_agent.paths import Paths
 
+# Left out of `scripts/test --fast`: a real drift server process and agent runs.
+pytestmark = pytest.mark.slow
+
 WS = "ws-watch-e2e"
 DELIVERY_BOUND_S = 30.0  # a delivery attempt starts a child process: generous on a loaded machine
 

@@ -19,7 +19,8 @@ from tests.server.conftest import SECRET, Api
 from tests.standins.coder_agent_api import CoderStandin, run_coder
 from workspace_agent import wire
 
-pytestmark = pytest.mark.anyio
+# Left out of `scripts/test --fast`: hundreds of racing enrollments on both databases.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 TRIALS = 300
 BUDGET_S = 75.0  # stop early on a slow machine, but only after enough trials to mean something

@@ -177,6 +177,7 @@ async def test_a_verified_workspace_has_its_own_enrollment_budget(
         assert verified[0].json()["identity_mode"] == "coder-agent-token"
 
 
+@pytest.mark.slow
 async def test_fresh_workspace_ids_cannot_amplify_coder_lookups(
     api_factory: Callable[..., Any], coder: CoderStandin
 ) -> None:

@@ -24,6 +24,9 @@ import pytest
 
 from tests.server.conftest import REPO, free_port, server_env, wait_healthy
 
+# Left out of `scripts/test --fast`: hundreds of half-sent requests to real server processes.
+pytestmark = pytest.mark.slow
+
 psutil = pytest.importorskip("psutil")
 
 BODY_MB = 100
