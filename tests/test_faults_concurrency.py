@@ -66,11 +66,15 @@ def test_a_second_run_that_may_not_wait_exits_cleanly_and_changes_nothing(tmp_pa
         env = {"CODER_WORKSPACE_ID": "ws-1", "CODER_WORKSPACE_OWNER": "alice", "PROVISIONER_SECRET": SECRET,
                "PROVISIONER_URL": prov.url, "WORKSPACE_AGENT_PROVISION_DEADLINE": "10"}
         alone = single_run(tmp_path, ws, env)
+        asked = len(prov.key_requests())  # the reference run's request
         first = start(ws, "bootstrap", "-q", **env)
-        lock = ws.state_dir / "lock"
-        deadline = time.monotonic() + 10
-        while not (lock.exists() and lock.read_text().strip() == str(first.pid)) and time.monotonic() < deadline:
+        # The first run holds the lock once its key request reached the provisioner; by then it has
+        # also written the lockdown (before its first network byte), so nothing it writes before
+        # the key arrives can be mistaken for the second run's doing.
+        deadline = time.monotonic() + 20
+        while len(prov.key_requests()) == asked and time.monotonic() < deadline:
             time.sleep(0.02)
+        assert len(prov.key_requests()) > asked, "the first run never asked for its key"
         before = snapshot(ws.root, skip=SKIP_STATE)
         second = ws.run("bootstrap", "--wait", "0", **env)
         during = snapshot(ws.root, skip=SKIP_STATE)

@@ -23,6 +23,7 @@ from tests.faults.workspace import (
     AS_NOBODY,
     STATE,
     Snapshot,
+    lockdown_phase,
     Workspace,
     can_run_as_nobody,
     clone,
@@ -69,23 +70,24 @@ def fill(mount: Path, leave: int) -> None:
     assert info.f_bavail * info.f_frsize == leave
 
 
-def reference(ws: Workspace, pristine: Path) -> tuple[Snapshot, Snapshot]:
-    """(the tree before, the tree after an unconstrained bootstrap), then back to before."""
+def reference(ws: Workspace, pristine: Path) -> tuple[Snapshot, Snapshot, Snapshot]:
+    """(the tree before, the tree after an unconstrained bootstrap, the lockdown-phase versions of
+    the settings files), then back to before."""
     ws.restore(pristine)
     before = snapshot(ws.root)
     done = ws.run("bootstrap", "-q")
     assert done.returncode == 0, done.stderr
     after = snapshot(ws.root)
-    ws.restore(pristine)
-    return before, after
+    middle = lockdown_phase(ws, pristine)
+    return before, after, middle
 
 
 def failed(summary: dict) -> list[dict]:
     return [r for r in summary["rules"] if r["state"] == "error"]
 
 
-def assert_whole_and_converges(ws: Workspace, before: Snapshot, after: Snapshot) -> None:
-    assert old_or_new(before, after, snapshot(ws.root), skip=SKIP_STATE) == []
+def assert_whole_and_converges(ws: Workspace, before: Snapshot, after: Snapshot, middle: Snapshot) -> None:
+    assert old_or_new(before, after, snapshot(ws.root), skip=SKIP_STATE, middle=middle) == []
     assert temp_files(ws.root) == []
 
 
@@ -95,7 +97,7 @@ def test_a_full_disk_leaves_every_file_old_or_new_and_says_so(tmp_path: Path, fr
         ws = Workspace.prepare(mnt / "ws")
         pristine = tmp_path / "pristine"
         clone(ws.root, pristine)
-        before, after = reference(ws, pristine)
+        before, after, middle = reference(ws, pristine)
         fill(mnt, free_pages * PAGE)
         done = ws.run("bootstrap", "--json", PYTHONDONTWRITEBYTECODE="1")
         assert "Traceback" not in done.stderr
@@ -107,7 +109,7 @@ def test_a_full_disk_leaves_every_file_old_or_new_and_says_so(tmp_path: Path, fr
             assert any("could not record this run" in n for n in summary["notes"])
         for rule in errors:
             assert rule["message"].endswith("the disk is full; free some space and run again"), rule
-        assert_whole_and_converges(ws, before, after)
+        assert_whole_and_converges(ws, before, after, middle)
         (mnt / "filler").unlink()
         again = ws.run("bootstrap", "-q")
         assert again.returncode == 0, again.stderr
@@ -119,7 +121,7 @@ def test_a_file_size_limit_leaves_every_file_old_or_new(tmp_path: Path, limit: i
     ws = Workspace.prepare(tmp_path / "ws")
     pristine = tmp_path / "pristine"
     clone(ws.root, pristine)
-    before, after = reference(ws, pristine)
+    before, after, middle = reference(ws, pristine)
 
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -131,7 +133,7 @@ def test_a_file_size_limit_leaves_every_file_old_or_new(tmp_path: Path, limit: i
     too_big = {rel for rel, (_mode, content) in after.items() if content is not None and len(content) > limit
                and before.get(rel) != after[rel] and not rel.startswith(SKIP_STATE)}
     assert {r["target"] for r in errors} == {str(ws.root / rel) for rel in too_big}
-    assert_whole_and_converges(ws, before, after)
+    assert_whole_and_converges(ws, before, after, middle)
 
 
 @pytest.mark.parametrize("ran_before", [False, True])

@@ -123,6 +123,9 @@ def _run(mode: Mode, desired: Desired, started: datetime, t0: float, log: Callab
     key = resolve_key(desired.config, desired.paths, network=(mode == "bootstrap"), log=log)
     secrets = tuple(s for s in (*desired.config.secrets, key.key or "") if s)
     every = rules(desired, key, online=(mode == "bootstrap"))
+    # A local rule that failed is planned again with the rest: its file then gets one write with
+    # every rule on it, so a partial failure leaves the file as before, lockdown-only, or whole.
+    done = [r for r in done if r.state != "error"]
     applied = {r.rule_id for r in done}
     plan = build_plan([r for r in every if r.rule_id not in applied], secrets)
     notes = [*key.notes, *notes]

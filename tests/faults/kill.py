@@ -50,6 +50,7 @@ from tests.faults.workspace import (
     Snapshot,
     Workspace,
     clone,
+    lockdown_phase,
     snapshot,
 )
 
@@ -126,6 +127,7 @@ class Reference:
     after: Snapshot
     duration_s: float
     writes: list[tuple[str, int, int]]  # (file, index of its temp's creation, index of its rename)
+    middle: Snapshot = field(default_factory=dict)  # lockdown-phase versions (workspace.lockdown_phase)
 
 
 @dataclass
@@ -176,7 +178,8 @@ class Harness:
         lock = str(self.ws.state_dir)
         start = next((c.index for c in calls if any(p.startswith(lock) for p in paths_of(c.line))), 0)
         window = [c for c in calls[start:] if c.name not in _NOT_KILL_POINTS]
-        self.ref = Reference(calls, window, before, after, duration, self._writes(calls))
+        self.ref = Reference(calls, window, before, after, duration, self._writes(calls),
+                             lockdown_phase(self.ws, self.pristine))
         return self.ref
 
     def _strace(self, out: Path, kill: Syscall | None = None) -> tuple[str, ...]:
@@ -290,7 +293,7 @@ class Harness:
                 if seen[0] >> 12 not in kinds:
                     problems.append(f"{rel}: a directory/link that neither run has")
                 continue
-            if seen != old and seen != new:
+            if seen != old and seen != new and seen != self.ref.middle.get(rel):
                 problems.append(f"{rel}: neither the old nor the new version ({_describe(seen, old, new)})")
             elif seen == new and seen != old:
                 trial.files_new += 1

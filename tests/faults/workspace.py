@@ -174,9 +174,32 @@ def give_to_nobody(root: Path) -> None:
         os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
 
 
-def old_or_new(before: Snapshot, after: Snapshot, now: Snapshot, *, skip: tuple[str, ...] = ()) -> list[str]:
-    """Every file in `now` is byte-and-mode identical to its `before` or its `after` version (or
-    absent where one of them is); no other files. Directories are not compared."""
+# Bootstrap puts the lockdown on disk before its first network byte (run.py: local rules first),
+# so the settings files it locks are written twice: the lockdown alone, then with the clients'
+# keys. That middle version is whole and legitimate; it is what a lockdown-only run leaves.
+LOCKDOWN_FILES = (
+    "home/.local/share/code-server/User/settings.json",
+    "home/.local/share/code-server/Machine/settings.json",
+)
+
+
+def lockdown_phase(ws: Workspace, pristine: Path) -> Snapshot:
+    """The lockdown-written files as bootstrap's first phase leaves them (a run with no client),
+    then back to `pristine`."""
+    ws.restore(pristine)
+    done = ws.run("bootstrap", "-q", "--ai-assistant", "none")
+    assert done.returncode == 0, done.stderr
+    middle = {rel: seen for rel, seen in snapshot(ws.root).items() if rel in LOCKDOWN_FILES}
+    ws.restore(pristine)
+    return middle
+
+
+def old_or_new(before: Snapshot, after: Snapshot, now: Snapshot, *, skip: tuple[str, ...] = (),
+               middle: Snapshot | None = None) -> list[str]:
+    """Every file in `now` is byte-and-mode identical to its `before` or its `after` version, or
+    to its `middle` (lockdown-phase) version where one is given (or absent where one of them is);
+    no other files. Directories are not compared."""
+    middle = middle or {}
     problems: list[str] = []
     for rel in sorted(set(before) | set(after) | set(now)):
         if any(rel == s or rel.startswith(s + "/") for s in skip):
@@ -187,7 +210,7 @@ def old_or_new(before: Snapshot, after: Snapshot, now: Snapshot, *, skip: tuple[
         if seen is None:
             if old is not None and new is not None:
                 problems.append(f"{rel}: gone (it exists before and after a normal run)")
-        elif seen != old and seen != new:
+        elif seen != old and seen != new and seen != middle.get(rel):
             problems.append(f"{rel}: neither the old nor the new version")
     return problems
 
