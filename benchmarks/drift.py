@@ -87,8 +87,10 @@ def drift_server(python: str, db_url: str, creds: Credentials, env: Mapping[str,
     port = free_port()
     argv = [python, "-m", "workspace_agent_server", "--db", db_url, "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "warning", "--heartbeat-interval", str(heartbeat_s)]
-    full_env = {**env, "PYTHONPATH": python_path(), "DRIFT_ENROLLMENT_SECRET": creds.enrollment,
-                "DRIFT_ADMIN_TOKENS": creds.admin}
+    # A simulated fleet enrolls from one loopback address: lift the per-address enrollment limit
+    # (issue 15) that a real fleet, spread over many addresses, never meets.
+    full_env = {"DRIFT_ENROLL_RATE_LIMIT": "1000000", **env, "PYTHONPATH": python_path(),
+                "DRIFT_ENROLLMENT_SECRET": creds.enrollment, "DRIFT_ADMIN_TOKENS": creds.admin}
     with service(argv, full_env, cwd=REPO, log=log, timeout=120,
                  ready=f"http://127.0.0.1:{port}/health") as running:
         yield running

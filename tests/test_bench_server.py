@@ -31,8 +31,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Credentials]]:
         yield running.url, creds
 
 
-def _metric(url: str, name: str) -> float:
-    text = httpx.get(url + "/metrics").text
+def _metric(url: str, name: str, admin: str) -> float:
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {admin}"}).text  # closed since issue 15
     found = re.search(rf"^{name}(?:{{[^}}]*}})? ([\d.e+]+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
@@ -53,7 +53,7 @@ def test_enroll_then_open_loop_at_a_fixed_rate(server: tuple[str, Credentials], 
                   "--rate", "40", "--duration", "1", "--drift-every", "5")
     assert out["sent"] == 40 and out["ok"] == 40 and out["errors"] == 0
     assert out["p50_ms"] > 0 and out["p99_ms"] >= out["p50_ms"]
-    assert _metric(url, "drift_reports_ingested_total") == 40
+    assert _metric(url, "drift_reports_ingested_total", creds.admin) == 40
     counts = httpx.get(url + "/api/v1/workspaces", headers={"Authorization": f"Bearer {creds.admin}"}).json()["counts"]
     assert counts.get("drifted", 0) >= 1  # every 5th report had a drifted rule
 
@@ -65,8 +65,8 @@ def test_wrk_sends_valid_reports_each_with_its_own_id(server: tuple[str, Credent
     tokens = _enroll(url, creds, tmp_path, 10)
     out = wrk.run(url, "/api/v1/reports", tokens, duration=1, connections=4, threads=1, workdir=tmp_path)
     assert out["requests"] > 10 and out["non_2xx"] == 0
-    assert _metric(url, "drift_reports_ingested_total") >= out["requests"] - 4  # wrk may cut the last ones
-    assert _metric(url, "drift_reports_duplicate_total") == 0
+    assert _metric(url, "drift_reports_ingested_total", creds.admin) >= out["requests"] - 4  # wrk may cut the last ones
+    assert _metric(url, "drift_reports_duplicate_total", creds.admin) == 0
 
 
 def test_fleet_simulation_holds_a_small_fleet_and_the_server_sees_its_drift(

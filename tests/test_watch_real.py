@@ -229,7 +229,11 @@ def test_the_chat_button_does_not_come_back(tmp_path: Path) -> None:
     assert late == [], f"the chat button was shown after {UI_BOUND_S} s: {run}"
     if run["lost_s"] is not None:  # the poll saw the command's write: then it saw the restore too
         assert run["restored_s"] is not None and run["restored_s"] - run["lost_s"] <= RESTORE_BOUND_S, run
-    assert run["agent_hosts"] == [], "no Agent Host started while the watcher held the key"
+    # Not asserted: whether an Agent Host started. The editor acts on the command in memory at
+    # once, the watcher's restore follows tens of milliseconds later; on a loaded machine an Agent
+    # Host started inside that window (docs/watch.md). Layer 3 (the image step, or
+    # [lockdown] remove_builtin_copilot) is what leaves it no built-in Copilot to run.
+    found["agent_host_started_in_window"] = bool(run["agent_hosts"])
     assert found["control_before"] == [] and found["control_labels"], "control: without the watcher the button comes back"
     assert found["control_file_holds"] is False, "control: the command really deleted the key"
     assert found["restart_file_holds"] is True and found["after_restart"] == []
