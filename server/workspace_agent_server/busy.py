@@ -27,8 +27,17 @@ def out_of_connections(exc: BaseException) -> bool:
         orig = exc.orig
         if getattr(orig, "sqlstate", None) == TOO_MANY_CONNECTIONS:
             return True
+        # A refused connection carries no SQLSTATE in psycopg: its message says it (the server's
+        # max_connections, a role's or a database's CONNECTION LIMIT, the reserved slots).
         text = str(orig).lower()
-        return "too many clients" in text or "remaining connection slots are reserved" in text
+        return any(
+            sign in text
+            for sign in (
+                "too many clients",
+                "too many connections",
+                "remaining connection slots are reserved",
+            )
+        )
     return False
 
 
