@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workspace_agent import wire
 
-from . import __version__, admin_pages, busy, outbox, queries, replicas, routes
+from . import __version__, admin_pages, busy, disconnect, outbox, queries, replicas, routes
 from .db import make_engine, migrate, write_tx
 from .errors import ApiError, describe_validation
 from .metrics import Metrics
@@ -147,6 +147,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     busy.install(app)
+    disconnect.install(app)
     app.include_router(routes.router)
     app.include_router(admin_pages.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .db import DbError
+from .log_config import uvicorn_log_config
 from .settings import Settings, to_environment
 
 
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "log_level": args.log_level,
         "proxy_headers": False,
         "server_header": False,
+        "log_config": uvicorn_log_config(args.log_level),
     }
     if args.workers == 1:
         uvicorn.run(app, **options)
