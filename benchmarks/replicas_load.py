@@ -42,21 +42,33 @@ BURST_CONCURRENCY = 24  # connections per replica during the burst
 
 @contextmanager
 def fresh_db(kind: str, workdir: Path, tag: str, connection_limit: int | None) -> Iterator[str]:
+    """A new database. With `connection_limit`, it belongs to a new role that is no superuser
+    (PostgreSQL does not hold superusers to a database's CONNECTION LIMIT), and the servers log
+    in as that role."""
     if kind == "sqlite":
         yield f"sqlite:///{workdir / f'replicas-{tag}.db'}"
         return
     import sqlalchemy as sa
 
     name = f"replicas_bench_{uuid.uuid4().hex[:8]}"
+    user = "postgres"
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    limit = f" CONNECTION LIMIT {connection_limit}" if connection_limit else ""
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"{limit}')
+        if connection_limit:
+            user = name
+            conn.exec_driver_sql(f'CREATE ROLE "{user}" LOGIN')
+            conn.exec_driver_sql(
+                f'CREATE DATABASE "{name}" OWNER "{user}" CONNECTION LIMIT {connection_limit}'
+            )
+        else:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        yield f"postgresql+psycopg://{user}@127.0.0.1:5432/{name}"
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if user != "postgres":
+                conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{user}"')
         admin.dispose()
 
 
@@ -64,17 +76,16 @@ def spread_wrk(
     servers: list[Proc], conns: int, duration: float, script: Path, tag: str
 ) -> dict[str, Any]:
     """One wrk per replica at the same time, `conns` connections in all."""
-    per = [conns // len(servers) + (1 if i < conns % len(servers) else 0) for i in range(len(servers))]
+    n = len(servers)
+    per = [conns // n + (1 if i < conns % n else 0) for i in range(n)]
     cpu0 = sum(cpu_seconds(s.popen.pid) for s in servers)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(len(servers)) as pool:
-        parts = list(
-            pool.map(
-                lambda sc: run_wrk(sc[0].port, "/", max(sc[1], 1), duration, script, f"{tag}-{sc[0].port}"),
-                zip(servers, per, strict=True),
-            )
-        )
+    def one(server: Proc, c: int) -> dict[str, Any]:
+        return run_wrk(server.port, "/", max(c, 1), duration, script, f"{tag}-{server.port}")
+
+    with ThreadPoolExecutor(n) as pool:
+        parts = list(pool.map(one, servers, per))
     wall = time.perf_counter() - t0
     cpu = sum(cpu_seconds(s.popen.pid) for s in servers) - cpu0
     requests = sum(p.get("requests", 0) for p in parts)
@@ -150,7 +161,9 @@ def run_replicas(
             try:
                 for _ in range(n):
                     servers.append(
-                        start_drift(db_url, workdir, args.workers, args.server_arg, server_env(args))
+                        start_drift(
+                            db_url, workdir, args.workers, args.server_arg, server_env(args)
+                        )
                     )
                 tokens = asyncio.run(enroll(servers[0].port, args.workspaces))
                 script = wrk_script(workdir, tokens)

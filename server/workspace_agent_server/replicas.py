@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, delete, or_, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from . import __version__
 from .db import REPLICA_ALIVE_S, SCHEMA_VERSION, replicas, write_tx
@@ -49,11 +49,7 @@ def register_tx(engine: Engine, replica_id: str) -> None:
                 counters="{}",
             )
         )
-        conn.execute(
-            delete(replicas).where(
-                replicas.c.heartbeat_at < now - KEEP_GONE,
-            )
-        )
+        conn.execute(delete(replicas).where(replicas.c.heartbeat_at < now - KEEP_GONE))
 
 
 def counters_of(ctx: Ctx) -> dict[str, float]:
@@ -91,11 +87,7 @@ async def heartbeat_loop(ctx: Ctx) -> None:
 def read_all(conn: Connection) -> list[dict[str, Any]]:
     """Every replica seen within a day: id, schema, alive, counters."""
     now = _now()
-    rows = conn.execute(
-        select(replicas).where(
-            or_(replicas.c.heartbeat_at >= now - KEEP_GONE, replicas.c.stopped_at.is_(None))
-        )
-    ).all()
+    rows = conn.execute(select(replicas).where(replicas.c.heartbeat_at >= now - KEEP_GONE)).all()
     alive_after = now - timedelta(seconds=REPLICA_ALIVE_S)
     return [
         {
