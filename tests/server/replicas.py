@@ -151,23 +151,24 @@ class Receiver:
     got: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def delivered(self) -> dict[str, list[dict[str, Any]]]:
-        """Events of the POSTs answered 2xx, by event id (more than one: a repeat)."""
+    def delivered(self, since: float = 0.0) -> dict[str, list[dict[str, Any]]]:
+        """Events of the POSTs answered 2xx (that arrived after `since`, a time.monotonic()),
+        by event id (more than one: a repeat)."""
         out: dict[str, list[dict[str, Any]]] = {}
         with self.lock:
             for headers, body in self.got:
-                if headers.get("answered") == "ok":
+                if headers.get("answered") == "ok" and float(headers["arrived"]) > since:
                     for event in body["events"]:
                         out.setdefault(event["id"], []).append(event)
         return out
 
-    def workspaces(self) -> set[str]:
-        return {events[0]["workspace"]["id"] for events in self.delivered().values()}
+    def workspaces(self, since: float = 0.0) -> set[str]:
+        return {events[0]["workspace"]["id"] for events in self.delivered(since).values()}
 
-    def wait_for(self, ids: set[str], timeout: float) -> None:
+    def wait_for(self, ids: set[str], timeout: float, since: float = 0.0) -> None:
         deadline = time.monotonic() + timeout
-        while not ids <= self.workspaces():
-            assert time.monotonic() < deadline, f"delivered {self.workspaces()}, want {ids}"
+        while not ids <= self.workspaces(since):
+            assert time.monotonic() < deadline, f"delivered {self.workspaces(since)}, want {ids}"
             time.sleep(0.1)
 
 
@@ -179,6 +180,7 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             headers = {k.lower(): v for k, v in self.headers.items()}
+            headers["arrived"] = str(time.monotonic())
             time.sleep(rec.delay_s)
             status = rec.status
             headers["answered"] = "ok" if status < 300 else str(status)
