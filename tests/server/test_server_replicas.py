@@ -90,6 +90,30 @@ def test_sigterm_with_the_receiver_down_leaves_them_to_the_next_replica(
     wait_outbox_empty(fleet)
 
 
+def test_sigterm_with_a_hanging_receiver_stops_in_bounded_time(
+    pg_db: str, fleet_on: Callable[[str], Fleet], receiver: Receiver
+) -> None:
+    """The receiver never answers: a SIGTERM waits at most about one webhook timeout for the
+    sender, then hands the notices back (unclaimed, attempts kept) and the process exits."""
+    fleet = fleet_on(pg_db)
+    receiver.delay_s = 20
+    env = hook_env(receiver, DRIFT_WEBHOOK_TIMEOUT_S="2", DRIFT_WEBHOOK_BATCH_WINDOW_S="0")
+    a = fleet.start(**env)
+    for ws in ("h-1", "h-2", "h-3"):
+        drift(a.url, enroll(a.url, ws), ws)
+    deadline = time.monotonic() + 20
+    while not any(r.claimed_by for r in waiting_notices(fleet)):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    assert a.stop(signal.SIGTERM) in GRACEFUL
+    took = time.monotonic() - started
+    assert took < 10, f"SIGTERM took {took:.1f} s"
+    left = waiting_notices(fleet)
+    assert sorted(r.workspace_id for r in left) == ["h-1", "h-2", "h-3"]
+    assert all(r.claimed_by is None for r in left)
+
+
 def test_sigkill_mid_delivery_another_replica_sends_them(
     shared_db: str, fleet_on: Callable[[str], Fleet], receiver: Receiver
 ) -> None:
