@@ -97,7 +97,11 @@ def create_app(
         engine=engine,
         metrics=Metrics(),
         clock=clock,
-        writer=Writer(engine, notify=bool(settings.webhook_url)),
+        writer=Writer(
+            engine,
+            notify=bool(settings.webhook_url),
+            notice_window_s=settings.webhook_batch_window_s,
+        ),
         tokens=TokenCache(),
         coder=coder,
         replica_id=replicas.new_replica_id(),
@@ -214,7 +218,7 @@ def _maintenance_tx(ctx: Ctx) -> list[dict[str, Any]]:
             if ctx.settings.webhook_url
             else []
         )
-        outbox.add(conn, "stale", stale)
+        outbox.add(conn, "stale", stale, ctx.settings.webhook_batch_window_s)
         keep = timedelta(days=ctx.settings.report_retention_days)
         queries.prune_reports(conn, now - keep)
         outbox.prune_failed(conn, outbox.now_utc() - keep)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
 
 from .db import webhook_outbox as outbox
 
@@ -37,11 +37,15 @@ class Notice:
     attempts: int  # including the current one
 
 
-def add(conn: Connection, kind: str, workspaces: Sequence[dict[str, Any]]) -> int:
-    """Store notices of `kind` about `workspaces` in the caller's transaction."""
+def add(
+    conn: Connection, kind: str, workspaces: Sequence[dict[str, Any]], window_s: float = 0.0
+) -> int:
+    """Store notices of `kind` about `workspaces` in the caller's transaction, due after the
+    batch window (so that every replica's sender, polling or woken, waits for company)."""
     if not workspaces:
         return 0
     at = now_utc()
+    due = at + timedelta(seconds=window_s)
     rows = []
     for ws in workspaces:
         notice_id = uuid.uuid4().hex
@@ -53,7 +57,7 @@ def add(conn: Connection, kind: str, workspaces: Sequence[dict[str, Any]]) -> in
                 "workspace_id": str(ws.get("id", ""))[:200],
                 "payload": json.dumps(event, separators=(",", ":"), default=str),
                 "created_at": at,
-                "available_at": at,
+                "available_at": due,
                 "attempts": 0,
             }
         )
@@ -61,13 +65,29 @@ def add(conn: Connection, kind: str, workspaces: Sequence[dict[str, Any]]) -> in
     return len(rows)
 
 
-def claim(conn: Connection, sender: str, limit: int, lease_s: float) -> list[Notice]:
-    """Take up to `limit` due notices, oldest first, for `lease_s` (the caller's transaction,
-    which must be a write transaction; commit it before sending)."""
+def claim(
+    conn: Connection,
+    sender: str,
+    limit: int,
+    lease_s: float,
+    window_s: float = 0.0,
+    flushing: bool = False,
+) -> list[Notice]:
+    """Take up to `limit` notices, oldest first, for `lease_s` (the caller's transaction, which
+    must be a write transaction; commit it before sending). Once one notice is due, the unclaimed
+    ones still in their window (due within `window_s`) go with it: the batch window counts from
+    the first notice, as one POST. A sender that is stopping (`flushing`) takes those at once."""
     now = now_utc()
+    due_now = outbox.c.available_at <= now
+    pending = outbox.c.failed_at.is_(None)
+    first_due = select(outbox.c.id).where(pending, due_now).limit(1)
+    if not flushing and conn.execute(first_due).first() is None:
+        return []
+    soon = now + timedelta(seconds=window_s)
+    in_window = and_(outbox.c.claimed_by.is_(None), outbox.c.available_at <= soon)
     due = (
         select(outbox.c.id, outbox.c.notice_id, outbox.c.payload, outbox.c.attempts)
-        .where(outbox.c.failed_at.is_(None), outbox.c.available_at <= now)
+        .where(pending, or_(due_now, in_window))
         .order_by(outbox.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -1,13 +1,15 @@
 """Webhook notices: workspaces that newly drift or newly go stale, batched, signed, retried.
 
 Notices are rows of the outbox (outbox.py), written in the transaction that changes the state;
-ingest never waits for the webhook. Every server process runs a sender: woken when its own writer
-stored notices (then it waits the batch window for company) and every poll interval for the rest
-(other replicas' notices, ones whose backoff ended, leases of a replica that died). Each POST
-carries `X-Drift-Signature: sha256=<HMAC-SHA256 of the body>` and `X-Drift-Delivery`, a digest of
-the notice ids in it (the same on a resend of the same batch); each event has its own `id`, the
-same on every resend in any batch, so a receiver drops repeats by it. On a graceful stop the
-sender sends what is due (bounded by the webhook timeout) and hands its leases back.
+ingest never waits for the webhook. A notice is due one batch window after it was stored, and
+the notices stored within that window go with it in one POST, whichever replica sends them.
+Every server process runs a sender: woken when its own writer stored notices (it sends them when
+their window ends) and every poll interval for the rest (other replicas' notices, ones whose
+backoff ended, leases of a replica that died). Each POST carries `X-Drift-Signature:
+sha256=<HMAC-SHA256 of the body>` and `X-Drift-Delivery`, a digest of the notice ids in it (the
+same on a resend of the same batch); each event has its own `id`, the same on every resend in
+any batch, so a receiver drops repeats by it. On a graceful stop the sender sends what is due or
+still in its window (bounded by the webhook timeout) and hands its leases back.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Notifier:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._retry_at: float | None = None  # loop time of the earliest backoff this sender set
+        self._flushing = False  # stopping: also take notices still in their batch window
 
     def wake(self) -> None:
         """New notices were committed by this process: send them after the batch window."""
@@ -76,6 +79,7 @@ class Notifier:
         """Send what is due (at most one webhook timeout more), then hand the rest back."""
         if self._task is None:
             return
+        self._flushing = True
         self._stop.set()
         self._wake.set()
         try:
@@ -184,7 +188,14 @@ class Notifier:
 
     def _claim(self) -> list[outbox.Notice]:
         with write_tx(self.engine) as conn:
-            return outbox.claim(conn, self.sender, MAX_BATCH, lease_s(self.settings))
+            return outbox.claim(
+                conn,
+                self.sender,
+                MAX_BATCH,
+                lease_s(self.settings),
+                self.settings.webhook_batch_window_s,
+                self._flushing,
+            )
 
     def _delivered(self, ids: list[int]) -> None:
         with write_tx(self.engine) as conn:

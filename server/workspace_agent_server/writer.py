@@ -62,11 +62,13 @@ class Writer:
         max_batch: int = MAX_BATCH,
         notify: bool = False,
         on_notices: Callable[[], None] | None = None,
+        notice_window_s: float = 0.0,
     ) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self.notify = notify
         self.on_notices = on_notices
+        self.notice_window_s = notice_window_s
         self._noticed = False  # set by the writer thread, read by the task after each batch
         self.stats = BatchStats()
         self._closing = False
@@ -175,6 +177,6 @@ class Writer:
         results = queries.ingest_many(conn, items)
         if self.notify:
             drifted = [r.workspace for r in results if r.newly_drifted]
-            if outbox.add(conn, "drifted", drifted):
+            if outbox.add(conn, "drifted", drifted, self.notice_window_s):
                 self._noticed = True
         return results
