@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -35,7 +35,6 @@ from .settings import Settings
 log = logging.getLogger("workspace_agent_server.webhook")
 MAX_BATCH = 100
 MAX_BACKOFF_S = 60.0
-T = TypeVar("T")
 RunDb = Callable[..., Awaitable[Any]]
 
 
