@@ -22,6 +22,7 @@ from tests.server.conftest import ADMIN, make_report, rule
 from tests.server.replicas import (
     Fleet,
     Receiver,
+    admin_get,
     drift,
     enroll,
     fleet_on,
@@ -203,7 +204,7 @@ def test_two_replicas_revoke_duplicates_and_metrics(
     # Either replica's /metrics has both replicas' counters, and they add up.
     time.sleep(1.2)  # a heartbeat of each
     for url in (a.url, b.url):
-        text = httpx.get(url + "/metrics", timeout=10).text
+        text = admin_get(url, "/metrics").text
         per_replica = all_series(text, "drift_all_reports_ingested_total")
         assert len(per_replica) == 2, text
         assert sum(per_replica.values()) == 11  # ws-r once, ws-d ten times
@@ -230,7 +231,7 @@ def test_workers_2_metrics_add_up_whichever_worker_answers(
         time.sleep(1.0)
         answered_by: set[frozenset[str]] = set()
         for _ in range(10):
-            text = httpx.get(server.url + "/metrics", timeout=10).text  # a new connection each
+            text = admin_get(server.url, "/metrics").text  # a new connection each
             per_replica = all_series(text, "drift_all_reports_ingested_total")
             assert sum(per_replica.values()) == 40, text
             answered_by.add(frozenset(per_replica))
