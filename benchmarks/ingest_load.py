@@ -6,6 +6,7 @@ count and time.
         [--workers N] [--workspaces N] [--duration S] [--rates 167,300] [--conns 8,32]
         [--skip-hello] [--json out.json]
     ... --fleet 50000 [--heartbeat-rate 166.7] [--heartbeat-duration 60]
+    ... --replicas 1,2,3 [--pg-connection-limit 40]   (benchmarks/replicas_load.py)
 
 The fleet mode seeds 50,000 workspaces straight into the database, times the admin pages and API
 one request at a time, then sends heartbeats at 50,000 / 5 min while an admin reloads the fleet
@@ -687,6 +688,17 @@ def main() -> int:
         default=0,
         help="instead: seed this many workspaces, time the fleet pages, then heartbeats",
     )
+    p.add_argument(
+        "--replicas",
+        default="",
+        help="instead: this many server processes on one database, e.g. 1,2,3 (replicas_load.py)",
+    )
+    p.add_argument(
+        "--pg-connection-limit",
+        type=int,
+        default=None,
+        help="with --replicas on postgres: the database's CONNECTION LIMIT",
+    )
     p.add_argument("--heartbeat-rate", type=float, default=round(50_000 / 300, 1))
     p.add_argument("--heartbeat-duration", type=float, default=60.0)
     args = p.parse_args()
@@ -694,6 +706,21 @@ def main() -> int:
         raise SystemExit("this needs wrk (apt-get install wrk)")
     workdir = Path(tempfile.mkdtemp(prefix="drift-load-"))
     schema = None
+    if args.replicas:
+        from benchmarks.replicas_load import run_replicas
+
+        results = {"db": args.db, "workers": args.workers, "server_settings": args.env,
+                   "workspaces": args.workspaces, "cpus": os.cpu_count(),
+                   "started": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+        try:
+            run_replicas(args, workdir, [int(c) for c in args.conns.split(",") if c], results)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        text = json.dumps(results, indent=1)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return 0
     if args.db == "sqlite":
         db_url = f"sqlite:///{workdir / 'drift.db'}"
     else:

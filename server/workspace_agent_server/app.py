@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workspace_agent import wire
 
-from . import __version__, admin_pages, api_docs, corrections, queries, routes, sessions
+from . import __version__, admin_pages, api_docs, busy, corrections, disconnect, outbox, queries, replicas, routes, sessions
 from .db import make_engine, migrate, write_tx
 from .errors import ApiError, describe_validation
 from .limits import Limits, body_error, body_limit_for, make_limits
@@ -57,6 +57,7 @@ class Ctx:
     writer: Writer
     tokens: TokenCache
     notifier: Notifier | None = None
+    replica_id: str = ""  # this process in drift_replicas and as a webhook sender
     coder: CoderIdentity | None = None  # set when the server may ask Coder who enrolls
     db_limiter: anyio.CapacityLimiter | None = None  # made on first use: it needs the running loop
     limits: Limits | None = None  # rate limits (limits.py)
@@ -86,18 +87,30 @@ def db_threads(engine: Engine) -> int:
 def create_app(
     settings: Settings, clock: Clock = _utcnow, coder: CoderIdentity | None = None
 ) -> FastAPI:
-    engine = make_engine(settings.db_url, settings.sqlite_synchronous)
+    engine = make_engine(
+        settings.db_url,
+        settings.sqlite_synchronous,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout_s=settings.db_pool_timeout_s,
+    )
     migrate(engine)
     ctx = Ctx(
         settings=settings,
         engine=engine,
         metrics=Metrics(),
         clock=clock,
-        writer=Writer(engine),
+        writer=Writer(
+            engine,
+            notify=bool(settings.webhook_url),
+            notice_window_s=settings.webhook_batch_window_s,
+        ),
         tokens=TokenCache(),
         coder=coder,
         limits=make_limits(settings),
+        replica_id=replicas.new_replica_id(),
     )
+    ctx.writer.on_notices = lambda: ctx.notifier.wake() if ctx.notifier is not None else None
     if ctx.coder is None and settings.coder_url and settings.coder_api_token:
         ctx.coder = CoderIdentity(
             settings.coder_url,
@@ -109,19 +122,26 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.webhook_url:
-            ctx.notifier = Notifier(settings, ctx.metrics)
+            ctx.notifier = Notifier(settings, ctx.metrics, engine, ctx.run_db, ctx.replica_id)
             ctx.notifier.start()
         ctx.writer.start()
-        loop = asyncio.create_task(_maintenance_loop(ctx), name="drift-maintenance")
+        await ctx.run_db(replicas.register_tx, ctx.engine, ctx.replica_id)
+        loops = [
+            asyncio.create_task(_maintenance_loop(ctx), name="drift-maintenance"),
+            asyncio.create_task(replicas.heartbeat_loop(ctx), name="drift-heartbeat"),
+        ]
         try:
             yield
         finally:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+            for loop in loops:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
             await ctx.writer.stop()  # reports still queued are written before the engine closes
             if ctx.notifier is not None:
-                await ctx.notifier.stop()
+                await ctx.notifier.stop()  # sends what is due, leaves the rest in the outbox
+            with contextlib.suppress(Exception):  # the database may be gone: nothing to record
+                await ctx.run_db(replicas.stopped_tx, ctx)
             engine.dispose()
 
     app = FastAPI(
@@ -151,6 +171,8 @@ def create_app(
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    busy.install(app)
+    disconnect.install(app)
     app.include_router(routes.router)
     app.include_router(corrections.router)
     app.include_router(admin_pages.router)
@@ -204,25 +226,28 @@ async def _maintenance_loop(ctx: Ctx) -> None:
 
 
 async def maintenance_round(ctx: Ctx) -> int:
-    """One round; returns how many workspaces were newly found stale (and offered as notices)."""
+    """One round; returns how many workspaces were newly found stale (notices stored for them)."""
     stale = await ctx.run_db(_maintenance_tx, ctx)
-    for workspace in stale:
-        if ctx.notifier is not None:
-            ctx.notifier.offer("stale", workspace)
+    if stale and ctx.notifier is not None:
+        ctx.notifier.wake()
     return len(stale)
 
 
 def _maintenance_tx(ctx: Ctx) -> list[dict[str, Any]]:
+    """The stale scan and its notices in one transaction: a notice exists iff the flag is set."""
     now = ctx.clock()
     with write_tx(ctx.engine) as conn:
         stale = (
             queries.mark_newly_stale(conn, now, ctx.settings.stale_after_s)
-            if ctx.notifier is not None
+            if ctx.settings.webhook_url
             else []
         )
-        queries.prune_reports(conn, now - timedelta(days=ctx.settings.report_retention_days))
-        corrections.prune(conn, now - timedelta(days=ctx.settings.report_retention_days))
+        outbox.add(conn, "stale", stale, ctx.settings.webhook_batch_window_s)
+        keep = timedelta(days=ctx.settings.report_retention_days)
+        queries.prune_reports(conn, now - keep)
+        corrections.prune(conn, now - keep)
         sessions.prune(conn, now)
+        outbox.prune_failed(conn, outbox.now_utc() - keep)
     return stale
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -37,7 +37,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 3  # 2: identity_mode, template_name; 3: rules_digest, ix_workspaces_status
+SCHEMA_VERSION = 4  # 2: identity_mode, template_name; 3: rules_digest, ix_workspaces_status
+# 4: webhook_outbox, drift_replicas (expand only: releases of schema 3 run on it unchanged)
+# The oldest release schema that can still run on a database this release made or expanded. Every
+# release refuses to start on a `schema_version` above its own, so this release writes this value
+# there (not SCHEMA_VERSION) and keeps its own level in `schema_expanded`: a replica of the
+# previous release keeps working during a rolling upgrade and can be started again to roll back.
+# A release that drops or redefines something older releases use (a contract step) raises it,
+# and refuses to while a replica older than that is alive (replicas.py).
+COMPATIBLE_SINCE = 3
 _PG_MIGRATE_LOCK = 7_315_024_001  # arbitrary constant for pg_advisory_xact_lock
 
 
@@ -210,13 +218,58 @@ admin_sessions = Table(
 )
 
 
-def make_engine(url: str, sqlite_synchronous: str = "normal") -> Engine:
+# Webhook notices, written in the transaction that changes the state they tell of (the outbox
+# pattern) and deleted once a receiver took them: whichever replica is alive sends them (outbox.py).
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("notice_id", String(32), nullable=False, unique=True),  # the event's id for receivers
+    Column("kind", String(20), nullable=False),
+    Column("workspace_id", String(200), nullable=False),
+    Column("payload", Text, nullable=False),  # the event as JSON
+    Column("created_at", UTCDateTime, nullable=False),
+    # Not to be sent before: the end of a sender's lease, or of the backoff after a failure.
+    Column("available_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(100), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("failed_at", UTCDateTime, nullable=True),  # gave up (kept for the retention days)
+    Column("last_error", String(300), nullable=True),
+    Index("ix_outbox_due", "failed_at", "available_at", "id"),
+)
+
+# One row per server process, refreshed by its heartbeat: which schema each running replica
+# speaks (a contract migration waits for older ones to go) and its counters (so /metrics of any
+# process can give every process's, labelled, and they add up).
+replicas = Table(
+    "drift_replicas",
+    metadata,
+    Column("id", String(100), primary_key=True),  # host:pid:random
+    Column("schema_version", Integer, nullable=False),
+    Column("server_version", String(50), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime, nullable=True),
+    Column("counters", Text, nullable=False, default="{}"),  # JSON: Metrics.snapshot()
+)
+
+
+def make_engine(
+    url: str,
+    sqlite_synchronous: str = "normal",
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout_s: float = 10.0,
+) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and real transactions.
 
     `sqlite_synchronous`: "normal" (WAL's usual setting: a committed report survives a crash or
     kill of the server, but the last commits before a power cut or kernel crash can be lost) or
     "full" (an fsync per commit, i.e. per batch of reports: survives those too; measured ~15-40%
-    fewer reports/s here)."""
+    fewer reports/s here).
+
+    PostgreSQL: each process holds at most `pool_size + max_overflow` connections; a request that
+    waited `pool_timeout_s` for one gets sqlalchemy's TimeoutError (answered 503, see busy.py)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -234,7 +287,13 @@ def make_engine(url: str, sqlite_synchronous: str = "normal") -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout_s,
+        )
     raise DbError(
         f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql+psycopg://"
     )
@@ -270,39 +329,73 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
 
 
 def migrate(engine: Engine) -> int:
-    """Create or upgrade the schema; safe to run on every start. Returns the schema version."""
+    """Create or upgrade the schema; safe to run on every start. Returns the schema version.
+
+    Two numbers are kept: `schema_version`, the oldest release schema that may run here (every
+    release refuses a higher one), and `schema_expanded`, how far additive steps went. Steps that
+    older releases ignore (new tables, nullable columns they never read) only move the second."""
     try:
         with write_tx(engine) as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATE_LOCK})
+            had_replicas = inspect(conn).has_table(replicas.name)
             metadata.create_all(conn, checkfirst=True)
-            found = conn.execute(
-                select(meta.c.value).where(meta.c.key == "schema_version")
-            ).scalar_one_or_none()
-            version = int(found) if found is not None else 0
+            version = _meta_int(conn, "schema_version")
+            level = max(version, _meta_int(conn, "schema_expanded"))
             if version > SCHEMA_VERSION:
                 raise DbError(
-                    f"the database has schema version {version}, newer than this server "
-                    f"understands ({SCHEMA_VERSION}): upgrade workspace-agent-server"
+                    f"the database needs schema version {version} or newer, more than this "
+                    f"server understands ({SCHEMA_VERSION}): upgrade workspace-agent-server"
                 )
+            if 0 < version < COMPATIBLE_SINCE and had_replicas:
+                _refuse_if_older_alive(conn, COMPATIBLE_SINCE)
             # Schema changes, one step per version (a fresh database got them from create_all).
-            if 0 < version < 2:
+            if 0 < level < 2:
                 _add_column(conn, workspaces.c.identity_mode)
                 _add_column(conn, workspaces.c.template_name)
-            if 0 < version < 3:
+            if 0 < level < 3:
                 _add_column(conn, workspaces.c.rules_digest)
                 _index("ix_workspaces_status").create(conn, checkfirst=True)
-            if version == 0:
-                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif version < SCHEMA_VERSION:
-                conn.execute(
-                    meta.update()
-                    .where(meta.c.key == "schema_version")
-                    .values(value=str(SCHEMA_VERSION))
-                )
+            # 4: webhook_outbox and drift_replicas come from create_all above.
+            _set_meta(conn, "schema_version", max(version, COMPATIBLE_SINCE))
+            _set_meta(conn, "schema_expanded", max(level, SCHEMA_VERSION))
             return SCHEMA_VERSION
     except SQLAlchemyError as exc:
         raise DbError(f"cannot open the database {safe_url(engine)}: {_first_line(exc)}") from exc
+
+
+REPLICA_ALIVE_S = 60  # a replica whose heartbeat is older than this is taken as gone
+
+
+def _refuse_if_older_alive(conn: Connection, needed: int) -> None:
+    """A contract step breaks releases below `needed`: not while one of them still runs."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=REPLICA_ALIVE_S)
+    older = conn.execute(
+        select(replicas.c.id, replicas.c.schema_version).where(
+            replicas.c.schema_version < needed,
+            replicas.c.stopped_at.is_(None),
+            replicas.c.heartbeat_at > cutoff,
+        )
+    ).all()
+    if older:
+        names = ", ".join(f"{r.id} (schema {r.schema_version})" for r in older[:5])
+        raise DbError(
+            f"{len(older)} replica(s) of an older release still use this database ({names}): "
+            "upgrade or stop them first, then start this release again"
+        )
+
+
+def _meta_int(conn: Connection, key: str) -> int:
+    found = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar_one_or_none()
+    return int(found) if found is not None else 0
+
+
+def _set_meta(conn: Connection, key: str, value: int) -> None:
+    if _meta_int(conn, key) == value:
+        return
+    done = conn.execute(meta.update().where(meta.c.key == key).values(value=str(value)))
+    if not done.rowcount:
+        conn.execute(meta.insert().values(key=key, value=str(value)))
 
 
 def _add_column(conn: Connection, column: Column[Any]) -> None:

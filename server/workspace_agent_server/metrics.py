@@ -50,6 +50,26 @@ class Metrics:
         with self._lock:
             self.webhook[result] += n
 
+    def snapshot(self, writer: Mapping[str, int] | None = None) -> dict[str, float]:
+        """This process's counters as {"name{labels}": value}: what its heartbeat stores in the
+        database (replicas.py), so that any process can show every process's counters."""
+        with self._lock:
+            out: dict[str, float] = {
+                "reports_ingested_total": self.ingested,
+                "reports_duplicate_total": self.duplicates,
+                "ingest_seconds_count": self._latency_n,
+                "ingest_seconds_sum": round(self._latency_sum, 6),
+            }
+            out |= {f'reports_rejected_total{{reason="{r}"}}': n for r, n in self.rejected.items()}
+            out |= {f'webhook_notices_total{{result="{r}"}}': n for r, n in self.webhook.items()}
+            out |= {
+                f'enroll_refused_total{{reason="{r}"}}': n for r, n in self.enroll_refused.items()
+            }
+        if writer is not None:
+            out["ingest_batches_total"] = writer["batches"]
+            out["ingest_batch_reports_total"] = writer["reports"]
+        return out
+
     def render(
         self,
         workspaces: Mapping[str, int],
@@ -125,3 +145,34 @@ class Metrics:
                 f"drift_webhook_queue {webhook_queue}",
             ]
         return "\n".join(lines) + "\n"
+
+
+def render_replicas(replicas: Mapping[str, Mapping[str, float]], alive: Mapping[str, bool]) -> str:
+    """Every process's counters (from the database; this process's are fresh), one series per
+    replica as `drift_all_<name>{replica="…"}`: any one scrape, whichever process answers it, has
+    all of them, so `sum without (replica)` is the total. Plus `drift_replica_up`."""
+    families: dict[str, list[str]] = {}
+    for replica in sorted(replicas):
+        label = f'replica="{_escape(replica)}"'
+        for key, value in sorted(replicas[replica].items()):
+            name, _, rest = key.partition("{")
+            labels = f"{label},{rest[:-1]}" if rest else label
+            number = int(value) if float(value).is_integer() else value
+            families.setdefault(name, []).append(f"drift_all_{name}{{{labels}}} {number}")
+    lines = [
+        "# HELP drift_replica_up 1 for a server process that sent a heartbeat lately, 0 for one "
+        "gone (kept a day so that its counters still add up).",
+        "# TYPE drift_replica_up gauge",
+    ]
+    lines += [
+        f'drift_replica_up{{replica="{_escape(r)}"}} {int(alive.get(r, False))}'
+        for r in sorted(replicas)
+    ]
+    for name in sorted(families):
+        kind = "counter" if name.endswith("_total") else "untyped"
+        lines += [f"# TYPE drift_all_{name} {kind}", *families[name]]
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

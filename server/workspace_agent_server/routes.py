@@ -25,10 +25,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from workspace_agent import wire
 
-from . import auth, queries, sessions
+from . import auth, outbox, queries, replicas, sessions
 from .db import write_tx
 from .errors import ApiError, describe_validation, documented
 from .limits import ENROLL_MAX_BYTES, source, too_many
+from .metrics import render_replicas
 
 if TYPE_CHECKING:
     from .app import Ctx
@@ -454,8 +455,7 @@ async def post_report(request: Request) -> JSONResponse:
         ctx.tokens.discard(hashed)
         raise _refused(result.refused)
     ctx.metrics.observe_ingest(time.perf_counter() - started, result.duplicate)
-    if result.newly_drifted and ctx.notifier is not None:
-        ctx.notifier.offer("drifted", result.workspace)
+    # A notice of a newly drifted workspace was stored with the report (writer.py, outbox.py).
     # The answer is built here (not by FastAPI's response_model, which validates it again).
     return JSONResponse({"report_id": report.report_id, "duplicate": result.duplicate})
 
@@ -617,21 +617,35 @@ async def metrics(request: Request) -> PlainTextResponse:
     if token is None or not auth.matches(token, ctx.settings.metrics_token):
         await require_admin(request)
 
-    def read() -> dict[str, int]:
+    def read() -> tuple[dict[str, int], dict[str, int], list[dict[str, Any]]]:
         with ctx.engine.connect() as conn:
-            return queries.counts(conn, ctx.clock(), ctx.settings.stale_after_s)
+            return (
+                queries.counts(conn, ctx.clock(), ctx.settings.stale_after_s),
+                outbox.counts(conn),
+                replicas.read_all(conn),
+            )
 
-    by_state = await ctx.run_db(read)
-    queued = ctx.notifier.queue.qsize() if ctx.notifier is not None else None
+    by_state, notices, processes = await ctx.run_db(read)
+    # This process's counters are fresh; the others' are as of their last heartbeat.
+    counters = {p["id"]: p["counters"] for p in processes} | {
+        ctx.replica_id: replicas.counters_of(ctx)
+    }
+    alive = {p["id"]: p["alive"] for p in processes} | {ctx.replica_id: True}
+    body = ctx.metrics.render(
+        by_state,
+        notices["waiting"] if ctx.notifier is not None or notices["waiting"] else None,
+        {
+            "batches": ctx.writer.stats.batches,
+            "reports": ctx.writer.stats.reports,
+            "waiting": ctx.writer.waiting,
+        },
+    )
+    body += (
+        "# HELP drift_webhook_failed_notices Notices given up after the last retry (kept for "
+        "the retention days).\n# TYPE drift_webhook_failed_notices gauge\n"
+        f"drift_webhook_failed_notices {notices['failed']}\n"
+    )
     return PlainTextResponse(
-        ctx.metrics.render(
-            by_state,
-            queued,
-            {
-                "batches": ctx.writer.stats.batches,
-                "reports": ctx.writer.stats.reports,
-                "waiting": ctx.writer.waiting,
-            },
-        ),
+        body + render_replicas(counters, alive),
         media_type="text/plain; version=0.0.4; charset=utf-8",
     )

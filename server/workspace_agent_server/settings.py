@@ -30,11 +30,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=wire.MAX_REPORT_BYTES, ge=1024, le=64 * 1024 * 1024)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
-    webhook_queue_size: int = Field(default=1000, ge=1)
+    webhook_queue_size: int = Field(default=1000, ge=1)  # unused since notices live in the database
     webhook_batch_window_s: float = Field(default=5.0, ge=0)
     webhook_max_attempts: int = Field(default=6, ge=1, le=50)
     webhook_backoff_s: float = Field(default=1.0, gt=0)  # first retry delay; doubles, capped
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # How often each process looks for notices it did not store itself (other replicas', retries
+    # whose backoff ended, leases of a replica that died).
+    webhook_poll_s: float = Field(default=5.0, gt=0, le=3600)
+    # The database connection pool of each process (PostgreSQL): at most pool + overflow
+    # connections; a request that waits db_pool_timeout_s for one gets 503 with Retry-After.
+    # Sizing: replicas × workers × (pool + overflow) ≤ max_connections − reserve (README).
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_max_overflow: int = Field(default=10, ge=0, le=1000)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # How often each process records that it is alive (with its schema and counters).
+    replica_heartbeat_s: float = Field(default=5.0, gt=0, le=60)
     maintenance_interval_s: float = Field(default=30.0, gt=0)  # stale scan + pruning
     report_retention_days: int = Field(default=30, ge=1)  # report ids kept for duplicate checks
     session_hours: float = Field(default=12, gt=0, le=24 * 30)  # admin sign-in lifetime

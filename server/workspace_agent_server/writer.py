@@ -13,6 +13,8 @@ Guarantees:
   they came in.
 - If a batch fails (a database error), each of its reports is tried again in a transaction of its
   own, so one bad report cannot fail the others; a report that fails alone gets the error.
+- With `notify`, the webhook notice of a workspace that newly drifted is stored in the outbox in
+  the transaction of its report (outbox.py), then `on_notices` wakes this process's sender.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +32,7 @@ from sqlalchemy import Engine
 
 from workspace_agent.wire import Report
 
-from . import queries
+from . import outbox, queries
 from .db import write_tx
 
 log = logging.getLogger("workspace_agent_server.writer")
@@ -53,9 +56,20 @@ class BatchStats:
 class Writer:
     """The queue, the writer task and its thread (one database connection at a time)."""
 
-    def __init__(self, engine: Engine, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_batch: int = MAX_BATCH,
+        notify: bool = False,
+        on_notices: Callable[[], None] | None = None,
+        notice_window_s: float = 0.0,
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        self.notify = notify
+        self.on_notices = on_notices
+        self.notice_window_s = notice_window_s
+        self._noticed = False  # set by the writer thread, read by the task after each batch
         self.stats = BatchStats()
         self._closing = False
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
@@ -119,6 +133,10 @@ class Writer:
             except Exception as exc:  # noqa: BLE001 (_write returns errors; every waiter must hear)
                 outcomes = [exc] * len(batch)
             self._answer(batch, outcomes)
+            if self._noticed:
+                self._noticed = False
+                if self.on_notices is not None:
+                    self.on_notices()
 
     @staticmethod
     def _answer(batch: list[Pending], outcomes: list[Any]) -> None:
@@ -137,7 +155,7 @@ class Writer:
         self.stats.largest = max(self.stats.largest, len(batch))
         try:
             with write_tx(self.engine) as conn:
-                return list(queries.ingest_many(conn, [item.item for item in batch]))
+                return self._store(conn, [item.item for item in batch])
         except Exception as exc:  # noqa: BLE001
             if len(batch) == 1:
                 return [exc]
@@ -149,7 +167,16 @@ class Writer:
             self.stats.retried_alone += 1
             try:
                 with write_tx(self.engine) as conn:
-                    outcomes.append(queries.ingest_many(conn, [item.item])[0])
+                    outcomes.append(self._store(conn, [item.item])[0])
             except Exception as exc:  # noqa: BLE001
                 outcomes.append(exc)
         return outcomes
+
+    def _store(self, conn: Any, items: list[queries.IngestItem]) -> list[queries.IngestResult]:
+        """The reports and, in the same transaction, the notices they cause."""
+        results = queries.ingest_many(conn, items)
+        if self.notify:
+            drifted = [r.workspace for r in results if r.newly_drifted]
+            if outbox.add(conn, "drifted", drifted, self.notice_window_s):
+                self._noticed = True
+        return results

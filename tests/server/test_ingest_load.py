@@ -52,3 +52,17 @@ def test_fleet_run(tmp_path: Path) -> None:
     assert set(fleet["pages_idle"]) >= {"/", "/api/v1/workspaces?limit=200", "/metrics"}
     beat = fleet["heartbeat"]
     assert beat["ok"] == beat["sent"] == 100 and beat["writer_queue_max"] is not None
+
+
+def test_replicas_run(tmp_path: Path) -> None:
+    """The replicas axis: two servers on one SQLite file, the load spread over both, then the
+    status burst; every answer 200."""
+    if shutil.which("wrk") is None:
+        pytest.skip("needs Debian wrk")
+    r = run(tmp_path, "--replicas", "1,2", "--workspaces", "20", "--duration", "2", "--conns", "4")
+    assert set(r["replicas"]) == {"1", "2"}
+    for n, one in r["replicas"].items():
+        (ingest,) = one["ingest"]
+        assert ingest["rps"] > 0 and ingest["bad"] == 0 and ingest["non_2xx"] == 0, (n, ingest)
+        assert one["burst"]["requests"] == 120 * int(n)
+        assert set(one["burst"]["statuses"]) == {"admin 200", "report 200"}, one["burst"]

@@ -7,7 +7,19 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from workspace_agent_server.db import SCHEMA_VERSION, DbError, make_engine, meta, migrate
+from workspace_agent_server.db import (
+    COMPATIBLE_SINCE,
+    SCHEMA_VERSION,
+    DbError,
+    make_engine,
+    meta,
+    migrate,
+)
+
+
+def meta_values(engine: sa.Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {r.key: r.value for r in conn.execute(sa.select(meta))}
 
 
 def test_migrate_twice_is_harmless(db_url: str) -> None:
@@ -26,10 +38,20 @@ def test_migrate_twice_is_harmless(db_url: str) -> None:
         assert migrate(engine) == SCHEMA_VERSION
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM workspaces")).scalar_one() == 1
-            versions = conn.execute(sa.select(meta.c.value)).scalars().all()
-            assert versions == [str(SCHEMA_VERSION)]
             tables = set(sa.inspect(conn).get_table_names())
-        assert {"workspaces", "rule_states", "transitions", "reports", "drift_meta"} <= tables
+        assert meta_values(engine) == {
+            "schema_version": str(COMPATIBLE_SINCE),
+            "schema_expanded": str(SCHEMA_VERSION),
+        }
+        assert {
+            "workspaces",
+            "rule_states",
+            "transitions",
+            "reports",
+            "drift_meta",
+            "webhook_outbox",
+            "drift_replicas",
+        } <= tables
     finally:
         engine.dispose()
 
@@ -39,9 +61,68 @@ def test_newer_schema_is_refused(db_url: str) -> None:
     try:
         migrate(engine)
         with engine.begin() as conn:
-            conn.execute(meta.update().values(value=str(SCHEMA_VERSION + 1)))
-        with pytest.raises(DbError, match="newer than this server"):
+            conn.execute(
+                meta.update()
+                .where(meta.c.key == "schema_version")
+                .values(value=str(SCHEMA_VERSION + 1))
+            )
+        with pytest.raises(DbError, match="more than this server understands"):
             migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_newer_release_that_only_expanded_is_fine(db_url: str) -> None:
+    """A later release added tables or columns (schema_expanded went up) but still lets this
+    schema run (schema_version): this release starts, and lowers neither number (rollback)."""
+    engine = make_engine(db_url)
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            conn.execute(
+                meta.update()
+                .where(meta.c.key == "schema_expanded")
+                .values(value=str(SCHEMA_VERSION + 1))
+            )
+        assert migrate(engine) == SCHEMA_VERSION
+        assert meta_values(engine) == {
+            "schema_version": str(COMPATIBLE_SINCE),
+            "schema_expanded": str(SCHEMA_VERSION + 1),
+        }
+    finally:
+        engine.dispose()
+
+
+def test_contract_step_waits_for_older_replicas(db_url: str) -> None:
+    """Raising schema_version (here from 2 to COMPATIBLE_SINCE) would stop older releases: not
+    while a replica of one has a recent heartbeat; once it stopped (or went silent), it goes on."""
+    from datetime import UTC, datetime, timedelta
+
+    from workspace_agent_server.db import REPLICA_ALIVE_S, replicas
+
+    engine = make_engine(db_url)
+    now = datetime.now(UTC)
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="2"))
+            conn.execute(
+                replicas.insert().values(
+                    id="old-host:1:abc", schema_version=2, server_version="0.0.9",
+                    started_at=now, heartbeat_at=now, counters="{}",
+                )
+            )
+        with pytest.raises(DbError, match=r"1 replica\(s\) of an older release .*old-host:1:abc"):
+            migrate(engine)
+        assert meta_values(engine)["schema_version"] == "2"  # nothing changed
+        with engine.begin() as conn:
+            conn.execute(
+                replicas.update().values(
+                    heartbeat_at=now - timedelta(seconds=REPLICA_ALIVE_S + 1)
+                )
+            )
+        assert migrate(engine) == SCHEMA_VERSION
+        assert meta_values(engine)["schema_version"] == str(COMPATIBLE_SINCE)
     finally:
         engine.dispose()
 
@@ -124,8 +205,9 @@ def test_older_database_gets_the_rules_digest_and_status_index(
                 conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN identity_mode")
                 conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN template_name")
             conn.execute(meta.update().values(value=str(old_version)))
-        assert migrate(engine) == SCHEMA_VERSION == 3
-        assert migrate(engine) == 3  # and again: nothing to do
+        assert migrate(engine) == SCHEMA_VERSION == 4
+        assert migrate(engine) == 4  # and again: nothing to do
+        assert meta_values(engine) == {"schema_version": "3", "schema_expanded": "4"}
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("workspaces")}
             assert {"rules_digest", "identity_mode", "template_name"} <= columns
