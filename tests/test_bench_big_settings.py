@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 import sys
 from pathlib import Path
 
 from benchmarks.big_settings import big_settings_table, run_big_settings_suite, settings_text
 from workspace_agent import jsonc
+
+# Left out of `scripts/test --fast`: runs the 8 MB settings benchmark.
+pytestmark = pytest.mark.slow
 
 
 def test_settings_text_is_valid_jsonc_of_about_20_bytes_a_key() -> None:

@@ -32,7 +32,8 @@ SETTINGS = ".local/share/code-server/User/settings.json"
 LOCKED = "chat.disableAIFeatures"  # one of the lockdown's keys (settings/lockdown.toml)
 RUN_TIMEOUT = 120
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs the agent as root over another user's home")
+# Left out of `scripts/test --fast`: each test runs the agent as root over an unprivileged user's home.
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="runs the agent as root over another user's home"), pytest.mark.slow]
 
 
 def _user() -> pwd.struct_passwd:

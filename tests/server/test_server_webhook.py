@@ -19,7 +19,8 @@ from workspace_agent_server.app import maintenance_round
 
 from tests.server.conftest import make_report, rule
 
-pytestmark = pytest.mark.anyio
+# Left out of `scripts/test --fast`: each test waits on real webhook deliveries and retries.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 HOOK_SECRET = "hook-secret-Qm3Zr8Tn2Wx6Yp4"
 
 
