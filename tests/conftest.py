@@ -7,6 +7,7 @@ policy file and OpenCode's managed dir into tmp_path, so no test can touch the r
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -139,3 +140,34 @@ def db_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+# `scripts/test --fast` (WA_FAST=1) deselects these markers; a module whose module-level
+# `pytestmark` carries one of them has no test left in the subset, so it is not even imported
+# (collection was a third of the fast run: hypothesis, fastapi, schemathesis imports).
+_FAST_EXCLUDED = re.compile(
+    r"^pytestmark = .*pytest\.mark\.(slow|opencode|roo|codeserver|litellm|postgres|claude)\b", re.M
+)
+
+
+_SERVER_TEST_DIRS = ("server", "identity")  # the drift server's and the key provisioner's tests
+
+
+def pytest_ignore_collect(collection_path: Path) -> bool | None:
+    """WA_FAST=agent (scripts/test --fast): the agent's quick tests; WA_FAST=server
+    (scripts/test --fast-server): the servers' quick tests."""
+    fast = os.environ.get("WA_FAST")
+    if fast not in ("agent", "server"):
+        return None
+    if collection_path.is_dir() and collection_path.parent == REPO / "tests":
+        in_server = collection_path.name in _SERVER_TEST_DIRS
+        return True if (fast == "agent") == in_server and collection_path.name not in ("standins", "faults", "node", "litellm_db") else None
+    if not collection_path.name.startswith("test_") or collection_path.suffix != ".py":
+        return None
+    if fast == "server" and collection_path.parent == REPO / "tests":
+        return True
+    try:
+        text = collection_path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return True if _FAST_EXCLUDED.search(text) else None
