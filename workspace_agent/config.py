@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from workspace_agent.errors import AgentError
 
@@ -29,8 +28,7 @@ GuardrailAction = Literal["block", "mask"]
 ENFORCEMENT_LEVELS: tuple[str, ...] = ("unrestricted", "standard", "design-first")
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """One input: where it may come from and what it means (the help text)."""
 
     name: str  # field name == policy file key
@@ -77,10 +75,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("coder_token", "WORKSPACE_AGENT_CODER_TOKEN", "Coder token with the Owner or Auditor role, for coder_url", True),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+_SHOWN = frozenset(s.name for s in SETTINGS if not s.secret)  # AgentConfig's repr hides the rest
 
 
-@dataclass(frozen=True)
-class AgentConfig:
+class AgentConfig(NamedTuple):
     """The validated inputs of one run (build it with `load_config`)."""
 
     home: Path
@@ -89,8 +87,8 @@ class AgentConfig:
     owner: str = ""
     gateway_url: str = "http://litellm:4000"
     provisioner_url: str = "http://key-provisioner:8100"
-    provisioner_secret: str = field(default="", repr=False)
-    api_key: str = field(default="", repr=False)
+    provisioner_secret: str = ""
+    api_key: str = ""
     model: str = "claude-sonnet"
     ai_assistant: AiAssistant = "both"
     enforcement_level: EnforcementLevel = "standard"
@@ -98,19 +96,25 @@ class AgentConfig:
     provision_deadline: float = 60.0
     managed_dir: Path = Path("/etc/opencode")
     drift_server_url: str = ""  # empty: no drift server; reporting then says what to set
-    enrollment_secret: str = field(default="", repr=False)
-    agent_token: str = field(default="", repr=False)  # CODER_AGENT_TOKEN: identity, never shown
+    enrollment_secret: str = ""
+    agent_token: str = ""  # CODER_AGENT_TOKEN: identity, never shown
     claude_managed_dir: Path = Path("/etc/claude-code")
     project_roots: str = ""
     code_server_bin: str = ""
     coder_url: str = ""
-    coder_token: str = field(default="", repr=False)
+    coder_token: str = ""
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be shown."""
         values = (self.api_key, self.provisioner_secret, self.enrollment_secret, self.agent_token, self.coder_token)
         return tuple(s for s in values if s)
+
+    def __repr__(self) -> str:
+        """Secret settings are never shown, not even in a traceback's locals."""
+        shown = ", ".join(f"{name}={repr(value) if name in _SHOWN else '<hidden>'}"
+                          for name, value in zip(self._fields, self))
+        return f"AgentConfig({shown})"
 
     def wants(self, client: str) -> bool:
         """Whether `ai_assistant` asks for this client (a name in clients/registry.py)."""

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from workspace_agent.errors import AgentError
+from workspace_agent.digest import sha256_hex
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -34,7 +34,7 @@ def prompt_text(level: str) -> str:
 
 
 def prompt_sha256(level: str) -> str:
-    return hashlib.sha256(prompt_bytes(level)).hexdigest()
+    return sha256_hex(prompt_bytes(level))
 
 
 @cache
@@ -63,7 +63,7 @@ COMPILED = "compiled-toml.json"
 
 def toml(text: str) -> dict[str, Any]:
     """Parsed TOML; raises ValueError (tomllib.TOMLDecodeError) when it is not valid."""
-    found = _compiled().get(hashlib.sha256(text.encode("utf-8")).hexdigest())
+    found = _compiled().get(sha256_hex(text.encode("utf-8")))
     if isinstance(found, dict):
         import copy
 
@@ -109,7 +109,7 @@ def compile_toml() -> dict[str, Any]:
                 continue
         except (TypeError, ValueError):
             continue  # dates and times: parsed at run time
-        compiled[hashlib.sha256(text.encode("utf-8")).hexdigest()] = value
+        compiled[sha256_hex(text.encode("utf-8"))] = value
     return compiled
 
 

@@ -8,8 +8,7 @@ never touch the network: they use the pasted or stored key.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from workspace_agent import fsio
 from workspace_agent.config import AgentConfig
@@ -20,8 +19,7 @@ from workspace_agent.redact import mask
 Source = Literal["pasted", "provisioner", "stored", "none"]
 
 
-@dataclass(frozen=True)
-class KeyResolution:
+class KeyResolution(NamedTuple):
     key: str | None
     source: Source
     reused: bool | None = None  # what the provisioner said

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
     """All locations the agent reads or writes for one workspace user."""
 
     home: Path

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from workspace_agent import fsio, privilege
 from workspace_agent.errors import AgentError
@@ -28,8 +27,7 @@ Render = Callable[[str | None], str | None]
 State = Literal["compliant", "drift", "corrected", "error"]
 
 
-@dataclass(frozen=True)
-class FileRule:
+class FileRule(NamedTuple):
     """One managed thing that lives in a file's text."""
 
     rule_id: str
@@ -42,8 +40,7 @@ class FileRule:
     user_file: bool = False  # the user's own file (we edit keys in it): a read-only one is left alone
 
 
-@dataclass(frozen=True)
-class ActionFact:
+class ActionFact(NamedTuple):
     """What an action rule sees: is it as required, and what to show before → after."""
 
     compliant: bool
@@ -52,8 +49,7 @@ class ActionFact:
     message: str | None = None  # a note shown in any state: what to do about a report-only drift, or why it was not verifiable
 
 
-@dataclass(frozen=True)
-class ActionRule:
+class ActionRule(NamedTuple):
     """One managed thing that is not a file's text (e.g. an extension that must be absent)."""
 
     rule_id: str
@@ -66,8 +62,7 @@ class ActionRule:
 Rule = FileRule | ActionRule
 
 
-@dataclass(frozen=True)
-class RuleResult:
+class RuleResult(NamedTuple):
     rule_id: str
     target: str
     state: State
@@ -80,8 +75,7 @@ class RuleResult:
         return self.state in ("compliant", "corrected")
 
 
-@dataclass
-class FilePlan:
+class FilePlan(NamedTuple):
     """One file: what is there, what should be there, and the rules that said so."""
 
     path: Path
@@ -89,7 +83,7 @@ class FilePlan:
     fact: fsio.FileFact
     desired_text: str | None
     desired_mode: int | None
-    drifted_rule_ids: list[str] = field(default_factory=list)
+    drifted_rule_ids: list[str]
 
     @property
     def secret(self) -> bool:
@@ -122,8 +116,7 @@ class FilePlan:
         return self.text_changes or self.mode_changes or self.owner_changes
 
 
-@dataclass
-class Plan:
+class Plan(NamedTuple):
     results: list[RuleResult]
     files: list[FilePlan]
     actions: list[ActionRule]
@@ -252,7 +245,7 @@ def apply_plan(plan: Plan) -> list[RuleResult]:
     for result in plan.results:
         if result.state == "drift" and result.rule_id in failures:
             message = failures[result.rule_id]
-            final.append(replace(result, state="error", message=message) if message else replace(result, state="corrected"))
+            final.append(result._replace(state="error", message=message) if message else result._replace(state="corrected"))
         else:
             final.append(result)
     return final

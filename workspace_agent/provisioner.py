@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from workspace_agent import transport
 from workspace_agent.errors import AgentError
@@ -47,8 +46,7 @@ _REASON_MAX = 200  # characters of a server's error text shown in a message
 _SNIPPET_MAX = 60  # characters of a non-JSON answer shown in a message
 
 
-@dataclass(frozen=True)
-class KeyRequest:
+class KeyRequest(NamedTuple):
     """The body fields of the provisioner's contract (workspace_id and username required)."""
 
     workspace_id: str
@@ -58,14 +56,16 @@ class KeyRequest:
     guardrail_action: str = "block"
 
 
-@dataclass(frozen=True)
-class ProvisionedKey:
+class ProvisionedKey(NamedTuple):
     """The key the provisioner returned; `reused` is True when it already existed."""
 
-    key: str = field(repr=False)  # never in a repr, a log line or a traceback
+    key: str  # never in a repr, a log line or a traceback (see __repr__)
     reused: bool
     attempts: int
     identity: str = UNVERIFIED  # VERIFIED only when the provisioner said Coder confirmed it
+
+    def __repr__(self) -> str:
+        return f"ProvisionedKey(key=<hidden>, reused={self.reused!r}, attempts={self.attempts!r}, identity={self.identity!r})"
 
 
 class _Failure:
@@ -124,7 +124,7 @@ def fetch_key(
     headers = {"Authorization": f"Bearer {secret}", "Accept": "application/json"}
     if agent_token.strip():
         headers[AGENT_TOKEN_HEADER] = agent_token.strip()
-    body = asdict(request)
+    body = request._asdict()
 
     start = clock()
     end = start + deadline

@@ -8,8 +8,8 @@ with a sentence naming it, rather than silently shipping a workspace without tha
 
 from __future__ import annotations
 
+from typing import NamedTuple
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from workspace_agent import data
@@ -20,8 +20,7 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # Roo Code allows [a-zA-Z0-9-
 _FIELDS = ("slug", "name", "description", "when_to_use", "role")
 
 
-@dataclass(frozen=True)
-class ReviewWorkflow:
+class ReviewWorkflow(NamedTuple):
     slug: str  # security-review: Roo Code mode slug and OpenCode agent name
     name: str  # shown in Roo Code's mode picker
     description: str  # one line: OpenCode agent description, Roo Code mode description

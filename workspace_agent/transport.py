@@ -18,8 +18,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from workspace_agent.redact import redact
 
@@ -52,8 +51,7 @@ class TransportError(Exception):
         self.phase = phase  # "connect" (lookup, connect, TLS) or "answer" (sending, receiving)
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):
     """A complete answer. `headers` have lower-case names; `body` is empty when `too_large`."""
 
     status: int
@@ -66,15 +64,14 @@ class Response:
         return self.headers.get(name.lower(), "")
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """A parsed base URL: where to connect, and how to name it in a sentence."""
 
     scheme: str
     host: str
     port: int
     path: str  # without a trailing slash; "" for the root
-    shown: str = field(compare=False)  # scheme://host[:port]/path: no user info, query or fragment
+    shown: str  # scheme://host[:port]/path: no user info, query or fragment
 
     @property
     def loopback(self) -> bool:

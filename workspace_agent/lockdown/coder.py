@@ -10,8 +10,7 @@ See docs/coder-layer1.md. `evaluate` is pure, so a central checker can reuse it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from workspace_agent.errors import AgentError
 from workspace_agent.lockdown.spec import EnvRequirement
@@ -25,8 +24,7 @@ NOT_VERIFIABLE = (
 )
 
 
-@dataclass(frozen=True)
-class Seen:
+class Seen(NamedTuple):
     requirement: EnvRequirement
     actual: str | None  # None: this Coder version does not report it
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from workspace_agent import fsio, jsonc
 from workspace_agent.errors import AgentError
@@ -49,8 +48,7 @@ def project_roots(setting: str, home: Path) -> list[Path]:
     return roots or [home]
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """What one workspace settings file overrides (or why it could not be read)."""
 
     path: Path
@@ -62,8 +60,7 @@ class Found:
         return self.path.name.endswith(WORKSPACE_SUFFIX)
 
 
-@dataclass(frozen=True)
-class Walk:
+class Walk(NamedTuple):
     files: list[Path]
     truncated: bool  # the directory budget ran out before the walk finished
 

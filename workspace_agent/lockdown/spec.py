@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from workspace_agent import data
 from workspace_agent.errors import AgentError
@@ -20,8 +19,7 @@ DERIVED_KEY = "extensions.allowed"
 _EXTENSION_ID = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9][a-z0-9._-]*$")
 
 
-@dataclass(frozen=True)
-class EnvRequirement:
+class EnvRequirement(NamedTuple):
     """One Coder server environment variable and the value the platform requires."""
 
     name: str
@@ -35,8 +33,7 @@ class EnvRequirement:
         return (self.name, *self.also_named)
 
 
-@dataclass(frozen=True)
-class AuditLimits:
+class AuditLimits(NamedTuple):
     """How far the search for repositories' settings goes (it runs at every check)."""
 
     max_depth: int
@@ -45,8 +42,7 @@ class AuditLimits:
     skip_hidden: bool
 
 
-@dataclass(frozen=True)
-class Lockdown:
+class Lockdown(NamedTuple):
     settings: dict[str, Any]  # every locked User setting, extensions.allowed included
     forbidden: tuple[str, ...]  # lower-case extension ids
     fix_workspace_overrides: bool
