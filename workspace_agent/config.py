@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, get_args
 
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 
 DEFAULT_POLICY_PATH = Path("/etc/workspace-agent/policy.toml")
 POLICY_ENV = "WORKSPACE_AGENT_POLICY"
@@ -28,7 +29,7 @@ GuardrailAction = Literal["block", "mask"]
 ENFORCEMENT_LEVELS: tuple[str, ...] = ("unrestricted", "standard", "design-first")
 
 
-class Setting(NamedTuple):
+class Setting(Record):
     """One input: where it may come from and what it means (the help text)."""
 
     name: str  # field name == policy file key
@@ -78,7 +79,7 @@ SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 _SHOWN = frozenset(s.name for s in SETTINGS if not s.secret)  # AgentConfig's repr hides the rest
 
 
-class AgentConfig(NamedTuple):
+class AgentConfig(Record):
     """The validated inputs of one run (build it with `load_config`)."""
 
     home: Path

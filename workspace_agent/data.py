@@ -6,8 +6,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from workspace_agent.errors import AgentError
 from workspace_agent.digest import sha256_hex
+from workspace_agent.errors import AgentError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -65,9 +65,9 @@ def toml(text: str) -> dict[str, Any]:
     """Parsed TOML; raises ValueError (tomllib.TOMLDecodeError) when it is not valid."""
     found = _compiled().get(sha256_hex(text.encode("utf-8")))
     if isinstance(found, dict):
-        import copy
+        import json
 
-        return copy.deepcopy(found)  # callers may change what they get
+        return dict(json.loads(json.dumps(found)))  # a copy (callers may change it); copy.deepcopy costs two imports
     import tomllib
 
     return tomllib.loads(text)

@@ -8,27 +8,28 @@ only read the stored one.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any
 
 from workspace_agent import data
 from workspace_agent.config import AgentConfig
+from workspace_agent.digest import sha256_hex
 from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
 from workspace_agent.lockdown.spec import Lockdown
 from workspace_agent.lockdown.spec import load as load_lockdown
 from workspace_agent.paths import Paths
 from workspace_agent.plan import Rule
+from workspace_agent.record import Record
 from workspace_agent.review import ReviewWorkflow
-from workspace_agent.digest import sha256_hex
 
 
-class ModelChoice(NamedTuple):
+class ModelChoice(Record):
     template: str  # the template parameter value, e.g. claude-sonnet
     litellm: str  # the LiteLLM model name, e.g. claude-sonnet-4-5
     name: str  # display name
 
 
-class Desired(NamedTuple):
+class Desired(Record):
     config: AgentConfig
     paths: Paths
     model: ModelChoice

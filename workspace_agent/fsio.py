@@ -14,24 +14,23 @@ a path is done as the identity privilege.acting_for picks (the home's owner in a
 
 from __future__ import annotations
 
-from typing import NamedTuple
 import contextlib
 import errno
 import os
-import re
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from workspace_agent import privilege
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 
 MAX_MANAGED_FILE_BYTES = 8 * 1024 * 1024
 TEMP_SUFFIX = ".tmp"
 # The temp file's random part: 8 characters, from os.urandom as hex (this pattern also matches the
 # names of earlier releases, which took them from mkstemp's alphabet; their leftovers are cleaned too).
-_TEMP_RANDOM = r"[a-z0-9_]{8}"
+_TEMP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _READ_CHUNK = 1024 * 1024
 _OPEN_FILE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -42,7 +41,7 @@ class Unusable(AgentError):
     directory, a hard-linked or another user's lock file. The home's layout, not a passing fault."""
 
 
-class FileFact(NamedTuple):
+class FileFact(Record):
     """What is on disk at a path: text (None when absent) and permission bits."""
 
     path: Path
@@ -62,7 +61,7 @@ class FileFact(NamedTuple):
         return self.uid is not None and acting != 0 and self.uid != acting
 
 
-class DirItem(NamedTuple):
+class DirItem(Record):
     """One name in a directory, as lstat sees it (a link is a link, never its target)."""
 
     name: str
@@ -473,15 +472,28 @@ def writable_by_owner(fact: FileFact) -> bool:
         return os.access(fact.path, os.W_OK, effective_ids=True, follow_symlinks=False)
 
 
-def sweep_temps(directory: Path, name_pattern: str, min_age_s: float = 0.0) -> list[Path]:
+def temp_target(name: str) -> str | None:
+    """The target a temp file of `atomic_write` was for (`.NAME.xxxxxxxx.tmp` → NAME), else None.
+
+    Plain string checks, not a regular expression per directory: bootstrap sweeps every managed
+    directory, and compiling those patterns was a tenth of its time.
+    """
+    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+        return None
+    target, dot, random_part = name[1:-len(TEMP_SUFFIX)].rpartition(".")
+    if not (dot and target and len(random_part) == 8 and set(random_part) <= _TEMP_CHARS):
+        return None
+    return target
+
+
+def sweep_temps(directory: Path, names: Collection[str], min_age_s: float = 0.0) -> list[Path]:
     """Remove the temp files an interrupted `atomic_write` left beside its targets.
 
-    `name_pattern` (a regular expression) matches the target names; only regular files named
-    exactly as `atomic_write` names its temp files (`.NAME.xxxxxxxx.tmp`) are removed, and only
-    when older than `min_age_s` (0 when the caller holds the lock that every writer of those
-    targets takes: then any such file is a leftover). Returns what was removed.
+    `names` are the target names; only regular files named exactly as `atomic_write` names its
+    temp files for them (`.NAME.xxxxxxxx.tmp`) are removed, and only when older than `min_age_s`
+    (0 when the caller holds the lock that every writer of those targets takes: then any such
+    file is a leftover). Returns what was removed.
     """
-    pattern = re.compile(rf"\.(?:{name_pattern})\.{_TEMP_RANDOM}{re.escape(TEMP_SUFFIX)}")
     removed: list[Path] = []
     now = time.time()
     with privilege.acting_for(directory):
@@ -491,7 +503,7 @@ def sweep_temps(directory: Path, name_pattern: str, min_age_s: float = 0.0) -> l
             return []
         try:
             for name in os.listdir(fd):
-                if not pattern.fullmatch(name):
+                if temp_target(name) not in names:
                     continue
                 with contextlib.suppress(OSError):
                     info = os.stat(name, dir_fd=fd, follow_symlinks=False)

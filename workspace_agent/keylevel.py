@@ -19,11 +19,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from workspace_agent import fsio
+from workspace_agent.digest import sha256_hex
 from workspace_agent.errors import AgentError
 from workspace_agent.paths import Paths
 from workspace_agent.plan import ActionFact, ActionRule, Rule
 from workspace_agent.redact import mask, redact
-from workspace_agent.digest import sha256_hex
 
 if TYPE_CHECKING:  # pragma: no cover
     from workspace_agent.desired import Desired

@@ -8,18 +8,19 @@ never touch the network: they use the pasted or stored key.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from workspace_agent import fsio
 from workspace_agent.config import AgentConfig
 from workspace_agent.errors import AgentError
 from workspace_agent.paths import Paths
+from workspace_agent.record import Record
 from workspace_agent.redact import mask
 
 Source = Literal["pasted", "provisioner", "stored", "none"]
 
 
-class KeyResolution(NamedTuple):
+class KeyResolution(Record):
     key: str | None
     source: Source
     reused: bool | None = None  # what the provisioner said

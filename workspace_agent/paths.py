@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from workspace_agent.record import Record
 
-class Paths(NamedTuple):
+
+class Paths(Record):
     """All locations the agent reads or writes for one workspace user."""
 
     home: Path

@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from workspace_agent import fsio, privilege
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 from workspace_agent.redact import mask_bound_values, redact
 
 Render = Callable[[str | None], str | None]
@@ -27,7 +28,7 @@ Render = Callable[[str | None], str | None]
 State = Literal["compliant", "drift", "corrected", "error"]
 
 
-class FileRule(NamedTuple):
+class FileRule(Record):
     """One managed thing that lives in a file's text."""
 
     rule_id: str
@@ -40,7 +41,7 @@ class FileRule(NamedTuple):
     user_file: bool = False  # the user's own file (we edit keys in it): a read-only one is left alone
 
 
-class ActionFact(NamedTuple):
+class ActionFact(Record):
     """What an action rule sees: is it as required, and what to show before → after."""
 
     compliant: bool
@@ -49,7 +50,7 @@ class ActionFact(NamedTuple):
     message: str | None = None  # a note shown in any state: what to do about a report-only drift, or why it was not verifiable
 
 
-class ActionRule(NamedTuple):
+class ActionRule(Record):
     """One managed thing that is not a file's text (e.g. an extension that must be absent)."""
 
     rule_id: str
@@ -62,7 +63,7 @@ class ActionRule(NamedTuple):
 Rule = FileRule | ActionRule
 
 
-class RuleResult(NamedTuple):
+class RuleResult(Record):
     rule_id: str
     target: str
     state: State
@@ -75,7 +76,7 @@ class RuleResult(NamedTuple):
         return self.state in ("compliant", "corrected")
 
 
-class FilePlan(NamedTuple):
+class FilePlan(Record):
     """One file: what is there, what should be there, and the rules that said so."""
 
     path: Path
@@ -116,7 +117,7 @@ class FilePlan(NamedTuple):
         return self.text_changes or self.mode_changes or self.owner_changes
 
 
-class Plan(NamedTuple):
+class Plan(Record):
     results: list[RuleResult]
     files: list[FilePlan]
     actions: list[ActionRule]
@@ -257,9 +258,12 @@ def sweep_interrupted(plan: Plan) -> list[Path]:
     Call it only while holding the bootstrap lock: every write of a managed file happens under
     that lock, so a temp file named for one of them is a leftover, never a write in progress.
     """
-    removed: list[Path] = []
+    by_directory: dict[Path, set[str]] = {}
     for path in plan.managed_paths:
-        removed += fsio.sweep_temps(path.parent, re.escape(path.name))
+        by_directory.setdefault(path.parent, set()).add(path.name)
+    removed: list[Path] = []
+    for directory, names in by_directory.items():
+        removed += fsio.sweep_temps(directory, names)
     return removed
 
 
@@ -403,12 +407,13 @@ def _common_suffix(a: str, b: str, prefix: int) -> int:
     return size
 
 
-_HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
+# Patterns used only when there is a diff to show: compiled then (re keeps them), not at import.
+_HUNK = r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@"
 
 
 def _shift_hunk(line: str, lines: int) -> str:
     """A hunk header of a diff of a slice, renumbered for the whole file."""
-    found = _HUNK.match(line)
+    found = re.match(_HUNK, line)
     if found is None:
         return line
     old, old_len, new, new_len = found.groups()
@@ -427,7 +432,7 @@ def _not_shown(fact: fsio.FileFact) -> str | None:
     return None
 
 
-_BARE_WORD = re.compile(r"[^\s\"'{}\[\]:=,]+")
+_BARE_WORD = r"[^\s\"'{}\[\]:=,]+"
 
 
 def _secret_lines(file_plan: FilePlan) -> list[str]:
@@ -437,6 +442,6 @@ def _secret_lines(file_plan: FilePlan) -> list[str]:
     found = []
     for text in (file_plan.fact.text, file_plan.desired_text):
         lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-        if len(lines) == 1 and _BARE_WORD.fullmatch(lines[0]):
+        if len(lines) == 1 and re.fullmatch(_BARE_WORD, lines[0]):
             found.append(lines[0])
     return found

@@ -14,7 +14,6 @@ program (the code-server CLI) drops fully (`subprocess_ids`). docs/privilege.md 
 
 from __future__ import annotations
 
-from typing import NamedTuple
 import contextlib
 import os
 import pwd
@@ -22,9 +21,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 
 
-class Owner(NamedTuple):
+class Owner(Record):
     """The identity a root run takes for the home's files."""
 
     uid: int
@@ -32,7 +32,7 @@ class Owner(NamedTuple):
     groups: tuple[int, ...]
 
 
-class Scope(NamedTuple):
+class Scope(Record):
     """The home this process works on, and whom it acts as inside it."""
 
     home: Path

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from workspace_agent import transport
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 from workspace_agent.redact import redact
 from workspace_agent.transport import AGENT_TOKEN_HEADER, TransportError
 
@@ -46,7 +47,7 @@ _REASON_MAX = 200  # characters of a server's error text shown in a message
 _SNIPPET_MAX = 60  # characters of a non-JSON answer shown in a message
 
 
-class KeyRequest(NamedTuple):
+class KeyRequest(Record):
     """The body fields of the provisioner's contract (workspace_id and username required)."""
 
     workspace_id: str
@@ -56,7 +57,7 @@ class KeyRequest(NamedTuple):
     guardrail_action: str = "block"
 
 
-class ProvisionedKey(NamedTuple):
+class ProvisionedKey(Record):
     """The key the provisioner returned; `reused` is True when it already existed."""
 
     key: str  # never in a repr, a log line or a traceback (see __repr__)

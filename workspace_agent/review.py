@@ -8,19 +8,19 @@ with a sentence naming it, rather than silently shipping a workspace without tha
 
 from __future__ import annotations
 
-from typing import NamedTuple
 import re
 from pathlib import Path
 
 from workspace_agent import data
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 
 _FRONT = re.compile(r"\A\+\+\+\r?\n(.*?)\r?\n\+\+\+\r?\n(.*)\Z", re.DOTALL)
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # Roo Code allows [a-zA-Z0-9-]; OpenCode uses it as a name
 _FIELDS = ("slug", "name", "description", "when_to_use", "role")
 
 
-class ReviewWorkflow(NamedTuple):
+class ReviewWorkflow(Record):
     slug: str  # security-review: Roo Code mode slug and OpenCode agent name
     name: str  # shown in Roo Code's mode picker
     description: str  # one line: OpenCode agent description, Roo Code mode description

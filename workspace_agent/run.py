@@ -7,10 +7,9 @@ outcome of bootstrap and check is recorded so that `status` can answer without d
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 from workspace_agent import __version__, fsio, lock, privilege
 from workspace_agent.config import AgentConfig
@@ -18,7 +17,15 @@ from workspace_agent.desired import Desired, build_desired, rules
 from workspace_agent.errors import EXIT_CHANGED, EXIT_OK, AgentError, detailed_exit_code
 from workspace_agent.keysource import KeyResolution, resolve_key
 from workspace_agent.paths import Paths
-from workspace_agent.plan import Plan, RuleResult, apply_plan, build_plan, render_diff, sweep_interrupted
+from workspace_agent.plan import (
+    Plan,
+    RuleResult,
+    apply_plan,
+    build_plan,
+    render_diff,
+    sweep_interrupted,
+)
+from workspace_agent.record import Record
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -27,7 +34,7 @@ Mode = Literal["bootstrap", "plan", "check"]
 STALE_TEMP_S = 600.0  # a temp file of an unlocked writer this old is a killed run's leftover
 
 
-class Outcome(NamedTuple):
+class Outcome(Record):
     """Everything a run found and did; rendered as text or JSON, recorded for `status`."""
 
     command: Mode
@@ -176,7 +183,7 @@ def record(paths: Paths, outcome: Outcome) -> None:
     summary = outcome.summary()
     summary["finished_at"] = utc_iso(time.time())
     # Not under a lock (check records too): only temp files old enough to be a killed run's.
-    fsio.sweep_temps(paths.last_run_file.parent, re.escape(paths.last_run_file.name), min_age_s=STALE_TEMP_S)
+    fsio.sweep_temps(paths.last_run_file.parent, {paths.last_run_file.name}, min_age_s=STALE_TEMP_S)
     try:
         fsio.atomic_write(paths.last_run_file, json.dumps(summary, indent=1) + "\n", 0o600, durable=False)
     except AgentError as exc:

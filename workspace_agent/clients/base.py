@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
+
+from workspace_agent.record import Record
 
 if TYPE_CHECKING:  # pragma: no cover
     from workspace_agent.desired import Desired
@@ -20,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from workspace_agent.plan import Rule
 
 
-class PolicyTable(NamedTuple):
+class PolicyTable(Record):
     """One table of the admin policy file: its key names, and a check of its values.
 
     `check` gets the table as written (keys already known to be allowed) and raises AgentError
@@ -32,7 +34,7 @@ class PolicyTable(NamedTuple):
     check: Callable[[dict[str, Any]], None] | None = None
 
 
-class Client(NamedTuple):
+class Client(Record):
     """One AI client: how it is selected, what it manages and which models it uses."""
 
     name: str  # the `ai_assistant` value that selects this client alone, e.g. "zoo-code"

@@ -22,13 +22,14 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from workspace_agent import data, fsio
 from workspace_agent.desired import Desired
 from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
 from workspace_agent.plan import ActionFact, ActionRule, Rule
+from workspace_agent.record import Record
 
 RULE_ID = "bypass.provider-credentials"
 MAX_RC_BYTES = 1024 * 1024
@@ -42,7 +43,7 @@ _POSIX = re.compile(rf"^\s*(?:(?:export|readonly|local|declare|typeset)(?:\s+-[A
 _FISH = re.compile(rf"^\s*set\s+(?:-{{1,2}}[A-Za-z-]+\s+)*({_NAME})\s+(.+)$")
 
 
-class Policy(NamedTuple):
+class Policy(Record):
     """The names to look for and the start files to read (shipped list + the admin's policy)."""
 
     names: frozenset[str]
@@ -50,12 +51,12 @@ class Policy(NamedTuple):
     max_processes: int
 
 
-class Finding(NamedTuple):
+class Finding(Record):
     name: str  # the variable
     place: str  # "pid 812 (python3)" or "~/.bashrc:14"
 
 
-class Scan(NamedTuple):
+class Scan(Record):
     """What the process scan saw (for the message): never any value."""
 
     findings: tuple[Finding, ...] = ()

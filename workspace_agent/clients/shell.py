@@ -22,12 +22,12 @@ from pathlib import Path
 
 from workspace_agent import fsio
 from workspace_agent.desired import Desired
+from workspace_agent.digest import sha256_hex
 from workspace_agent.errors import AgentError
+from workspace_agent.executables import which
 from workspace_agent.keysource import KeyResolution
 from workspace_agent.plan import ActionFact, ActionRule, FileRule, Rule
 from workspace_agent.resources import generated_file
-from workspace_agent.digest import sha256_hex
-from workspace_agent.executables import which
 
 MARK = "# workspace-agent: AI gateway environment"
 SHELL_INIT = re.compile(r"^[^#]*\bworkspace-agent\s+shell-init\b")

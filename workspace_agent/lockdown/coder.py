@@ -10,11 +10,12 @@ See docs/coder-layer1.md. `evaluate` is pure, so a central checker can reuse it.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from workspace_agent.errors import AgentError
 from workspace_agent.lockdown.spec import EnvRequirement
 from workspace_agent.plan import ActionFact, ActionRule
+from workspace_agent.record import Record
 
 CONFIG_PATH = "/api/v2/deployment/config"
 TIMEOUT_S = 5.0
@@ -24,7 +25,7 @@ NOT_VERIFIABLE = (
 )
 
 
-class Seen(NamedTuple):
+class Seen(Record):
     requirement: EnvRequirement
     actual: str | None  # None: this Coder version does not report it
 

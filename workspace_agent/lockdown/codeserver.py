@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 
 from workspace_agent.errors import AgentError
+from workspace_agent.executables import which
 from workspace_agent.lockdown import builtin_removal
 from workspace_agent.plan import ActionFact, ActionRule
-from workspace_agent.executables import which
 
 BUILTIN_COPILOT = builtin_removal.BUILTIN_COPILOT
 COPILOT_RUNTIME = builtin_removal.COPILOT_RUNTIME

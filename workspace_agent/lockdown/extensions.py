@@ -13,17 +13,18 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from workspace_agent import fsio
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 
 INDEX = "extensions.json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 _FOLDER = re.compile(r"^(?P<id>[^.\s]+\.[^\s]+?)-(?P<version>\d+\.\d+\.\d+[^\s]*)$")
 
 
-class Entry(NamedTuple):
+class Entry(Record):
     """One extensions.json entry."""
 
     ext_id: str  # lower-case
@@ -32,7 +33,7 @@ class Entry(NamedTuple):
     user_builtin: bool  # metadata.isBuiltin: the CLI needs --force to uninstall it
 
 
-class Folder(NamedTuple):
+class Folder(Record):
     """One extension folder on disk."""
 
     ext_id: str  # lower-case
@@ -40,7 +41,7 @@ class Folder(NamedTuple):
     path: Path
 
 
-class Found(NamedTuple):
+class Found(Record):
     """Every trace of one extension in the extensions dir."""
 
     ext_id: str

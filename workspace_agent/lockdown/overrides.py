@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from workspace_agent import fsio, jsonc
 from workspace_agent.errors import AgentError
 from workspace_agent.lockdown.spec import AuditLimits
+from workspace_agent.record import Record
 
 WORKSPACE_SUFFIX = ".code-workspace"
 MAX_SETTINGS_BYTES = 1024 * 1024
@@ -48,7 +49,7 @@ def project_roots(setting: str, home: Path) -> list[Path]:
     return roots or [home]
 
 
-class Found(NamedTuple):
+class Found(Record):
     """What one workspace settings file overrides (or why it could not be read)."""
 
     path: Path
@@ -60,7 +61,7 @@ class Found(NamedTuple):
         return self.path.name.endswith(WORKSPACE_SUFFIX)
 
 
-class Walk(NamedTuple):
+class Walk(Record):
     files: list[Path]
     truncated: bool  # the directory budget ran out before the walk finished
 

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 from workspace_agent import data
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 
 POLICY_KEYS = ("settings", "forbidden_extensions", "fix_workspace_overrides", "remove_builtin_copilot")
 DERIVED_KEY = "extensions.allowed"
 _EXTENSION_ID = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9][a-z0-9._-]*$")
 
 
-class EnvRequirement(NamedTuple):
+class EnvRequirement(Record):
     """One Coder server environment variable and the value the platform requires."""
 
     name: str
@@ -33,7 +34,7 @@ class EnvRequirement(NamedTuple):
         return (self.name, *self.also_named)
 
 
-class AuditLimits(NamedTuple):
+class AuditLimits(Record):
     """How far the search for repositories' settings goes (it runs at every check)."""
 
     max_depth: int
@@ -42,7 +43,7 @@ class AuditLimits(NamedTuple):
     skip_hidden: bool
 
 
-class Lockdown(NamedTuple):
+class Lockdown(Record):
     settings: dict[str, Any]  # every locked User setting, extensions.allowed included
     forbidden: tuple[str, ...]  # lower-case extension ids
     fix_workspace_overrides: bool
