@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from workspace_agent import __version__, fsio, lock, privilege
+from workspace_agent import __version__, fsio, privilege
 from workspace_agent.config import AgentConfig
 from workspace_agent.desired import Desired, build_desired, rules
 from workspace_agent.errors import EXIT_CHANGED, EXIT_OK, AgentError, detailed_exit_code
@@ -119,6 +119,8 @@ def execute(
     privilege.confine(config.home, root_dirs=(config.managed_dir, config.claude_managed_dir))
     desired = build_desired(config, dict(policy), paths)
     if mode == "bootstrap":
+        from workspace_agent import lock  # bootstrap only: check and plan take no lock
+
         with lock.exclusive(paths.lock_file, wait):
             outcome = _run(mode, desired, started, t0, log)
     else:
