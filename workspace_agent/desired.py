@@ -8,7 +8,6 @@ only read the stored one.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from workspace_agent import data
 from workspace_agent.config import AgentConfig
@@ -21,6 +20,10 @@ from workspace_agent.paths import Paths
 from workspace_agent.plan import Rule
 from workspace_agent.record import Record
 from workspace_agent.review import ReviewWorkflow
+
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ModelChoice(Record):

@@ -11,9 +11,10 @@ made without that check. Field order rules are the same: fields with defaults co
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
 if TYPE_CHECKING:
+    from typing import Any
     from typing import NamedTuple as Record
 else:
     # Names a namedtuple defines itself; a class body must not replace them.

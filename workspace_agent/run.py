@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
 
 from workspace_agent import __version__, fsio, privilege
 from workspace_agent.config import AgentConfig
@@ -29,8 +30,9 @@ from workspace_agent.record import Record
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from typing import Any, Literal
+    Mode = Literal["bootstrap", "plan", "check"]
 
-Mode = Literal["bootstrap", "plan", "check"]
 STALE_TEMP_S = 600.0  # a temp file of an unlocked writer this old is a killed run's leftover
 
 

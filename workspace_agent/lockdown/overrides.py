@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from workspace_agent import fsio, jsonc
 from workspace_agent.errors import AgentError
 from workspace_agent.lockdown.spec import AuditLimits
 from workspace_agent.record import Record
+
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
+if TYPE_CHECKING:
+    from typing import Any
 
 WORKSPACE_SUFFIX = ".code-workspace"
 MAX_SETTINGS_BYTES = 1024 * 1024
