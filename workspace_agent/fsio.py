@@ -239,7 +239,9 @@ def _read_capped(fd: int, path: Path, max_bytes: int, expected: int = 0) -> byte
                         f"{path} grew past the {_size(max_bytes)} the agent reads while it was read; left untouched"
                     )
                 view.release()
-                buffer.extend(bytes(min(_READ_CHUNK, max_bytes + 1 - total)))
+                # grows by doubling from 64 KiB, in steps of at most 1 MiB: a small file read
+                # without a size (or one that grew) does not cost a 1 MiB buffer (~1 ms)
+                buffer.extend(bytes(min(max(total, 64 * 1024), _READ_CHUNK, max_bytes + 1 - total)))
                 view = memoryview(buffer)
             try:
                 count = os.readv(fd, [view[total:]])
@@ -323,7 +325,7 @@ def _read_followed(fd: int, path: Path, max_bytes: int, truncate: bool) -> str |
     if info.st_size > max_bytes and not truncate:
         raise AgentError(f"{path} is larger than the {_size(max_bytes)} the agent reads; not read")
     try:
-        data = os.read(fd, max_bytes) if truncate else _read_capped(fd, path, max_bytes)
+        data = os.read(fd, max_bytes) if truncate else _read_capped(fd, path, max_bytes, info.st_size)
     except OSError as exc:
         raise AgentError(f"cannot read {path}: {exc.strerror}") from None
     return data.decode("utf-8", errors="replace")

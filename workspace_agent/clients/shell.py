@@ -292,6 +292,7 @@ def completion_file_text(shell: str, path: Path) -> str:
 
 
 @cache
+@cache
 def _click_version() -> str | None:
     """click's version from its installed metadata (a directory name), without importing it."""
     import sys
