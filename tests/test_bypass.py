@@ -131,11 +131,11 @@ def test_a_real_process_environment_is_read_by_pid(child_with_keys: subprocess.P
 
     owner = psutil.Process(child_with_keys.pid).uids().real
     scan = bypass.scan_processes(NAMES, NEW_KEY, uid=owner, limit=10, pids=[child_with_keys.pid])
-    assert scan.findings == [bypass.Finding("ANTHROPIC_API_KEY", f"pid {child_with_keys.pid} (python3.11)")] or (
+    assert list(scan.findings) == [bypass.Finding("ANTHROPIC_API_KEY", f"pid {child_with_keys.pid} (python3.11)")] or (
         [f.name for f in scan.findings] == ["ANTHROPIC_API_KEY"])
     assert scan.scanned == 1 and RAW not in repr(scan)
     other_user = bypass.scan_processes(NAMES, NEW_KEY, uid=owner + 1, limit=10, pids=[child_with_keys.pid])
-    assert other_user.findings == [] and other_user.scanned == 0, "other users' processes are not read"
+    assert other_user.findings == () and other_user.scanned == 0, "other users' processes are not read"
     assert bypass.scan_processes(NAMES, NEW_KEY, uid=owner, limit=0, pids=[child_with_keys.pid]).truncated
 
 
@@ -148,7 +148,7 @@ def test_a_process_that_ended_is_skipped() -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     scan = bypass.scan_processes(NAMES, NEW_KEY, uid=12345, limit=10, pids=[gone.pid])
-    assert scan.findings == [] and scan.unreadable == 0
+    assert scan.findings == () and scan.unreadable == 0
 
 
 # -- end to end, as the workspace user (not root) -------------------------------------------------------

@@ -53,7 +53,7 @@ def test_sweep_removes_only_the_writers_own_temp_names(tmp_path: Path) -> None:
     linked.symlink_to(tmp_path / "elsewhere")
     directory = tmp_path / ".settings.json.dddddddd.tmp"
     directory.mkdir()
-    assert fsio.sweep_temps(tmp_path, "settings\\.json") == [ours]
+    assert fsio.sweep_temps(tmp_path, {"settings.json"}) == [ours]
     assert not ours.exists() and other_target.exists() and linked.is_symlink() and directory.is_dir()
     assert all(p.read_text() == "user's" for p in look_alikes)
 
@@ -61,12 +61,12 @@ def test_sweep_removes_only_the_writers_own_temp_names(tmp_path: Path) -> None:
 def test_sweep_with_an_age_keeps_recent_temp_files(tmp_path: Path) -> None:
     fresh = _leftover(tmp_path, "last-run.json", "aaaaaaaa")
     stale = _leftover(tmp_path, "last-run.json", "bbbbbbbb", age_s=3600)
-    assert fsio.sweep_temps(tmp_path, "last-run\\.json", min_age_s=600) == [stale]
+    assert fsio.sweep_temps(tmp_path, {"last-run.json"}, min_age_s=600) == [stale]
     assert fresh.exists()
 
 
 def test_sweep_of_a_missing_directory_is_nothing(tmp_path: Path) -> None:
-    assert fsio.sweep_temps(tmp_path / "nope", "x") == []
+    assert fsio.sweep_temps(tmp_path / "nope", {"x"}) == []
 
 
 def test_sweep_interrupted_covers_every_managed_file_changed_or_not(tmp_path: Path) -> None:
@@ -247,3 +247,31 @@ def test_a_file_where_a_directory_belongs_is_named(confined: Path) -> None:
     with pytest.raises(AgentError, match=r"\.config is a file, not a directory"):
         fsio.atomic_write(confined / ".config" / "opencode" / "opencode.json", "{}\n")
     assert (confined / ".config").read_text() == "not a directory\n"
+
+
+@pytest.mark.parametrize(("name", "target"), [
+    (".settings.json.ab12cd_9.tmp", "settings.json"),
+    (".a.b.c.00000000.tmp", "a.b.c"),
+    (".settings.json.ABCDEFGH.tmp", None),  # not a name atomic_write makes
+    (".settings.json.abc.tmp", None),
+    ("settings.json.abcdefgh.tmp", None),
+    (".settings.json.abcdefgh", None),
+    ("..abcdefgh.tmp", None),
+])
+def test_temp_target_reads_only_atomic_writes_names(name: str, target: str | None) -> None:
+    assert fsio.temp_target(name) == target
+
+
+def test_atomic_write_temp_names_are_recognised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A temp file of this release's atomic_write is one the sweep would remove."""
+    seen: list[str] = []
+    real_replace = os.replace
+
+    def spy(src, dst, **kwargs):  # record the temp name on its way to the target
+        seen.append(src)
+        return real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", spy)
+    fsio.atomic_write(tmp_path / "f.json", "{}\n")
+    monkeypatch.undo()
+    assert len(seen) == 1 and fsio.temp_target(seen[0]) == "f.json"

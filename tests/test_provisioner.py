@@ -6,7 +6,6 @@ stand-in issued shows up in the exception or in the log lines.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import socket
@@ -125,16 +124,14 @@ def test_new_workspace_gets_a_new_key_201() -> None:
         assert path == KEY_PATH
         assert headers["authorization"] == f"Bearer {SECRET}"
         assert headers["content-type"] == "application/json"
-        assert body == dataclasses.asdict(REQUEST)
+        assert body == REQUEST._asdict()
         assert out.logs == ["provisioner attempt 1 succeeded: new key issued"]
 
 
 def test_restart_gets_the_same_key_200_and_keeps_the_first_level() -> None:
     with run_provisioner(secret=SECRET) as prov:
-        first = call(prov.url, standin=prov, request=dataclasses.replace(
-            REQUEST, enforcement_level="design-first"))
-        again = call(prov.url, standin=prov, request=dataclasses.replace(
-            REQUEST, enforcement_level="unrestricted"))
+        first = call(prov.url, standin=prov, request=REQUEST._replace(enforcement_level="design-first"))
+        again = call(prov.url, standin=prov, request=REQUEST._replace(enforcement_level="unrestricted"))
         assert first.key is not None and again.key is not None
         assert again.key == ProvisionedKey(key=first.key.key, reused=True, attempts=1)
         info = httpx.get(
@@ -577,7 +574,7 @@ def test_standin_stops_fast_with_a_request_hanging() -> None:
 def test_standin_info_health_and_levels() -> None:
     with run_provisioner(secret=SECRET) as prov:
         key = call(prov.url, standin=prov,
-                   request=dataclasses.replace(REQUEST, enforcement_level="bogus")).key
+                   request=REQUEST._replace(enforcement_level="bogus")).key
         assert key is not None
         info = httpx.get(prov.url + "/api/v1/keys/info",
                          headers={"Authorization": f"Bearer {key.key}"})

@@ -74,7 +74,7 @@ def test_workflows_are_part_of_the_desired_state(home: Path, keyed_env: str, cli
     from workspace_agent.desired import build_desired
 
     desired = build_desired(load_config({}, os.environ, {}), {})
-    changed = type(desired)(**{**vars(desired), "reviews": desired.reviews[:1]})
+    changed = desired._replace(reviews=desired.reviews[:1])
     assert desired.fingerprint() == first and changed.fingerprint() != first
 
 

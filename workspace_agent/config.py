@@ -13,24 +13,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
 
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
+
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
+if TYPE_CHECKING:
+    from typing import Any, Literal
+    EnforcementLevel = Literal["unrestricted", "standard", "design-first"]
+    GuardrailAction = Literal["block", "mask"]
 
 DEFAULT_POLICY_PATH = Path("/etc/workspace-agent/policy.toml")
 POLICY_ENV = "WORKSPACE_AGENT_POLICY"
 
 AiAssistant = str  # one of clients.registry.assistant_choices(): each client module declares its own
-EnforcementLevel = Literal["unrestricted", "standard", "design-first"]
-GuardrailAction = Literal["block", "mask"]
 
-ENFORCEMENT_LEVELS: tuple[str, ...] = ("unrestricted", "standard", "design-first")
+ENFORCEMENT_LEVELS: tuple[str, ...] = ("unrestricted", "standard", "design-first")  # EnforcementLevel's values
+GUARDRAIL_ACTIONS: tuple[str, ...] = ("block", "mask")  # GuardrailAction's values
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(Record):
     """One input: where it may come from and what it means (the help text)."""
 
     name: str  # field name == policy file key
@@ -77,10 +80,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("coder_token", "WORKSPACE_AGENT_CODER_TOKEN", "Coder token with the Owner or Auditor role, for coder_url", True),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+_SHOWN = frozenset(s.name for s in SETTINGS if not s.secret)  # AgentConfig's repr hides the rest
 
 
-@dataclass(frozen=True)
-class AgentConfig:
+class AgentConfig(Record):
     """The validated inputs of one run (build it with `load_config`)."""
 
     home: Path
@@ -89,8 +92,8 @@ class AgentConfig:
     owner: str = ""
     gateway_url: str = "http://litellm:4000"
     provisioner_url: str = "http://key-provisioner:8100"
-    provisioner_secret: str = field(default="", repr=False)
-    api_key: str = field(default="", repr=False)
+    provisioner_secret: str = ""
+    api_key: str = ""
     model: str = "claude-sonnet"
     ai_assistant: AiAssistant = "both"
     enforcement_level: EnforcementLevel = "standard"
@@ -98,19 +101,25 @@ class AgentConfig:
     provision_deadline: float = 60.0
     managed_dir: Path = Path("/etc/opencode")
     drift_server_url: str = ""  # empty: no drift server; reporting then says what to set
-    enrollment_secret: str = field(default="", repr=False)
-    agent_token: str = field(default="", repr=False)  # CODER_AGENT_TOKEN: identity, never shown
+    enrollment_secret: str = ""
+    agent_token: str = ""  # CODER_AGENT_TOKEN: identity, never shown
     claude_managed_dir: Path = Path("/etc/claude-code")
     project_roots: str = ""
     code_server_bin: str = ""
     coder_url: str = ""
-    coder_token: str = field(default="", repr=False)
+    coder_token: str = ""
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be shown."""
         values = (self.api_key, self.provisioner_secret, self.enrollment_secret, self.agent_token, self.coder_token)
         return tuple(s for s in values if s)
+
+    def __repr__(self) -> str:
+        """Secret settings are never shown, not even in a traceback's locals."""
+        shown = ", ".join(f"{name}={repr(value) if name in _SHOWN else '<hidden>'}"
+                          for name, value in zip(self._fields, self))
+        return f"AgentConfig({shown})"
 
     def wants(self, client: str) -> bool:
         """Whether `ai_assistant` asks for this client (a name in clients/registry.py)."""
@@ -193,8 +202,8 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "api_key": _token,
     "model": _text,
     "ai_assistant": _assistant,
-    "enforcement_level": _choice(get_args(EnforcementLevel)),
-    "guardrail_action": _choice(get_args(GuardrailAction)),
+    "enforcement_level": _choice(ENFORCEMENT_LEVELS),
+    "guardrail_action": _choice(GUARDRAIL_ACTIONS),
     "provision_deadline": _seconds,
     "managed_dir": _absolute_path,
     "drift_server_url": _optional_http_url,

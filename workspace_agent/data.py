@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from functools import cache
 from pathlib import Path
-from typing import Any
 
+from workspace_agent.digest import sha256_hex
 from workspace_agent.errors import AgentError
+
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
+if TYPE_CHECKING:
+    from typing import Any
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -34,7 +37,7 @@ def prompt_text(level: str) -> str:
 
 
 def prompt_sha256(level: str) -> str:
-    return hashlib.sha256(prompt_bytes(level)).hexdigest()
+    return sha256_hex(prompt_bytes(level))
 
 
 @cache
@@ -63,11 +66,11 @@ COMPILED = "compiled-toml.json"
 
 def toml(text: str) -> dict[str, Any]:
     """Parsed TOML; raises ValueError (tomllib.TOMLDecodeError) when it is not valid."""
-    found = _compiled().get(hashlib.sha256(text.encode("utf-8")).hexdigest())
+    found = _compiled().get(sha256_hex(text.encode("utf-8")))
     if isinstance(found, dict):
-        import copy
+        import json
 
-        return copy.deepcopy(found)  # callers may change what they get
+        return dict(json.loads(json.dumps(found)))  # a copy (callers may change it); copy.deepcopy costs two imports
     import tomllib
 
     return tomllib.loads(text)
@@ -109,7 +112,7 @@ def compile_toml() -> dict[str, Any]:
                 continue
         except (TypeError, ValueError):
             continue  # dates and times: parsed at run time
-        compiled[hashlib.sha256(text.encode("utf-8")).hexdigest()] = value
+        compiled[sha256_hex(text.encode("utf-8"))] = value
     return compiled
 
 

@@ -7,31 +7,32 @@ only read the stored one.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import Any
 
 from workspace_agent import data
 from workspace_agent.config import AgentConfig
+from workspace_agent.digest import sha256_hex
 from workspace_agent.errors import AgentError
 from workspace_agent.keysource import KeyResolution
 from workspace_agent.lockdown.spec import Lockdown
 from workspace_agent.lockdown.spec import load as load_lockdown
 from workspace_agent.paths import Paths
 from workspace_agent.plan import Rule
+from workspace_agent.record import Record
 from workspace_agent.review import ReviewWorkflow
 
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass(frozen=True)
-class ModelChoice:
+
+class ModelChoice(Record):
     template: str  # the template parameter value, e.g. claude-sonnet
     litellm: str  # the LiteLLM model name, e.g. claude-sonnet-4-5
     name: str  # display name
 
 
-@dataclass(frozen=True)
-class Desired:
+class Desired(Record):
     config: AgentConfig
     paths: Paths
     model: ModelChoice
@@ -39,7 +40,7 @@ class Desired:
     models: tuple[ModelChoice, ...]
     prompt: str
     clients: dict[str, Any]
-    policy: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any]
     reviews: tuple[ReviewWorkflow, ...] = ()  # prompts/review/: the same review workflows in every client
     lockdown: Lockdown | None = None  # None: built from `policy` when the rules are made
 
@@ -49,7 +50,7 @@ class Desired:
 
     @property
     def prompt_sha256(self) -> str:
-        return hashlib.sha256(self.prompt.encode("utf-8")).hexdigest()
+        return sha256_hex(self.prompt.encode("utf-8"))
 
     def fingerprint(self) -> str:
         """A hash of everything that defines the desired state (not the key): drift reports carry it."""
@@ -61,10 +62,10 @@ class Desired:
             "prompt": self.prompt_sha256,
             "clients": self.clients,
             "policy": self.policy,
-            "reviews": [vars(r) for r in self.reviews],
+            "reviews": [r._asdict() for r in self.reviews],
             "lockdown": (self.lockdown or load_lockdown(self.policy)).as_data(),
         }
-        return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+        return sha256_hex(json.dumps(material, sort_keys=True, default=str).encode())
 
 
 def model_table(policy: dict[str, Any]) -> tuple[dict[str, ModelChoice], str, str]:

@@ -17,21 +17,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import stat
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from workspace_agent import privilege
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 
 MAX_MANAGED_FILE_BYTES = 8 * 1024 * 1024
 TEMP_SUFFIX = ".tmp"
-# The temp file's random part: 8 characters from this alphabet (as CPython's mkstemp names them).
-_TEMP_RANDOM = r"[a-z0-9_]{8}"
-_TEMP_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_"
+# The temp file's random part: 8 characters, from os.urandom as hex (this pattern also matches the
+# names of earlier releases, which took them from mkstemp's alphabet; their leftovers are cleaned too).
+_TEMP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _READ_CHUNK = 1024 * 1024
 _OPEN_FILE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -42,8 +41,7 @@ class Unusable(AgentError):
     directory, a hard-linked or another user's lock file. The home's layout, not a passing fault."""
 
 
-@dataclass(frozen=True)
-class FileFact:
+class FileFact(Record):
     """What is on disk at a path: text (None when absent) and permission bits."""
 
     path: Path
@@ -63,8 +61,7 @@ class FileFact:
         return self.uid is not None and acting != 0 and self.uid != acting
 
 
-@dataclass(frozen=True)
-class DirItem:
+class DirItem(Record):
     """One name in a directory, as lstat sees it (a link is a link, never its target)."""
 
     name: str
@@ -105,7 +102,7 @@ def _open_dir(directory: Path, *, create: bool, report_as: Path | None = None) -
     cannot be created is reported as a failure to write `report_as` (the file it was for).
     """
     home = privilege.anchor(directory)
-    parts: tuple[str, ...] = directory.relative_to(home).parts if home is not None else ()
+    parts = (privilege.parts_below(directory, home) or ()) if home is not None else ()
     if ".." in parts:
         raise AgentError(f"{directory}: a path with `..` is not used")
     start = home if home is not None else directory
@@ -119,15 +116,15 @@ def _open_dir(directory: Path, *, create: bool, report_as: Path | None = None) -
         raise AgentError(f"{start} exists but is not a directory") from None
     except OSError as exc:
         raise write_error(report_as or start, exc) if create else AgentError(f"cannot open {start}: {exc.strerror}") from None
-    reached = start
-    for part in parts:  # _step closes the descriptor it walks from, also when it fails
-        reached = reached / part
-        fd = _step(fd, part, reached, create, report_as)
+    for depth, part in enumerate(parts, 1):  # _step closes the descriptor it walks from, also when it fails
+        fd = _step(fd, part, (start, parts[:depth]), create, report_as)
     return fd
 
 
-def _step(parent_fd: int, name: str, path: Path, create: bool, report_as: Path | None) -> int:
-    """Open one directory below `parent_fd` (closing it); never through a link."""
+def _step(parent_fd: int, name: str, where: tuple[Path, tuple[str, ...]], create: bool, report_as: Path | None) -> int:
+    """Open one directory below `parent_fd` (closing it); never through a link. `where` (a start
+    and the parts below it) names it in a message, made only then: a Path per step was a tenth
+    of a check."""
     try:
         try:
             return os.open(name, _OPEN_DIR, dir_fd=parent_fd)
@@ -139,9 +136,10 @@ def _step(parent_fd: int, name: str, path: Path, create: bool, report_as: Path |
         return os.open(name, _OPEN_DIR, dir_fd=parent_fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise Unusable(_not_a_dir(parent_fd, name, path)) from None
+            raise Unusable(_not_a_dir(parent_fd, name, where[0].joinpath(*where[1]))) from None
         if isinstance(exc, FileNotFoundError):
             raise
+        path = where[0].joinpath(*where[1])
         raise write_error(report_as or path, exc) if create else AgentError(f"cannot open {path}: {exc.strerror}") from None
     finally:
         os.close(parent_fd)
@@ -241,7 +239,9 @@ def _read_capped(fd: int, path: Path, max_bytes: int, expected: int = 0) -> byte
                         f"{path} grew past the {_size(max_bytes)} the agent reads while it was read; left untouched"
                     )
                 view.release()
-                buffer.extend(bytes(min(_READ_CHUNK, max_bytes + 1 - total)))
+                # grows by doubling from 64 KiB, in steps of at most 1 MiB: a small file read
+                # without a size (or one that grew) does not cost a 1 MiB buffer (~1 ms)
+                buffer.extend(bytes(min(max(total, 64 * 1024), _READ_CHUNK, max_bytes + 1 - total)))
                 view = memoryview(buffer)
             try:
                 count = os.readv(fd, [view[total:]])
@@ -325,7 +325,7 @@ def _read_followed(fd: int, path: Path, max_bytes: int, truncate: bool) -> str |
     if info.st_size > max_bytes and not truncate:
         raise AgentError(f"{path} is larger than the {_size(max_bytes)} the agent reads; not read")
     try:
-        data = os.read(fd, max_bytes) if truncate else _read_capped(fd, path, max_bytes)
+        data = os.read(fd, max_bytes) if truncate else _read_capped(fd, path, max_bytes, info.st_size)
     except OSError as exc:
         raise AgentError(f"cannot read {path}: {exc.strerror}") from None
     return data.decode("utf-8", errors="replace")
@@ -354,24 +354,23 @@ def list_dir(directory: Path) -> list[DirItem] | None:
 # --- writing ------------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
+def atomic_write(path: Path, text: str, mode: int | None = None, *, durable: bool = True) -> None:
     """Replace `path` with `text` so readers see the old or the new file, never a mix.
 
     Temp file in the same directory (created relative to its descriptor, O_EXCL|O_NOFOLLOW),
     fsync, chmod, rename, fsync the directory. `mode` None keeps the existing file's mode (0644
     for a new file). The owner of an existing file is kept when acting as root (e.g. at image
-    build) so the workspace user can still read it.
+    build) so the workspace user can still read it. `durable=False` skips both fsyncs, for records
+    that are only a cache (the last run's summary): still atomic for readers, but a power cut may
+    lose the newest version, and the two fsyncs cost more than a whole `check` here (10-80 ms).
     """
     data = text.encode("utf-8")
-    from random import choices  # writes only (check and status never load it); never imported
-    # while acting as the user, who may not be allowed to read this Python's files
-
     with privilege.acting_for(path), _parent(path, create=True) as dir_fd:
         current = _lstat_at(dir_fd, path)
         if current is not None and stat.S_ISLNK(current.st_mode):
             raise AgentError(f"{path} is a symbolic link; not writing through it")
         final_mode = mode if mode is not None else (stat.S_IMODE(current.st_mode) if current else 0o644)
-        fd, tmp_name = _create_temp(dir_fd, path, choices)
+        fd, tmp_name = _create_temp(dir_fd, path)
         try:
             os.fchmod(fd, final_mode)
             if current is not None and os.geteuid() == 0:
@@ -380,7 +379,8 @@ def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             os.close(fd)
             fd = -1
             os.replace(tmp_name, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -390,13 +390,16 @@ def atomic_write(path: Path, text: str, mode: int | None = None) -> None:
         except BaseException:
             _discard_temp(fd, dir_fd, tmp_name)
             raise
-        with contextlib.suppress(OSError):
-            os.fsync(dir_fd)
+        if durable:
+            with contextlib.suppress(OSError):
+                os.fsync(dir_fd)
 
 
-def _create_temp(dir_fd: int, path: Path, choices: Callable[..., list[str]]) -> tuple[int, str]:
+def _create_temp(dir_fd: int, path: Path) -> tuple[int, str]:
+    """A new temp file beside `path`; the name's random part needs no import (this may run while
+    acting as the user, who need not be able to read this Python's files)."""
     for _attempt in range(100):
-        name = f".{path.name}.{''.join(choices(_TEMP_ALPHABET, k=8))}{TEMP_SUFFIX}"
+        name = f".{path.name}.{os.urandom(4).hex()}{TEMP_SUFFIX}"
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         except FileExistsError:
@@ -471,15 +474,28 @@ def writable_by_owner(fact: FileFact) -> bool:
         return os.access(fact.path, os.W_OK, effective_ids=True, follow_symlinks=False)
 
 
-def sweep_temps(directory: Path, name_pattern: str, min_age_s: float = 0.0) -> list[Path]:
+def temp_target(name: str) -> str | None:
+    """The target a temp file of `atomic_write` was for (`.NAME.xxxxxxxx.tmp` → NAME), else None.
+
+    Plain string checks, not a regular expression per directory: bootstrap sweeps every managed
+    directory, and compiling those patterns was a tenth of its time.
+    """
+    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+        return None
+    target, dot, random_part = name[1:-len(TEMP_SUFFIX)].rpartition(".")
+    if not (dot and target and len(random_part) == 8 and set(random_part) <= _TEMP_CHARS):
+        return None
+    return target
+
+
+def sweep_temps(directory: Path, names: Collection[str], min_age_s: float = 0.0) -> list[Path]:
     """Remove the temp files an interrupted `atomic_write` left beside its targets.
 
-    `name_pattern` (a regular expression) matches the target names; only regular files named
-    exactly as `atomic_write` names its temp files (`.NAME.xxxxxxxx.tmp`) are removed, and only
-    when older than `min_age_s` (0 when the caller holds the lock that every writer of those
-    targets takes: then any such file is a leftover). Returns what was removed.
+    `names` are the target names; only regular files named exactly as `atomic_write` names its
+    temp files for them (`.NAME.xxxxxxxx.tmp`) are removed, and only when older than `min_age_s`
+    (0 when the caller holds the lock that every writer of those targets takes: then any such
+    file is a leftover). Returns what was removed.
     """
-    pattern = re.compile(rf"\.(?:{name_pattern})\.{_TEMP_RANDOM}{re.escape(TEMP_SUFFIX)}")
     removed: list[Path] = []
     now = time.time()
     with privilege.acting_for(directory):
@@ -489,7 +505,7 @@ def sweep_temps(directory: Path, name_pattern: str, min_age_s: float = 0.0) -> l
             return []
         try:
             for name in os.listdir(fd):
-                if not pattern.fullmatch(name):
+                if temp_target(name) not in names:
                     continue
                 with contextlib.suppress(OSError):
                     info = os.stat(name, dir_fd=fd, follow_symlinks=False)

@@ -20,7 +20,8 @@ import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import NamedTuple
+
+from workspace_agent.record import Record
 
 __all__ = ["JsoncError", "delete_key", "get_key", "loads", "set_key"]
 
@@ -286,7 +287,7 @@ _SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type] 
 _INDEX_CACHE = 2  # the text being folded and the one just made from it
 
 
-class _Index(NamedTuple):
+class _Index(Record):
     """Where each top-level member of valid JSONC text starts (its key's quote); `open` -1 for
     blank text. Value spans are found when asked (`_span`): one member, not 400,000."""
 
@@ -469,7 +470,7 @@ def _tokens(body: str, start: int, end: int) -> Iterator[tuple[int, int, int]]:
 # --- structure for editing --------------------------------------------------------------------
 
 
-class _Member(NamedTuple):
+class _Member(Record):
     key: str
     key_start: int
     value_start: int
@@ -479,7 +480,7 @@ class _Member(NamedTuple):
     last_tok: int
 
 
-class _Doc(NamedTuple):
+class _Doc(Record):
     toks: list[tuple[int, int, int]]  # (start, end, kind), comments included
     starts: list[int]
     open: int  # position of the top-level `{`, -1 when there is no object

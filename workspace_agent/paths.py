@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from workspace_agent.record import Record
 
-@dataclass(frozen=True)
-class Paths:
+
+class Paths(Record):
     """All locations the agent reads or writes for one workspace user."""
 
     home: Path

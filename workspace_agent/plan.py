@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 from workspace_agent import fsio, privilege
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 from workspace_agent.redact import mask_bound_values, redact
+
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
+if TYPE_CHECKING:
+    from typing import Literal
+    State = Literal["compliant", "drift", "corrected", "error"]
 
 Render = Callable[[str | None], str | None]
 """Current text (None: absent) → desired text (None: must be absent). Pure; may raise AgentError."""
 
-State = Literal["compliant", "drift", "corrected", "error"]
 
 
-@dataclass(frozen=True)
-class FileRule:
+class FileRule(Record):
     """One managed thing that lives in a file's text."""
 
     rule_id: str
@@ -42,8 +44,7 @@ class FileRule:
     user_file: bool = False  # the user's own file (we edit keys in it): a read-only one is left alone
 
 
-@dataclass(frozen=True)
-class ActionFact:
+class ActionFact(Record):
     """What an action rule sees: is it as required, and what to show before → after."""
 
     compliant: bool
@@ -52,8 +53,7 @@ class ActionFact:
     message: str | None = None  # a note shown in any state: what to do about a report-only drift, or why it was not verifiable
 
 
-@dataclass(frozen=True)
-class ActionRule:
+class ActionRule(Record):
     """One managed thing that is not a file's text (e.g. an extension that must be absent)."""
 
     rule_id: str
@@ -66,8 +66,7 @@ class ActionRule:
 Rule = FileRule | ActionRule
 
 
-@dataclass(frozen=True)
-class RuleResult:
+class RuleResult(Record):
     rule_id: str
     target: str
     state: State
@@ -80,8 +79,7 @@ class RuleResult:
         return self.state in ("compliant", "corrected")
 
 
-@dataclass
-class FilePlan:
+class FilePlan(Record):
     """One file: what is there, what should be there, and the rules that said so."""
 
     path: Path
@@ -89,7 +87,7 @@ class FilePlan:
     fact: fsio.FileFact
     desired_text: str | None
     desired_mode: int | None
-    drifted_rule_ids: list[str] = field(default_factory=list)
+    drifted_rule_ids: list[str]
 
     @property
     def secret(self) -> bool:
@@ -122,8 +120,7 @@ class FilePlan:
         return self.text_changes or self.mode_changes or self.owner_changes
 
 
-@dataclass
-class Plan:
+class Plan(Record):
     results: list[RuleResult]
     files: list[FilePlan]
     actions: list[ActionRule]
@@ -252,7 +249,7 @@ def apply_plan(plan: Plan) -> list[RuleResult]:
     for result in plan.results:
         if result.state == "drift" and result.rule_id in failures:
             message = failures[result.rule_id]
-            final.append(replace(result, state="error", message=message) if message else replace(result, state="corrected"))
+            final.append(result._replace(state="error", message=message) if message else result._replace(state="corrected"))
         else:
             final.append(result)
     return final
@@ -264,9 +261,12 @@ def sweep_interrupted(plan: Plan) -> list[Path]:
     Call it only while holding the bootstrap lock: every write of a managed file happens under
     that lock, so a temp file named for one of them is a leftover, never a write in progress.
     """
-    removed: list[Path] = []
+    by_directory: dict[Path, set[str]] = {}
     for path in plan.managed_paths:
-        removed += fsio.sweep_temps(path.parent, re.escape(path.name))
+        by_directory.setdefault(path.parent, set()).add(path.name)
+    removed: list[Path] = []
+    for directory, names in by_directory.items():
+        removed += fsio.sweep_temps(directory, names)
     return removed
 
 
@@ -410,12 +410,13 @@ def _common_suffix(a: str, b: str, prefix: int) -> int:
     return size
 
 
-_HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
+# Patterns used only when there is a diff to show: compiled then (re keeps them), not at import.
+_HUNK = r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@"
 
 
 def _shift_hunk(line: str, lines: int) -> str:
     """A hunk header of a diff of a slice, renumbered for the whole file."""
-    found = _HUNK.match(line)
+    found = re.match(_HUNK, line)
     if found is None:
         return line
     old, old_len, new, new_len = found.groups()
@@ -434,7 +435,7 @@ def _not_shown(fact: fsio.FileFact) -> str | None:
     return None
 
 
-_BARE_WORD = re.compile(r"[^\s\"'{}\[\]:=,]+")
+_BARE_WORD = r"[^\s\"'{}\[\]:=,]+"
 
 
 def _secret_lines(file_plan: FilePlan) -> list[str]:
@@ -444,6 +445,6 @@ def _secret_lines(file_plan: FilePlan) -> list[str]:
     found = []
     for text in (file_plan.fact.text, file_plan.desired_text):
         lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-        if len(lines) == 1 and _BARE_WORD.fullmatch(lines[0]):
+        if len(lines) == 1 and re.fullmatch(_BARE_WORD, lines[0]):
             found.append(lines[0])
     return found

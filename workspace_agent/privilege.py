@@ -18,14 +18,13 @@ import contextlib
 import os
 import pwd
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(Record):
     """The identity a root run takes for the home's files."""
 
     uid: int
@@ -33,8 +32,7 @@ class Owner:
     groups: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(Record):
     """The home this process works on, and whom it acts as inside it."""
 
     home: Path
@@ -80,9 +78,16 @@ def current() -> Scope | None:
     return _scope
 
 
+def parts_below(path: Path, root: Path) -> tuple[str, ...] | None:
+    """`path`'s components below `root` (None: not inside it), as `is_relative_to` decides, but
+    without making Path objects: every file operation asks this, hundreds of times per check."""
+    whole, head = path.parts, root.parts
+    return whole[len(head):] if whole[:len(head)] == head else None
+
+
 def anchor(path: Path) -> Path | None:
     """The home when `path` is inside it (walks below it never follow a link), else None."""
-    if _scope is not None and path.is_relative_to(_scope.home):
+    if _scope is not None and parts_below(path, _scope.home) is not None:
         return _scope.home
     return None
 
@@ -91,7 +96,7 @@ def acts_as_owner(path: Path) -> bool:
     """Root acting for the home's owner on `path`: everything but the root-owned managed dirs."""
     if _scope is None or _scope.owner is None:
         return False
-    return not any(path.is_relative_to(root) for root in _scope.root_dirs)
+    return not any(parts_below(path, root) is not None for root in _scope.root_dirs)
 
 
 def acting_uid(path: Path) -> int:

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from workspace_agent import transport
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 from workspace_agent.redact import redact
 from workspace_agent.transport import AGENT_TOKEN_HEADER, TransportError
+
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
+if TYPE_CHECKING:
+    from typing import Any
 
 KEY_PATH = "/api/v1/keys/workspace"
 # How the provisioner knew the caller: Coder vouched for the workspace, or only the shared secret.
@@ -47,8 +50,7 @@ _REASON_MAX = 200  # characters of a server's error text shown in a message
 _SNIPPET_MAX = 60  # characters of a non-JSON answer shown in a message
 
 
-@dataclass(frozen=True)
-class KeyRequest:
+class KeyRequest(Record):
     """The body fields of the provisioner's contract (workspace_id and username required)."""
 
     workspace_id: str
@@ -58,14 +60,16 @@ class KeyRequest:
     guardrail_action: str = "block"
 
 
-@dataclass(frozen=True)
-class ProvisionedKey:
+class ProvisionedKey(Record):
     """The key the provisioner returned; `reused` is True when it already existed."""
 
-    key: str = field(repr=False)  # never in a repr, a log line or a traceback
+    key: str  # never in a repr, a log line or a traceback (see __repr__)
     reused: bool
     attempts: int
     identity: str = UNVERIFIED  # VERIFIED only when the provisioner said Coder confirmed it
+
+    def __repr__(self) -> str:
+        return f"ProvisionedKey(key=<hidden>, reused={self.reused!r}, attempts={self.attempts!r}, identity={self.identity!r})"
 
 
 class _Failure:
@@ -124,7 +128,7 @@ def fetch_key(
     headers = {"Authorization": f"Bearer {secret}", "Accept": "application/json"}
     if agent_token.strip():
         headers[AGENT_TOKEN_HEADER] = agent_token.strip()
-    body = asdict(request)
+    body = request._asdict()
 
     start = clock()
     end = start + deadline

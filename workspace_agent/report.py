@@ -248,7 +248,7 @@ def _merge_results(outcome: Outcome, fresh: list[RuleResult]) -> None:
     by_id = {r.rule_id: r for r in fresh}
     merged = [by_id.pop(r.rule_id, r) for r in outcome.results] + list(by_id.values())
     order = {rule.rule_id: n for n, rule in enumerate(rules(outcome.desired, outcome.key))}
-    outcome.results = sorted(merged, key=lambda r: order.get(r.rule_id, len(order)))
+    outcome.results[:] = sorted(merged, key=lambda r: order.get(r.rule_id, len(order)))  # a list inside the record
 
 
 def _queue_if_needed(outcome: Outcome, state: reportstate.ReportState, spool: Spool, delivery: Delivery,

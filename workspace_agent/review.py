@@ -8,20 +8,20 @@ with a sentence naming it, rather than silently shipping a workspace without tha
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from workspace_agent import data
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
 
 _FRONT = re.compile(r"\A\+\+\+\r?\n(.*?)\r?\n\+\+\+\r?\n(.*)\Z", re.DOTALL)
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # Roo Code allows [a-zA-Z0-9-]; OpenCode uses it as a name
 _FIELDS = ("slug", "name", "description", "when_to_use", "role")
 
 
-@dataclass(frozen=True)
-class ReviewWorkflow:
+class ReviewWorkflow(Record):
     slug: str  # security-review: Roo Code mode slug and OpenCode agent name
     name: str  # shown in Roo Code's mode picker
     description: str  # one line: OpenCode agent description, Roo Code mode description
@@ -70,7 +70,7 @@ def load(directory: Path | None = None) -> tuple[ReviewWorkflow, ...]:
     if not directory.is_dir():
         return ()
     found: list[ReviewWorkflow] = []
-    for path in sorted(directory.glob("*.md")):
+    for path in sorted(directory / name for name in os.listdir(directory) if name.endswith(".md")):  # glob costs an fnmatch regex
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

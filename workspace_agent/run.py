@@ -7,27 +7,36 @@ outcome of bootstrap and check is recorded so that `status` can answer without d
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
 
-from workspace_agent import __version__, fsio, lock, privilege
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
+
+from workspace_agent import __version__, fsio, privilege
 from workspace_agent.config import AgentConfig
 from workspace_agent.desired import Desired, build_desired, rules
 from workspace_agent.errors import EXIT_CHANGED, EXIT_OK, AgentError, detailed_exit_code
 from workspace_agent.keysource import KeyResolution, resolve_key
 from workspace_agent.paths import Paths
-from workspace_agent.plan import Plan, RuleResult, apply_plan, build_plan, render_diff, sweep_interrupted
+from workspace_agent.plan import (
+    Plan,
+    RuleResult,
+    apply_plan,
+    build_plan,
+    render_diff,
+    sweep_interrupted,
+)
+from workspace_agent.record import Record
 
-Mode = Literal["bootstrap", "plan", "check"]
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any, Literal
+    Mode = Literal["bootstrap", "plan", "check"]
+
 STALE_TEMP_S = 600.0  # a temp file of an unlocked writer this old is a killed run's leftover
 
 
-@dataclass
-class Outcome:
+class Outcome(Record):
     """Everything a run found and did; rendered as text or JSON, recorded for `status`."""
 
     command: Mode
@@ -35,9 +44,15 @@ class Outcome:
     key: KeyResolution
     results: list[RuleResult]
     diff: str
-    started_at: datetime
+    started_at_s: float  # time.time() when the run started (datetime costs an import; see started_at)
     duration_s: float
-    notes: list[str] = field(default_factory=list)
+    notes: list[str]
+
+    @property
+    def started_at(self) -> datetime:
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(self.started_at_s, UTC)
 
     def count(self, state: str) -> int:
         return sum(1 for r in self.results if r.state == state)
@@ -56,7 +71,7 @@ class Outcome:
             "command": self.command,
             "agent_version": __version__,
             "exit_code": self.exit_code,
-            "started_at": self.started_at.isoformat(timespec="seconds"),
+            "started_at": utc_iso(self.started_at_s),
             "duration_s": round(self.duration_s, 4),
             "enforcement_level": config.enforcement_level,
             "ai_assistant": config.ai_assistant,
@@ -98,7 +113,7 @@ def execute(
     record_run: bool = True,
 ) -> Outcome:
     """Run one mode; `record_run=False` leaves recording to the caller (reporting adds results first)."""
-    started = datetime.now(UTC)
+    started = time.time()
     t0 = time.perf_counter()
     paths = Paths.for_home(config.home, environ)
     # From here on every path below the home is walked without links, and a root run acts as
@@ -106,6 +121,8 @@ def execute(
     privilege.confine(config.home, root_dirs=(config.managed_dir, config.claude_managed_dir))
     desired = build_desired(config, dict(policy), paths)
     if mode == "bootstrap":
+        from workspace_agent import lock  # bootstrap only: check and plan take no lock
+
         with lock.exclusive(paths.lock_file, wait):
             outcome = _run(mode, desired, started, t0, log)
     else:
@@ -115,7 +132,7 @@ def execute(
     return outcome
 
 
-def _run(mode: Mode, desired: Desired, started: datetime, t0: float, log: Callable[[str], None]) -> Outcome:
+def _run(mode: Mode, desired: Desired, started: float, t0: float, log: Callable[[str], None]) -> Outcome:
     notes: list[str] = []
     done: list[RuleResult] = []
     if mode == "bootstrap":  # the lockdown is on disk before the first network byte
@@ -160,14 +177,19 @@ def _sweep(plan: Plan, desired: Desired, notes: list[str]) -> None:
         notes.append(f"removed {len(swept)} temp file(s) an interrupted earlier run left in {names}")
 
 
+def utc_iso(epoch_s: float) -> str:
+    """2026-12-06T11:20:37+00:00, as datetime's isoformat(timespec="seconds") writes it in UTC."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(epoch_s))
+
+
 def record(paths: Paths, outcome: Outcome) -> None:
     """Keep the last outcome for `status` (best effort: a full disk must not fail the run)."""
     summary = outcome.summary()
-    summary["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    summary["finished_at"] = utc_iso(time.time())
     # Not under a lock (check records too): only temp files old enough to be a killed run's.
-    fsio.sweep_temps(paths.last_run_file.parent, re.escape(paths.last_run_file.name), min_age_s=STALE_TEMP_S)
+    fsio.sweep_temps(paths.last_run_file.parent, {paths.last_run_file.name}, min_age_s=STALE_TEMP_S)
     try:
-        fsio.atomic_write(paths.last_run_file, json.dumps(summary, indent=1) + "\n", 0o600)
+        fsio.atomic_write(paths.last_run_file, json.dumps(summary, indent=1) + "\n", 0o600, durable=False)
     except AgentError as exc:
         outcome.notes.append(f"could not record this run for `status`: {exc.message}")
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 from workspace_agent import fsio
 from workspace_agent.desired import Desired
+from workspace_agent.digest import sha256_hex
 from workspace_agent.errors import AgentError
+from workspace_agent.executables import which
 from workspace_agent.keysource import KeyResolution
 from workspace_agent.plan import ActionFact, ActionRule, FileRule, Rule
 from workspace_agent.resources import generated_file
@@ -186,7 +187,7 @@ def _count_legacy(text: str | None) -> str:
 
 def present(shell: str, marker: Path, path_env: str | None = None) -> bool:
     """A shell counts when it is installed or its start file/dir already exists."""
-    found = shutil.which(shell, path=path_env if path_env is not None else os.environ.get("PATH"))
+    found = which(shell, path=path_env if path_env is not None else os.environ.get("PATH"))
     return found is not None or marker.exists()
 
 
@@ -274,8 +275,6 @@ def completion_file_text(shell: str, path: Path) -> str:
     when the file on disk carries this installation's header and its hash matches, it is exactly
     what rendering would give, and it is used without rendering anything.
     """
-    import hashlib
-
     from workspace_agent import __version__, fsio
 
     version = _click_version()
@@ -286,12 +285,13 @@ def completion_file_text(shell: str, path: Path) -> str:
         except AgentError:
             current = None
         first, _, body = (current or "").partition("\n")
-        if first.startswith(head) and first == head + hashlib.sha256(body.encode()).hexdigest():
+        if first.startswith(head) and first == head + sha256_hex(body.encode()):
             return str(current)
     body = completion_script(shell)
-    return f"{head}{hashlib.sha256(body.encode()).hexdigest()}\n{body}"
+    return f"{head}{sha256_hex(body.encode())}\n{body}"
 
 
+@cache
 @cache
 def _click_version() -> str | None:
     """click's version from its installed metadata (a directory name), without importing it."""

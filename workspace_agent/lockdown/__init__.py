@@ -11,9 +11,9 @@ and the installation may be written). What is locked is data
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
 
-from workspace_agent.lockdown import coder, codeserver, overrides, removal, settings
+from workspace_agent.lockdown import coder, codeserver, extensions, overrides, removal, settings
 from workspace_agent.lockdown.spec import Lockdown, load
 from workspace_agent.plan import Rule
 
@@ -38,6 +38,8 @@ def local_rules(desired: Desired) -> list[Rule]:
     lockdown = desired.lockdown if desired.lockdown is not None else load(desired.policy)
     roots = overrides.project_roots(config.project_roots, config.home)
     found: list[Rule] = settings.rules(lockdown, paths, roots)
-    found += [removal.rule(ext_id, paths.extensions_dir, paths.code_server_dir, config.code_server_bin) for ext_id in lockdown.forbidden]
+    survey = extensions.Survey(paths.extensions_dir)
+    found += [removal.rule(ext_id, paths.extensions_dir, paths.code_server_dir, config.code_server_bin, survey)
+              for ext_id in lockdown.forbidden]
     found.append(codeserver.builtin_copilot_rule(config.code_server_bin, remove=lockdown.remove_builtin_copilot))
     return found

@@ -13,7 +13,6 @@ unlinked, never followed.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -58,6 +57,8 @@ def why_not_removable(paths: list[Path]) -> str | None:
 
 def delete(paths: list[Path], root: Path) -> None:
     """Delete each path (inside `root/lib/vscode` only); AgentError names what could not go."""
+    import shutil  # only when something must go: it loads zlib, bz2 and lzma (~2 ms on every check)
+
     inside = (root / "lib" / "vscode").resolve()
     problems: list[str] = []
     for path in paths:

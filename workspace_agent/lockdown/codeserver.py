@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 from workspace_agent.errors import AgentError
+from workspace_agent.executables import which
 from workspace_agent.lockdown import builtin_removal
 from workspace_agent.plan import ActionFact, ActionRule
 
@@ -40,14 +40,14 @@ def find_binary(setting: str) -> Path | None:
     if setting:
         path = Path(setting)
         if not path.is_absolute():
-            found = shutil.which(setting)
+            found = which(setting)
             if found is None:
                 raise AgentError(f"code_server_bin={setting!r} is not on PATH: give the full path")
             return Path(found)
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise AgentError(f"code_server_bin={setting} is not an executable file")
         return path
-    found = shutil.which("code-server")
+    found = which("code-server")
     return Path(found) if found else None
 
 

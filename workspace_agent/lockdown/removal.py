@@ -22,11 +22,14 @@ from workspace_agent.plan import ActionFact, ActionRule
 CLI_TIMEOUT_S = 120.0
 
 
-def rule(ext_id: str, extensions_dir: Path, user_data_dir: Path, code_server_bin: str) -> ActionRule:
-    """`code_server_bin` is resolved when fixing, so a wrong setting fails this rule, not the run."""
+def rule(ext_id: str, extensions_dir: Path, user_data_dir: Path, code_server_bin: str,
+         survey: extensions.Survey | None = None) -> ActionRule:
+    """`code_server_bin` is resolved when fixing, so a wrong setting fails this rule, not the run.
+    The rules of one plan share a `survey` of the extensions dir (one look for all their ids)."""
+    look = survey or extensions.Survey(extensions_dir)
 
     def observe() -> ActionFact:
-        found = extensions.find(extensions_dir, ext_id)
+        found = look.find(ext_id)
         if not found.present and found.problems:  # cannot tell: one folder's manifest is unusable
             raise AgentError(f"cannot tell whether {ext_id} is installed: " + "; ".join(found.problems))
         if not found.present:
@@ -34,7 +37,11 @@ def rule(ext_id: str, extensions_dir: Path, user_data_dir: Path, code_server_bin
         return ActionFact(False, found.describe(), "absent")
 
     def fix() -> None:
-        remove(ext_id, extensions_dir, user_data_dir, find_binary(code_server_bin))
+        look.forget()
+        try:
+            remove(ext_id, extensions_dir, user_data_dir, find_binary(code_server_bin))
+        finally:
+            look.forget()
 
     return ActionRule(f"extension.absent.{ext_id}", str(extensions_dir), observe, fix, title=f"{ext_id} not installed")
 

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
 
 from workspace_agent import data
 from workspace_agent.errors import AgentError
+from workspace_agent.record import Record
+
+TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
+if TYPE_CHECKING:
+    from typing import Any
 
 POLICY_KEYS = ("settings", "forbidden_extensions", "fix_workspace_overrides", "remove_builtin_copilot")
 DERIVED_KEY = "extensions.allowed"
 _EXTENSION_ID = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9][a-z0-9._-]*$")
 
 
-@dataclass(frozen=True)
-class EnvRequirement:
+class EnvRequirement(Record):
     """One Coder server environment variable and the value the platform requires."""
 
     name: str
@@ -35,8 +37,7 @@ class EnvRequirement:
         return (self.name, *self.also_named)
 
 
-@dataclass(frozen=True)
-class AuditLimits:
+class AuditLimits(Record):
     """How far the search for repositories' settings goes (it runs at every check)."""
 
     max_depth: int
@@ -45,8 +46,7 @@ class AuditLimits:
     skip_hidden: bool
 
 
-@dataclass(frozen=True)
-class Lockdown:
+class Lockdown(Record):
     settings: dict[str, Any]  # every locked User setting, extensions.allowed included
     forbidden: tuple[str, ...]  # lower-case extension ids
     fix_workspace_overrides: bool
