@@ -8,7 +8,7 @@ never touch the network: they use the pasted or stored key.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from workspace_agent import fsio
@@ -29,6 +29,12 @@ class KeyResolution:
     problem: str | None = None  # why there is no key
     pending: bool = False  # no key yet, but bootstrap would ask the provisioner (plan/check)
     identity: str | None = None  # provisioner only: coder-agent-token (Coder vouched) or provisioner-secret
+    # The key's generation, as the hardened provisioner said (this run, or the start that stored
+    # the key); its level and when it was rotated in (issue 18). None: not known.
+    generation: int | None = None
+    key_level: str | None = None
+    rotated: bool = False  # this run got a rotated key
+    rotated_at: str | None = None
 
     @property
     def masked(self) -> str | None:
@@ -41,7 +47,12 @@ class KeyResolution:
         if self.source == "provisioner":
             detail = "provisioner, existing key reused" if self.reused else "provisioner, new key"
             detail += ", workspace verified by Coder" if self.identity == "coder-agent-token" else ", shared secret only"
-        return f"{self.masked} ({detail})"
+            if self.rotated:
+                detail = detail.replace("new key", "rotated key", 1)
+        from workspace_agent.status import generation_words
+
+        generation = generation_words(self.generation, self.rotated_at, self.key_level)
+        return f"{self.masked} ({detail}{'; ' + generation if generation else ''})"
 
 
 def stored_key(paths: Paths, *, fix_mode: bool = False) -> tuple[str | None, str | None]:
@@ -77,6 +88,24 @@ def resolve_key(
     bootstrap's `key.file` rule sets it back to 0600, plan/check show that as drift."""
     if config.api_key:
         return KeyResolution(config.api_key, "pasted")
+    resolution = _resolve(config, paths, network=network, log=log)
+    if resolution.key is None or resolution.source != "stored":
+        return resolution
+    from workspace_agent.keylevel import cached_record  # already loaded by the rules (check)
+
+    known = cached_record(paths, resolution.key)
+    generation = known.get("generation")
+    return replace(
+        resolution,
+        generation=generation if isinstance(generation, int) else None,
+        key_level=known.get("enforcement_level") if isinstance(known.get("enforcement_level"), str) else None,
+        rotated_at=known.get("rotated_at") if isinstance(known.get("rotated_at"), str) else None,
+    )
+
+
+def _resolve(
+    config: AgentConfig, paths: Paths, *, network: bool, log: Callable[[str], None]
+) -> KeyResolution:
     stored, warning = stored_key(paths)
     mode_notes: tuple[str, ...] = ()
     if warning and stored:
@@ -130,5 +159,14 @@ def resolve_key(
         return KeyResolution(None, "none", problem=exc.message)
     notes = mode_notes
     if stored and stored != got.key:
-        notes = ("the provisioner returned a different key than the stored one; the stored key is replaced", *notes)
-    return KeyResolution(got.key, "provisioner", reused=got.reused, notes=notes, identity=got.identity)
+        why = "rotated" if got.rotated else "different"
+        notes = (f"the provisioner returned a {why} key; the stored key is replaced", *notes)
+    if got.generation is not None:
+        from workspace_agent.keylevel import remember
+
+        problem = remember(paths, got.key, level=got.level, generation=got.generation,
+                           rotated_at=got.rotated_at)
+        notes = (*notes, problem) if problem else notes
+    return KeyResolution(got.key, "provisioner", reused=got.reused, notes=notes, identity=got.identity,
+                         generation=got.generation, key_level=got.level, rotated=got.rotated,
+                         rotated_at=got.rotated_at)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from workspace_agent import transport
@@ -66,6 +66,11 @@ class ProvisionedKey:
     reused: bool
     attempts: int
     identity: str = UNVERIFIED  # VERIFIED only when the provisioner said Coder confirmed it
+    # The hardened provisioner's key lifecycle (issue 18); None from the platform's provisioner.
+    generation: int | None = None
+    level: str | None = None  # the level the key enforces
+    rotated: bool = False  # this answer's key replaced the previous one
+    rotated_at: str | None = None  # when the current generation was made by a rotation
 
 
 class _Failure:
@@ -136,9 +141,7 @@ def fetch_key(
         if isinstance(outcome, ProvisionedKey):
             status = "existing key reused" if outcome.reused else "new key issued"
             log(scrub(f"provisioner attempt {attempt} succeeded: {status}"))
-            return ProvisionedKey(
-                key=outcome.key, reused=outcome.reused, attempts=attempt, identity=outcome.identity
-            )
+            return replace(outcome, attempts=attempt)
         reason = scrub(outcome.reason)
         if outcome.fatal is not None:
             log(f"provisioner attempt {attempt} failed: {reason}; not retrying")
@@ -331,7 +334,20 @@ def _parse_key(
     if not isinstance(reused, bool):
         return bad('with a "reused" field that is not true or false')
     identity = VERIFIED if data.get("identity") == VERIFIED else UNVERIFIED
-    return ProvisionedKey(key=key, reused=reused, attempts=0, identity=identity)
+    generation = data.get("generation")
+    level = data.get("level")
+    rotated_at = data.get("rotated_at")
+    return ProvisionedKey(
+        key=key,
+        reused=reused,
+        attempts=0,
+        identity=identity,
+        generation=generation if isinstance(generation, int) and not isinstance(generation, bool)
+        and 0 <= generation < 1_000_000 else None,
+        level=_sanitize(level, 40) or None if isinstance(level, str) else None,
+        rotated=data.get("rotated") is True,
+        rotated_at=_sanitize(rotated_at, 40) or None if isinstance(rotated_at, str) else None,
+    )
 
 
 def _looks_like_key(key: str) -> bool:
