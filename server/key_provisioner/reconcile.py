@@ -10,7 +10,8 @@ It never revokes on doubt:
 * only Coder's 410 Gone counts (coder_status.py), and it must be said twice, the second time
   `KEY_PROVISIONER_RECONCILE_CONFIRM_S` later;
 * when Coder cannot be asked (down, slow, 5xx, the API token refused), the pass stops asking
-  after a few failures, says so in one log line and in the status, and revokes nothing;
+  after a few failures (or when every question failed, or any confirming one did), says so in
+  one log line and in the status, and revokes nothing;
 * a safety brake: a pass that finds more gone workspaces than
   max(`…_MAX_ALWAYS`, `…_MAX_FRACTION` × workspaces checked) revokes none of them and logs an
   error (a Coder restored from an old backup, or pointed at another deployment, would otherwise
@@ -189,7 +190,8 @@ class Reconciler:
                 answers[workspace_id] = answer
 
         await asyncio.gather(*(one(w) for w in workspace_ids))
-        if len(failures) >= abort_after or (second and failures):
+        every = bool(workspace_ids) and len(failures) == len(workspace_ids)
+        if len(failures) >= abort_after or every or (second and failures):
             result.outcome = "coder-unavailable"
             result.unavailable = len(failures)
             result.problem = (
@@ -205,7 +207,9 @@ class Reconciler:
         args = (result.outcome, result.duration_s, result.checked, result.present, result.deleting,
                 result.gone, result.unknown, result.revoked, result.retried_done,
                 result.retried_done + result.retried_failed)
-        if result.outcome == "ok":
+        if result.outcome == "ok" and result.unavailable:
+            self._log.warning(line + " (%d questions to Coder failed)", *args, result.unavailable)
+        elif result.outcome == "ok":
             self._log.info(line, *args)
         else:
             self._log.error(line + ": %s", *args, result.problem)

@@ -6,6 +6,7 @@ an admin, and the template's delete hook revokes only what Coder says is being d
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -233,3 +234,73 @@ def test_the_loop_runs_on_its_own_and_says_so_in_health(
     status = asyncio.run(started_and_waited())
     assert status["passes"] >= 1 and status["last"]["revoked"] == 1, status
     assert row(litellm, key)["blocked"] is True
+
+
+def test_an_admin_on_the_host_approves_with_the_cli(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.identity.test_identity_keyprov_process import process_env
+
+    ws = coder.add_workspace("alice")
+    made = run(exchange(env, [key_request(ws, "design-first")]))[0]
+    cli = [sys.executable, "-m", "key_provisioner", "approve-level", "--workspace", ws.id,
+           "--level", "standard", "--by", "carol", "--reason", "ticket 7"]
+    done = subprocess.run(cli, env=process_env(env), capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"workspace {ws.id} may lower its key to standard" in done.stdout
+    nobody = subprocess.run([*cli[:-4], "--by", " "], env=process_env(env), capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert nobody.returncode == 2 and "--by must name" in nobody.stderr
+    lowered = run(exchange(env, [key_request(ws, "standard")]))[0]
+    assert (lowered.status, lowered.body["level"], lowered.body["generation"]) == (201, "standard", 1)
+    assert row(litellm, made.key)["blocked"] is True
+    audit = events(env, "level-approved")
+    assert [e.identity for e in audit] == ["cli (carol)"]
+
+
+def hook_command() -> str:
+    """The template's destroy-time command, as Terraform hands it to `sh -c` (HCL unescaped)."""
+    import re
+
+    from tests.conftest import REPO
+
+    text = (REPO / "dockerfile" / "coder-template.tf").read_text()
+    block = text.split('resource "terraform_data" "revoke_key_on_delete"', 1)[1]
+    assert re.search(r"when\s*=\s*destroy", block) and re.search(r"on_failure\s*=\s*continue", block)
+    assert "start_count" not in block  # must live until the delete build
+    raw = re.search(r'^\s*command\s*=\s*"((?:[^"\\]|\\.)*)"\s*$', block, re.M)
+    assert raw is not None
+    return re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), raw.group(1))
+
+
+def test_the_templates_delete_hook_command_revokes_a_deleting_workspace(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys, tmp_path: Any
+) -> None:
+    import subprocess
+
+    from tests.identity.test_identity_keyprov_litellm_db import start_provisioner
+    from tests.identity.test_identity_keyprov_process import process_env
+
+    ws = coder.add_workspace("alice")
+    key = run(exchange(env, [key_request(ws)]))[0].key
+    command = hook_command()
+    assert REVOKE not in command and "KEY_PROVISIONER_REVOKE_SECRET" in command
+    provisioner = start_provisioner(process_env(env), tmp_path)
+    try:
+        url = provisioner.url
+        shell = command.replace("${self.input.url}", url).replace("${self.input.workspace_id}", ws.id)
+        hook_env = {"PATH": "/usr/bin:/bin", "KEY_PROVISIONER_REVOKE_SECRET": REVOKE}
+        alive = subprocess.run(["sh", "-c", shell], env=hook_env, capture_output=True, text=True, timeout=60, check=False)
+        assert alive.returncode != 0 and "409" in alive.stderr, alive  # a live workspace keeps its key
+        assert not row(litellm, key).get("blocked")
+        coder.begin_delete(ws)
+        done = subprocess.run(["sh", "-c", shell], env=hook_env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["revoked"] is True
+    finally:
+        provisioner.stop()
+    assert row(litellm, key)["blocked"] is True
+    assert REVOKE not in provisioner.log.read_text()

@@ -349,6 +349,9 @@ class CoderStandin:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY a kept-alive client waits for
+    # the delayed ACK (40 ms a request here), which coderd never makes anyone do.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
