@@ -107,8 +107,9 @@ def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
 def mismatch_message(on_key: str, requested: str) -> str:
     return (
         f"the key enforces {on_key!r} but the template asks for {requested!r}; the provisioner keeps a "
-        "key's first level (anti-downgrade), so an admin must rotate this workspace's key "
-        "(delete its LiteLLM key, then restart the workspace)"
+        "key's level when asked for a less strict one (anti-downgrade): an admin approves the lower "
+        "level (`workspace-key-provisioner approve-level`; with the platform's provisioner, deletes "
+        "the LiteLLM key) and the next start gets a rotated key"
     )
 
 
