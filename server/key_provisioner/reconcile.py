@@ -144,9 +144,9 @@ class Reconciler:
         result.checked = len(answers)
         result.gone = len(gone)
         result.gone_ids = sorted(gone)[:50]
-        self._store().checked(
-            [w for w, a in answers.items() if a.state in ("present", "deleting", "gone")]
-        )
+        # Every answered workspace goes to the back of the queue (404s too, so they cannot keep
+        # others from being asked when the fleet is larger than a batch).
+        self._store().checked([w for w, a in answers.items() if a.state != "unavailable"])
         limit = brake_limit(result.checked, self.settings)
         if len(gone) > limit:
             result.outcome = "braked"
