@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from workspace_agent import fsio
 from workspace_agent.config import AgentConfig
@@ -49,10 +49,23 @@ class KeyResolution:
             detail += ", workspace verified by Coder" if self.identity == "coder-agent-token" else ", shared secret only"
             if self.rotated:
                 detail = detail.replace("new key", "rotated key", 1)
-        from workspace_agent.status import generation_words
-
         generation = generation_words(self.generation, self.rotated_at, self.key_level)
         return f"{self.masked} ({detail}{'; ' + generation if generation else ''})"
+
+
+def generation_words(generation: Any, rotated_at: Any, level: Any) -> str:
+    """'generation 2, rotated 2026-12-06 for level design-first' ('' when the generation is not
+    known: a pasted key, or the platform's provisioner). Used by status and ai-usage too."""
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        return ""
+    text = f"generation {generation}"
+    if isinstance(rotated_at, str) and rotated_at:
+        text += f", rotated {rotated_at[:10]}"
+        if isinstance(level, str) and level:
+            text += f" for level {level}"
+    elif isinstance(level, str) and level:
+        text += f", level {level}"
+    return text
 
 
 def stored_key(paths: Paths, *, fix_mode: bool = False) -> tuple[str | None, str | None]:

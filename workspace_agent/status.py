@@ -160,21 +160,6 @@ def _key_part(last_run: Mapping[str, Any]) -> str:
     return "key ok"
 
 
-def generation_words(generation: Any, rotated_at: Any, level: Any) -> str:
-    """'generation 2, rotated 2026-12-06 for level design-first' ('' when the generation is not
-    known: a pasted key, or the platform's provisioner). Shared with ai-usage (views.py)."""
-    if not isinstance(generation, int) or isinstance(generation, bool):
-        return ""
-    text = f"generation {generation}"
-    if isinstance(rotated_at, str) and rotated_at:
-        text += f", rotated {rotated_at[:10]}"
-        if isinstance(level, str) and level:
-            text += f" for level {level}"
-    elif isinstance(level, str) and level:
-        text += f", level {level}"
-    return text
-
-
 # How a server knew this workspace, in words (docs/identity.md).
 IDENTITY_WORDS = {
     "coder-agent-token": "verified by Coder from this workspace's agent token",
@@ -244,7 +229,11 @@ def long_text(data: Mapping[str, Any], now: datetime, show: Any = str) -> str:
                 detail = rule.get("message") if rule.get("state") == "error" else f"{rule.get('before')} → {rule.get('after')}"
                 lines.append(f"  {rule.get('state'):<6} {rule.get('rule_id')}  {shown}  {detail}")
         key = _key(last_run)
-        generation = generation_words(key.get("generation"), key.get("rotated_at"), key.get("level"))
+        generation = ""
+        if isinstance(key.get("generation"), int):  # only then: keysource is no light import
+            from workspace_agent.keysource import generation_words
+
+            generation = generation_words(key.get("generation"), key.get("rotated_at"), key.get("level"))
         lines.append(f"key: {key.get('masked') or 'none'} ({_key_source(key)}); {_key_part(last_run)}"
                      + (f"; {generation}" if generation else ""))
         lines.append(f"enforcement level: {last_run.get('enforcement_level', '?')} requested")
