@@ -304,3 +304,24 @@ def test_the_templates_delete_hook_command_revokes_a_deleting_workspace(
         provisioner.stop()
     assert row(litellm, key)["blocked"] is True
     assert REVOKE not in provisioner.log.read_text()
+
+
+def test_an_interrupted_rotation_keeps_the_old_key_and_completes_later(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    ws = coder.add_workspace("alice")
+    first = run(exchange(env, [key_request(ws)]))[0]
+    # The new key cannot be made: the workspace keeps its old key, still valid (moved alias only).
+    litellm.failing.add("/key/generate")
+    failed = run(exchange(env, [key_request(ws, "design-first")]))[0]
+    assert failed.status == 502, failed.body
+    assert not row(litellm, first.key).get("blocked") and row(litellm, first.key)["key_alias"] == old_alias(ws.id, 0)
+    litellm.failing.clear()
+    # The new key is made but the answer is lost: the provisioner finds it and finishes.
+    litellm.lost.add("/key/generate")
+    raised = run(exchange(env, [key_request(ws, "design-first")]))[0]
+    assert (raised.status, raised.body["generation"], raised.body["level"]) == (201, 1, "design-first"), raised.body
+    assert row(litellm, first.key)["blocked"] is True and row(litellm, raised.key)["key_alias"] == alias(ws.id)
+    # A workspace asking for its old level again now is a downgrade: refused, same new key.
+    again = run(exchange(env, [key_request(ws, "standard")]))[0]
+    assert (again.status, again.key, again.body["level_change"]) == (200, raised.key, "refused")

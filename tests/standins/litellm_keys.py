@@ -69,7 +69,11 @@ class LitellmKeys:
         self.master_key = master_key
         self.mode = "normal"
         self.failing: set[str] = set()  # paths answered 503 (one LiteLLM call failing)
+        self.lost: set[str] = set()  # paths done, but answered 503 (the answer lost on the way)
         self.rows: dict[str, dict[str, Any]] = {}  # token hash → row
+        # 1.108.7's LiteLLM_DeletedVerificationToken: /key/delete moves a row here, and /key/info
+        # still answers it, with status "deleted".
+        self.archive: dict[str, dict[str, Any]] = {}
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -89,7 +93,7 @@ class LitellmKeys:
         with self._lock:
             for token, row in list(self.rows.items()):
                 if row["key_alias"] == alias:
-                    del self.rows[token]
+                    self.archive[token] = self.rows.pop(token)  # what an admin's /key/delete does
 
     def expire_alias(self, alias: str) -> None:
         with self._lock:
@@ -149,7 +153,11 @@ class LitellmKeys:
             if not bearer:
                 return _error(401, "Authentication Error, No api key passed in.", "auth_error")
             if parts.path == "/key/generate" and method == "POST":
-                return self._generate(is_master, body)
+                made = self._generate(is_master, body)
+                if parts.path in self.lost and made[0] == 200:
+                    return 503, {"error": {"message": "upstream connect error", "type": "None",
+                                           "param": "None", "code": "503"}}
+                return made
             if parts.path == "/key/info" and method == "GET":
                 return self._info(is_master, bearer, parse_qs(parts.query).get("key", [None])[0])
             if parts.path == "/key/delete" and method == "POST":
@@ -253,6 +261,8 @@ class LitellmKeys:
             )
         token = token_hash(key) if key.startswith("sk-") else key
         row = self.rows.get(token)
+        if row is None and token in self.archive:
+            row = self.archive[token] | {"status": "deleted"}
         if row is None:
             return _error(404, "Key not found in database", "not_found_error", "key")
         if not is_master and token != token_hash(bearer):
@@ -268,12 +278,13 @@ class LitellmKeys:
         deleted = []
         for key in body.get("keys") or []:
             token = token_hash(key) if key.startswith("sk-") else key
-            if self.rows.pop(token, None) is not None:
+            if (gone := self.rows.pop(token, None)) is not None:
+                self.archive[token] = gone | {"deleted_at": datetime.now(UTC).isoformat()}
                 deleted.append(key)
         for alias in body.get("key_aliases") or []:
             for token, row in list(self.rows.items()):
                 if row["key_alias"] == alias:
-                    del self.rows[token]
+                    self.archive[token] = self.rows.pop(token) | {"deleted_at": datetime.now(UTC).isoformat()}
                     deleted.append(alias)
         return 200, {"deleted_keys": deleted}
 
