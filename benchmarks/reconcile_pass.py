@@ -21,7 +21,7 @@ from pathlib import Path
 
 from key_provisioner.coder_status import CoderWorkspaces
 from key_provisioner.litellm import LiteLLM
-from key_provisioner.reconcile import ReconcileSettings, Reconciler
+from key_provisioner.reconcile import Reconciler, ReconcileSettings
 from key_provisioner.revoke import Revoker
 from key_provisioner.store import Store
 

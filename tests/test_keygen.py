@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import CliResult
 from workspace_agent import keylevel
+from workspace_agent.keysource import generation_words
 from workspace_agent.paths import Paths
 from workspace_agent.provisioner import ProvisionedKey, _parse_key
-from workspace_agent.keysource import generation_words
 from workspace_agent.status import long_text
 from workspace_agent.usage import key_state
 

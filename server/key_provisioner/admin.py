@@ -82,24 +82,42 @@ def add_lifecycle_routes(
         if who is None:
             return error(401, "unauthorized")
         if coder is None:
-            return error(503, "Coder is not configured (CODER_URL), so a deletion cannot be confirmed")
+            return error(
+                503, "Coder is not configured (CODER_URL), so a deletion cannot be confirmed"
+            )
         async with coder.client() as client:
             said = await coder.state(client, workspace_id)
         if said.state in ("gone", "deleting"):
             async with hold(workspace_id.lower()):
                 revoked = await revoker.revoke_workspace(workspace_id, "workspace-deleted", who)
             return JSONResponse(
-                {"revoked": True, "already": not revoked, "workspace_id": workspace_id,
-                 "coder": said.state}
+                {
+                    "revoked": True,
+                    "already": not revoked,
+                    "workspace_id": workspace_id,
+                    "coder": said.state,
+                }
             )
-        store().event("revoke-hook-refused", workspace_id, who, coder=said.state, detail=said.detail)
-        log.warning("delete hook for workspace=%s refused: Coder says %s (%s)", workspace_id,
-                    said.state, said.detail)
+        store().event(
+            "revoke-hook-refused", workspace_id, who, coder=said.state, detail=said.detail
+        )
+        log.warning(
+            "delete hook for workspace=%s refused: Coder says %s (%s)",
+            workspace_id,
+            said.state,
+            said.detail,
+        )
         if said.state == "present":
-            return error(409, f"Coder says workspace {workspace_id} is not being deleted "
-                              f"({said.detail}): its key is kept")
-        return error(503, f"Coder could not confirm that workspace {workspace_id} is deleted "
-                          f"({said.detail}); the reconcile loop revokes it once Coder says so")
+            return error(
+                409,
+                f"Coder says workspace {workspace_id} is not being deleted "
+                f"({said.detail}): its key is kept",
+            )
+        return error(
+            503,
+            f"Coder could not confirm that workspace {workspace_id} is deleted "
+            f"({said.detail}); the reconcile loop revokes it once Coder says so",
+        )
 
     @app.post("/api/v1/admin/workspaces/{workspace_id}/revoke")
     async def admin_revoke(workspace_id: str, request: Request) -> JSONResponse:
@@ -109,9 +127,11 @@ def add_lifecycle_routes(
         body = await _body(request)
         by, reason = _text(body, "by"), _text(body, "reason") or "admin"
         if not by:
-            return error(400, "say who revokes: {\"by\": \"<your name>\", \"reason\": \"…\"}")
+            return error(400, 'say who revokes: {"by": "<your name>", "reason": "…"}')
         async with hold(workspace_id.lower()):
-            revoked = await revoker.revoke_workspace(workspace_id, f"admin: {reason}", f"{who} ({by})")
+            revoked = await revoker.revoke_workspace(
+                workspace_id, f"admin: {reason}", f"{who} ({by})"
+            )
         return JSONResponse({"revoked": True, "already": not revoked, "workspace_id": workspace_id})
 
     @app.post("/api/v1/admin/workspaces/{workspace_id}/level")
@@ -122,12 +142,16 @@ def add_lifecycle_routes(
         body = await _body(request)
         level, by, reason = _text(body, "level"), _text(body, "by"), _text(body, "reason")
         if level not in LEVELS or not by:
-            return error(400, f"send {{\"level\": one of {', '.join(LEVELS)}, \"by\": \"<your name>\", "
-                              "\"reason\": \"…\"}")
-        approval = record_approval(store(), workspace_id, level, f"{who} ({by})", reason,
-                                   settings.approval_ttl_s, log)
-        return JSONResponse({"workspace_id": workspace_id, "level": level,
-                             "expires_at": approval.expires_at})
+            return error(
+                400,
+                f'send {{"level": one of {", ".join(LEVELS)}, "by": "<your name>", "reason": "…"}}',
+            )
+        approval = record_approval(
+            store(), workspace_id, level, f"{who} ({by})", reason, settings.approval_ttl_s, log
+        )
+        return JSONResponse(
+            {"workspace_id": workspace_id, "level": level, "expires_at": approval.expires_at}
+        )
 
     @app.get("/api/v1/admin/reconcile")
     async def reconcile_status(request: Request) -> JSONResponse:
@@ -147,18 +171,33 @@ def add_lifecycle_routes(
 
 
 def record_approval(
-    store: Store, workspace_id: str, level: str, by: str, reason: str, ttl_s: float,
+    store: Store,
+    workspace_id: str,
+    level: str,
+    by: str,
+    reason: str,
+    ttl_s: float,
     log: logging.Logger,
 ) -> Approval:
     """Store (and audit) an admin's consent to `level` for one workspace (API and CLI)."""
     now = datetime.now(UTC)
     approval = Approval(
-        workspace_id.lower(), level, by[:200], reason[:500], now_text(),
+        workspace_id.lower(),
+        level,
+        by[:200],
+        reason[:500],
+        now_text(),
         (now + timedelta(seconds=ttl_s)).isoformat(timespec="seconds"),
     )
     store.approve(approval)
-    store.event("level-approved", workspace_id, by[:200], level=level, reason=reason[:500],
-                expires_at=approval.expires_at)
+    store.event(
+        "level-approved",
+        workspace_id,
+        by[:200],
+        level=level,
+        reason=reason[:500],
+        expires_at=approval.expires_at,
+    )
     log.warning("level %s approved for workspace=%s by %s: %s", level, workspace_id, by, reason)
     return approval
 

@@ -68,7 +68,7 @@ from key_provisioner.keys import (
 from key_provisioner.litellm import LiteLLM, LiteLLMError
 from key_provisioner.logs import logger
 from key_provisioner.ratelimit import RateLimiter
-from key_provisioner.reconcile import ReconcileSettings, Reconciler
+from key_provisioner.reconcile import Reconciler, ReconcileSettings
 from key_provisioner.revoke import Revoker
 from key_provisioner.rotation import KeySpec, level_change, rotate
 from key_provisioner.settings import Settings
@@ -174,13 +174,16 @@ def create_app(
         if reconciler is not None and settings.reconcile_interval_s > 0:
             loop_task = asyncio.create_task(reconciler.run_forever())
             log.info(
-                "reconcile loop: every %g s, Coder at %s", settings.reconcile_interval_s,
+                "reconcile loop: every %g s, Coder at %s",
+                settings.reconcile_interval_s,
                 settings.coder_url,
             )
         else:
             log.warning(
                 "no reconcile loop (%s): keys of deleted workspaces are not revoked automatically",
-                "CODER_URL not set" if reconciler is None else "KEY_PROVISIONER_RECONCILE_INTERVAL_S=0",
+                "CODER_URL not set"
+                if reconciler is None
+                else "KEY_PROVISIONER_RECONCILE_INTERVAL_S=0",
             )
         try:
             yield
@@ -229,12 +232,22 @@ def create_app(
         coder_ok = None if coder is None else (await coder.build_info()) is not None
         ok = litellm_ok and coder_ok is not False
         last = reconciler.last if reconciler is not None else None
-        reconcile = None if last is None else {
-            "outcome": last.outcome, "at": last.started_at, "revoked": last.revoked,
-        }
+        reconcile = (
+            None
+            if last is None
+            else {
+                "outcome": last.outcome,
+                "at": last.started_at,
+                "revoked": last.revoked,
+            }
+        )
         return JSONResponse(
-            {"status": "ok" if ok else "degraded", "litellm": litellm_ok, "coder": coder_ok,
-             "reconcile": reconcile},
+            {
+                "status": "ok" if ok else "degraded",
+                "litellm": litellm_ok,
+                "coder": coder_ok,
+                "reconcile": reconcile,
+            },
             status_code=200 if ok else 503,
         )
 
@@ -402,10 +415,13 @@ def create_app(
         )
         decision = decide(stored, facts, requested, now())
         if decision.action == "reuse" and decision.mismatch:
-            change = level_change(decision.level, requested, db.approval(caller.workspace_id), now())
+            change = level_change(
+                decision.level, requested, db.approval(caller.workspace_id), now()
+            )
             if change in ("raise", "lower-approved"):
-                return await _rotate(caller, decision.generation, decision.level, requested,
-                                     guardrail, change)
+                return await _rotate(
+                    caller, decision.generation, decision.level, requested, guardrail, change
+                )
         if decision.mismatch:
             _record_mismatch(caller, decision, requested)
         if decision.action == "refuse":
@@ -427,10 +443,17 @@ def create_app(
                 decision.level,
                 caller.identity,
             )
-            return _answer(caller, key, 200, decision.generation, decision.level,
-                           rotated_at=stored.rotated_at if stored else None,
-                           change="refused" if decision.mismatch and is_downgrade(
-                               decision.level, requested) else None)
+            return _answer(
+                caller,
+                key,
+                200,
+                decision.generation,
+                decision.level,
+                rotated_at=stored.rotated_at if stored else None,
+                change="refused"
+                if decision.mismatch and is_downgrade(decision.level, requested)
+                else None,
+            )
         await _generate(caller, decision, key, guardrail)
         db.save(caller.workspace_id, decision.generation, decision.level, caller.owner)
         kind = "key-issued" if decision.reason == "new" else "key-rotated"
@@ -452,42 +475,86 @@ def create_app(
             decision.reason,
             caller.identity,
         )
-        return _answer(caller, key, 201, decision.generation, decision.level,
-                       rotated_at=None)
+        return _answer(caller, key, 201, decision.generation, decision.level, rotated_at=None)
 
-    def _answer(caller: _Caller, key: str, status: int, generation: int, level: str, *,
-                rotated: bool = False, rotated_at: str | None, change: str | None = None,
-                ) -> JSONResponse:
+    def _answer(
+        caller: _Caller,
+        key: str,
+        status: int,
+        generation: int,
+        level: str,
+        *,
+        rotated: bool = False,
+        rotated_at: str | None,
+        change: str | None = None,
+    ) -> JSONResponse:
         body: dict[str, Any] = {
-            "key": key, "reused": status == 200, "identity": caller.identity,
-            "generation": generation, "level": level, "rotated": rotated, "rotated_at": rotated_at,
+            "key": key,
+            "reused": status == 200,
+            "identity": caller.identity,
+            "generation": generation,
+            "level": level,
+            "rotated": rotated,
+            "rotated_at": rotated_at,
         }
         if change:
             body["level_change"] = change
         return JSONResponse(body, status_code=status)
 
-    async def _rotate(caller: _Caller, generation: int, kept: str, requested: str,
-                      guardrail: str, change: str) -> JSONResponse:
-        spec = KeySpec(caller.workspace_id, caller.owner, caller.workspace_name,
-                       caller.template_name, caller.identity, guardrail)
-        done = await rotate(spec, old_generation=generation, old_level=kept, new_level=requested,
-                            reason="level-raised" if change == "raise" else "level-lowered",
-                            settings=settings, litellm=litellm, store=store(), revoker=revoker)
+    async def _rotate(
+        caller: _Caller, generation: int, kept: str, requested: str, guardrail: str, change: str
+    ) -> JSONResponse:
+        spec = KeySpec(
+            caller.workspace_id,
+            caller.owner,
+            caller.workspace_name,
+            caller.template_name,
+            caller.identity,
+            guardrail,
+        )
+        done = await rotate(
+            spec,
+            old_generation=generation,
+            old_level=kept,
+            new_level=requested,
+            reason="level-raised" if change == "raise" else "level-lowered",
+            settings=settings,
+            litellm=litellm,
+            store=store(),
+            revoker=revoker,
+        )
         approval = store().approval(caller.workspace_id) if change == "lower-approved" else None
         if approval is not None:
             store().approval_used(caller.workspace_id)
-        store().event("key-rotated", caller.workspace_id, caller.identity,
-                      generation=done.generation, reason="level-changed", level=done.level,
-                      previous_level=kept, approved_by=approval.approved_by if approval else None)
+        store().event(
+            "key-rotated",
+            caller.workspace_id,
+            caller.identity,
+            generation=done.generation,
+            reason="level-changed",
+            level=done.level,
+            previous_level=kept,
+            approved_by=approval.approved_by if approval else None,
+        )
         log.warning(
             "key rotated for a level change: workspace=%s %s -> %s generation=%d%s",
-            caller.workspace_id, kept, requested, done.generation,
+            caller.workspace_id,
+            kept,
+            requested,
+            done.generation,
             f" (approved by {approval.approved_by})" if approval else "",
         )
         key = derive_key(settings.derivation_secret, caller.workspace_id, done.generation)
-        return _answer(caller, key, 201, done.generation, done.level, rotated=True,
-                       rotated_at=done.rotated_at,
-                       change="raised" if change == "raise" else "lowered")
+        return _answer(
+            caller,
+            key,
+            201,
+            done.generation,
+            done.level,
+            rotated=True,
+            rotated_at=done.rotated_at,
+            change="raised" if change == "raise" else "lowered",
+        )
 
     async def _generate(caller: _Caller, decision: Decision, key: str, guardrail: str) -> None:
         body = generate_body(
@@ -536,8 +603,14 @@ def create_app(
         )
 
     add_lifecycle_routes(
-        app, settings=settings, store=store, revoker=revoker, reconciler=reconciler,
-        coder=coder_ws, hold=locks.hold, log=log,
+        app,
+        settings=settings,
+        store=store,
+        revoker=revoker,
+        reconciler=reconciler,
+        coder=coder_ws,
+        hold=locks.hold,
+        log=log,
     )
     app.state.settings = settings
     app.state.store = store

@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         help="let one workspace's next key request lower its level (rotates its key; used once)",
     )
     approve.add_argument("--workspace", required=True, help="the Coder workspace id")
-    approve.add_argument("--level", required=True, choices=("unrestricted", "standard", "design-first"))
+    approve.add_argument(
+        "--level", required=True, choices=("unrestricted", "standard", "design-first")
+    )
     approve.add_argument("--by", required=True, help="who approves (recorded in the events)")
     approve.add_argument("--reason", default="", help="why (recorded in the events)")
     return parser
@@ -142,8 +144,15 @@ def _approve(args: argparse.Namespace) -> int:
             ttl = float(raw) if raw else 7 * 86400.0
         except ValueError:
             raise StoreError(f"KEY_PROVISIONER_APPROVAL_TTL_S={raw!r} is not a number") from None
-        approval = record_approval(store, args.workspace.strip(), args.level, f"cli ({by})",
-                                   args.reason.strip(), ttl, logger(()))
+        approval = record_approval(
+            store,
+            args.workspace.strip(),
+            args.level,
+            f"cli ({by})",
+            args.reason.strip(),
+            ttl,
+            logger(()),
+        )
     finally:
         store.close()
     print(

@@ -106,7 +106,9 @@ def judge(status: int, body: Any, workspace_id: str) -> WorkspaceState:
         build = body.get("latest_build")
         transition = build.get("transition") if isinstance(build, dict) else None
         if transition == "delete":
-            return WorkspaceState("deleting", f"its latest build is a delete ({build.get('status')})")
+            return WorkspaceState(
+                "deleting", f"its latest build is a delete ({build.get('status')})"
+            )
         return WorkspaceState("present", f"latest build: {transition}")
     if status in (401, 403):
         return WorkspaceState(

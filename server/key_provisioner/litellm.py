@@ -162,14 +162,17 @@ class LiteLLM:
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         try:
-            async with httpx.AsyncClient(
-                transport=self._transport,
-                timeout=httpx.Timeout(self._timeout),
-                follow_redirects=False,
-                trust_env=True,
-            ) as client, client.stream(
-                method, self.base_url + path, headers=headers, params=params, json=json_body
-            ) as response:
+            async with (
+                httpx.AsyncClient(
+                    transport=self._transport,
+                    timeout=httpx.Timeout(self._timeout),
+                    follow_redirects=False,
+                    trust_env=True,
+                ) as client,
+                client.stream(
+                    method, self.base_url + path, headers=headers, params=params, json=json_body
+                ) as response,
+            ):
                 raw = bytearray()
                 async for chunk in response.aiter_bytes():
                     raw += chunk

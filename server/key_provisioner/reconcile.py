@@ -157,12 +157,20 @@ class Reconciler:
                 "was revoked. If they really were deleted, revoke them with the admin API or raise "
                 "the limits for one pass"
             )
-            self._store().event("reconcile-braked", "*", "reconcile", gone=len(gone),
-                                checked=result.checked, limit=limit)
+            self._store().event(
+                "reconcile-braked",
+                "*",
+                "reconcile",
+                gone=len(gone),
+                checked=result.checked,
+                limit=limit,
+            )
             return
         for workspace_id in gone:
             async with self._hold(workspace_id.lower()):
-                if await self._revoker.revoke_workspace(workspace_id, "workspace-deleted", "reconcile"):
+                if await self._revoker.revoke_workspace(
+                    workspace_id, "workspace-deleted", "reconcile"
+                ):
                     result.revoked += 1
 
     async def _ask_all(
@@ -204,9 +212,18 @@ class Reconciler:
             "reconcile pass: %s in %.2f s; checked=%d present=%d deleting=%d gone=%d unknown=%d "
             "revoked=%d retried=%d/%d"
         )
-        args = (result.outcome, result.duration_s, result.checked, result.present, result.deleting,
-                result.gone, result.unknown, result.revoked, result.retried_done,
-                result.retried_done + result.retried_failed)
+        args = (
+            result.outcome,
+            result.duration_s,
+            result.checked,
+            result.present,
+            result.deleting,
+            result.gone,
+            result.unknown,
+            result.revoked,
+            result.retried_done,
+            result.retried_done + result.retried_failed,
+        )
         if result.outcome == "ok" and result.unavailable:
             self._log.warning(line + " (%d questions to Coder failed)", *args, result.unavailable)
         elif result.outcome == "ok":

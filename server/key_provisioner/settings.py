@@ -146,7 +146,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
             f"KEY_PROVISIONER_RATE_LIMIT={rate_raw!r} must look like 6/60 (requests per workspace / seconds)"
         )
     budget = number("WORKSPACE_BUDGET", 10.0, 0.0, 1_000_000.0)
-    admin_tokens = tuple(t.strip() for t in get("KEY_PROVISIONER_ADMIN_TOKENS").split(",") if t.strip())
+    admin_tokens = tuple(
+        t.strip() for t in get("KEY_PROVISIONER_ADMIN_TOKENS").split(",") if t.strip()
+    )
     for token in admin_tokens:
         if len(token) < MIN_SECRET_CHARS:
             raise SettingsError(

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 from key_provisioner.keys import alias, old_alias
-from tests.standins.litellm_keys import token_hash
 
 from tests.identity.provisioner_client import events, exchange, key_body, run
 from tests.standins.coder_agent_api import CoderStandin, Workspace
-from tests.standins.litellm_keys import LitellmKeys
+from tests.standins.litellm_keys import LitellmKeys, token_hash
 
 # Left out of `scripts/test --fast-server`: each test starts the provisioner with Coder and LiteLLM stand-ins.
 pytestmark = pytest.mark.slow
@@ -271,7 +270,7 @@ def hook_command() -> str:
     block = text.split('resource "terraform_data" "revoke_key_on_delete"', 1)[1]
     assert re.search(r"when\s*=\s*destroy", block) and re.search(r"on_failure\s*=\s*continue", block)
     assert "start_count" not in block  # must live until the delete build
-    raw = re.search(r'^\s*command\s*=\s*"((?:[^"\\]|\\.)*)"\s*$', block, re.M)
+    raw = re.search(r'^\s*command\s*=\s*"((?:[^"\\]|\\.)*)"\s*$', block, re.MULTILINE)
     assert raw is not None
     return re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), raw.group(1))
 

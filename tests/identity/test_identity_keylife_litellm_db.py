@@ -21,7 +21,12 @@ import pytest
 
 from tests.conftest import CliResult
 from tests.identity.conftest import PROVISIONER_SECRET
-from tests.identity.test_identity_keyprov_litellm_db import Provisioner, chat, key_row, start_provisioner
+from tests.identity.test_identity_keyprov_litellm_db import (
+    Provisioner,
+    chat,
+    key_row,
+    start_provisioner,
+)
 from tests.identity.test_identity_keyprov_process import process_env
 from tests.litellm_db_proxy import MASTER_KEY, DbProxy
 from tests.standins.coder_agent_api import CoderStandin, Workspace
