@@ -278,7 +278,8 @@ class Store:
                 "INSERT INTO workspace_keys (workspace_id, generation, level, owner, updated_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id) DO UPDATE SET "
                 "generation = excluded.generation, level = excluded.level, owner = excluded.owner, "
-                "updated_at = excluded.updated_at",
+                "updated_at = excluded.updated_at, rotated_at = CASE WHEN "
+                "workspace_keys.generation = excluded.generation THEN workspace_keys.rotated_at END",
                 (workspace_id.lower(), generation, level, owner, _now()),
             )
 

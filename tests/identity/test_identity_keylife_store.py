@@ -38,12 +38,21 @@ def test_rotated_stores_both_or_neither(tmp_path: Path) -> None:
     assert stored is not None and (stored.generation, stored.level, stored.rotated_at) == (
         1, "design-first", "2026-12-06T11:00:00+00:00")
     assert [(p.generation, p.reason) for p in store.pending()] == [(0, "rotated")]
+    store.save(WS, 1, "design-first", "alice")  # a restart reusing the key keeps the rotation time
+    assert store.stored(WS).rotated_at == "2026-12-06T11:00:00+00:00"  # type: ignore[union-attr]
     # A failure inside the transaction leaves the previous state whole.
     store._db.execute("DROP TABLE pending_revocations")
     with pytest.raises(sqlite3.Error):
         store.rotated(WS, 2, "standard", "alice", 1, "2026-12-06T12:00:00+00:00")
     stored = store.stored(WS)
     assert stored is not None and stored.generation == 1
+
+
+def test_a_generation_made_otherwise_was_not_rotated_in(tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.db")
+    store.rotated(WS, 1, "design-first", "alice", 0, "2026-12-06T11:00:00+00:00")
+    store.save(WS, 2, "design-first", "alice")  # e.g. the key expired: the next generation
+    assert store.stored(WS).rotated_at is None  # type: ignore[union-attr]
 
 
 def test_a_revocation_is_recorded_once_and_stops_the_checks(tmp_path: Path) -> None:
