@@ -118,9 +118,19 @@ def test_a_deleted_workspace_loses_its_key_within_one_period_and_an_outage_revok
     refused = chat(db_proxy, keys[deleted.id])
     assert refused.status_code == 401, refused.text
     assert chat(db_proxy, keys[kept.id]).status_code == 200
-    # The row (alias, metadata, spend) stays for admins.
+    # The row (alias, metadata, spend) stays for admins: LiteLLM's own /key/info says "revoked"
+    # and still shows what the key spent before (written asynchronously: waited for).
     row = key_row(db_proxy, keys[deleted.id])
     assert row is not None and row["metadata"]["coder_workspace"] == deleted.id
+    digest = hashlib.sha256(keys[deleted.id].encode()).hexdigest()
+    deadline = time.monotonic() + 30
+    while True:
+        info = db_proxy.request("GET", f"/key/info?key={digest}").json()["info"]
+        if info["spend"] > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert (info["status"], info["key_alias"]) == ("revoked", f"workspace-{deleted.id}"), info
+    assert info["spend"] > 0, "the revoked key's spend is gone"
     kinds = [e["kind"] for e in provisioner.events() if e["workspace_id"] == deleted.id]
     assert "workspace-revoked" in kinds and "key-revoked" in kinds
     print(f"revoked {revoked_after:.2f} s after the deletion (period {PERIOD_S} s)")
