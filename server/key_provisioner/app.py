@@ -58,7 +58,9 @@ from key_provisioner import __version__
 from key_provisioner.admin import add_lifecycle_routes
 from key_provisioner.coder_status import CoderWorkspaces
 from key_provisioner.keys import (
+    LEVELS,
     Decision,
+    Stored,
     decide,
     derive_key,
     generate_body,
@@ -78,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
 KEY_PATH = "/api/v1/keys/workspace"
+MAX_GENERATION_WALK = 64  # rotations followed in LiteLLM beyond what the store knows
 INFO_PATH = "/api/v1/keys/info"
 MAX_BODY_BYTES = 16 * 1024
 VERIFIED = "coder-agent-token"
@@ -413,6 +416,28 @@ def create_app(
         facts = await litellm.find(
             derive_key(settings.derivation_secret, caller.workspace_id, generation)
         )
+        # A rotated-out key means a later generation exists that this store does not know (its
+        # database was lost, or another replica rotated): follow the rotations, a bounded walk.
+        steps = 0
+        while facts is not None and facts.rotated_out(caller.workspace_id, generation):
+            steps += 1
+            if steps > MAX_GENERATION_WALK:
+                raise LiteLLMError(
+                    f"more than {MAX_GENERATION_WALK} rotated-out generations of workspace "
+                    f"{caller.workspace_id} after generation {generation - steps + 1}"
+                )
+            generation += 1
+            facts = await litellm.find(
+                derive_key(settings.derivation_secret, caller.workspace_id, generation)
+            )
+        if steps:
+            level = (facts.level if facts else None) or (stored.level if stored else "standard")
+            stored = Stored(generation, level if level in LEVELS else "standard")
+            log.warning(
+                "workspace=%s: the store was at an older generation; LiteLLM has generation %d",
+                caller.workspace_id,
+                generation,
+            )
         decision = decide(stored, facts, requested, now())
         if decision.action == "reuse" and decision.mismatch:
             change = level_change(

@@ -83,9 +83,16 @@ class KeyFacts:
     level: str | None
     expires: datetime | None
     blocked: bool
+    alias: str | None = None  # its key_alias: a rotated-out key has `workspace-<id>-g<N>`
 
     def expired(self, now: datetime) -> bool:
         return self.expires is not None and self.expires <= now
+
+    def rotated_out(self, workspace_id: str, generation: int) -> bool:
+        """A completed rotation replaced this generation (renamed, and blocked only after the
+        next one was stored): the next generation exists. Renamed but not blocked is a rotation
+        cut short, which the next request with the stricter level simply redoes."""
+        return self.blocked and self.alias == old_alias(workspace_id, generation)
 
 
 @dataclass(frozen=True)
@@ -181,4 +188,10 @@ def facts_from_info(body: Any) -> KeyFacts | None:
         if expires is not None and expires.tzinfo is None:
             expires = expires.replace(tzinfo=UTC)
     blocked = info.get("blocked") is True
-    return KeyFacts(level if isinstance(level, str) else None, expires, blocked)
+    key_alias = info.get("key_alias")
+    return KeyFacts(
+        level if isinstance(level, str) else None,
+        expires,
+        blocked,
+        key_alias if isinstance(key_alias, str) else None,
+    )

@@ -324,3 +324,17 @@ def test_an_interrupted_rotation_keeps_the_old_key_and_completes_later(
     # A workspace asking for its old level again now is a downgrade: refused, same new key.
     again = run(exchange(env, [key_request(ws, "standard")]))[0]
     assert (again.status, again.key, again.body["level_change"]) == (200, raised.key, "refused")
+
+
+def test_a_lost_store_follows_the_rotations_in_litellm(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys, tmp_path: Any
+) -> None:
+    ws = coder.add_workspace("alice")
+    first, raised = run(exchange(env, [key_request(ws), key_request(ws, "design-first")]))
+    assert raised.body["generation"] == 1
+    # Its database gone (or another replica rotated): generation 0 is blocked and renamed, so the
+    # provisioner looks further instead of refusing the workspace or making a key of generation 0.
+    fresh = env | {"KEY_PROVISIONER_DB": str(tmp_path / "lost" / "prov.db")}
+    again, lower = run(exchange(fresh, [key_request(ws, "design-first"), key_request(ws, "standard")]))
+    assert (again.status, again.key, again.body["generation"]) == (200, raised.key, 1), again.body
+    assert (lower.status, lower.key, lower.body["level"]) == (200, raised.key, "design-first")

@@ -71,3 +71,19 @@ def test_upgrade_order_and_old_alias() -> None:
 )
 def test_brake_limit(checked: int, fraction: float, always: int, limit: int) -> None:
     assert brake_limit(checked, ReconcileSettings(max_fraction=fraction, max_always=always)) == limit
+
+
+@pytest.mark.parametrize(
+    ("blocked", "alias", "rotated_out"),
+    [
+        (True, f"workspace-{WS}-g2", True),  # renamed and blocked: a completed rotation
+        (False, f"workspace-{WS}-g2", False),  # renamed only: a rotation cut short, redone later
+        (True, f"workspace-{WS}", False),  # blocked under its own alias: an admin's block, refused
+        (True, f"workspace-{WS}-g1", False),  # another generation's alias
+        (True, None, False),
+    ],
+)
+def test_rotated_out(blocked: bool, alias: str | None, rotated_out: bool) -> None:
+    from key_provisioner.keys import KeyFacts
+
+    assert KeyFacts("standard", None, blocked, alias).rotated_out(WS, 2) is rotated_out
