@@ -72,6 +72,8 @@ def add_lifecycle_routes(
 
     @app.post("/api/v1/keys/workspace/{workspace_id}/revoke")
     async def hook_revoke(workspace_id: str, request: Request) -> JSONResponse:
+        if not _valid_id(workspace_id):
+            return error(400, "a workspace id is 1 to 200 printable characters")
         token = _bearer(request)
         hook = bool(
             token
@@ -121,6 +123,8 @@ def add_lifecycle_routes(
 
     @app.post("/api/v1/admin/workspaces/{workspace_id}/revoke")
     async def admin_revoke(workspace_id: str, request: Request) -> JSONResponse:
+        if not _valid_id(workspace_id):
+            return error(400, "a workspace id is 1 to 200 printable characters")
         who = admin_of(request)
         if who is None:
             return refused()
@@ -136,6 +140,8 @@ def add_lifecycle_routes(
 
     @app.post("/api/v1/admin/workspaces/{workspace_id}/level")
     async def approve_level(workspace_id: str, request: Request) -> JSONResponse:
+        if not _valid_id(workspace_id):
+            return error(400, "a workspace id is 1 to 200 printable characters")
         who = admin_of(request)
         if who is None:
             return refused()
@@ -200,6 +206,10 @@ def record_approval(
     )
     log.warning("level %s approved for workspace=%s by %s: %s", level, workspace_id, by, reason)
     return approval
+
+
+def _valid_id(workspace_id: str) -> bool:
+    return 0 < len(workspace_id) <= 200 and all("!" <= c <= "~" for c in workspace_id)
 
 
 def _bearer(request: Request) -> str | None:

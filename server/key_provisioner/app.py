@@ -57,6 +57,7 @@ from http_guard.body_limit import BodyLimit
 from key_provisioner import __version__
 from key_provisioner.admin import add_lifecycle_routes
 from key_provisioner.coder_status import CoderWorkspaces
+from key_provisioner.generations import current
 from key_provisioner.keys import (
     LEVELS,
     Decision,
@@ -80,7 +81,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
 KEY_PATH = "/api/v1/keys/workspace"
-MAX_GENERATION_WALK = 64  # rotations followed in LiteLLM beyond what the store knows
 INFO_PATH = "/api/v1/keys/info"
 MAX_BODY_BYTES = 16 * 1024
 VERIFIED = "coder-agent-token"
@@ -412,24 +412,12 @@ def create_app(
                 f"the key of workspace {caller.workspace_id} was revoked at {stored.revoked_at} "
                 "(the workspace was deleted in Coder, or an admin revoked it): no key is handed out",
             )
-        generation = stored.generation if stored else 0
-        facts = await litellm.find(
-            derive_key(settings.derivation_secret, caller.workspace_id, generation)
+        generation, facts, steps = await current(
+            litellm,
+            settings.derivation_secret,
+            caller.workspace_id,
+            stored.generation if stored else 0,
         )
-        # A rotated-out key means a later generation exists that this store does not know (its
-        # database was lost, or another replica rotated): follow the rotations, a bounded walk.
-        steps = 0
-        while facts is not None and facts.rotated_out(caller.workspace_id, generation):
-            steps += 1
-            if steps > MAX_GENERATION_WALK:
-                raise LiteLLMError(
-                    f"more than {MAX_GENERATION_WALK} rotated-out generations of workspace "
-                    f"{caller.workspace_id} after generation {generation - steps + 1}"
-                )
-            generation += 1
-            facts = await litellm.find(
-                derive_key(settings.derivation_secret, caller.workspace_id, generation)
-            )
         if steps:
             level = (facts.level if facts else None) or (stored.level if stored else "standard")
             stored = Stored(generation, level if level in LEVELS else "standard")

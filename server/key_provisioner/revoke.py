@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from key_provisioner.generations import current
 from key_provisioner.keys import derive_key
 from key_provisioner.litellm import LiteLLM, LiteLLMError
 from key_provisioner.store import Pending, Store
@@ -50,7 +51,12 @@ class Revoker:
         key. False when it was revoked already."""
         db = self._store()
         stored = db.stored(workspace_id)
-        generation = stored.generation if stored else 0
+        try:  # the store may be behind LiteLLM (another replica rotated, a lost database)
+            generation, _facts, _steps = await current(
+                self._litellm, self._secret, workspace_id, stored.generation if stored else 0
+            )
+        except LiteLLMError:
+            generation = stored.generation if stored else 0  # queued; retried by each pass
         if not db.mark_revoked(workspace_id, generation, reason):
             return False
         db.event("workspace-revoked", workspace_id, by, reason=reason, generation=generation)

@@ -338,3 +338,22 @@ def test_a_lost_store_follows_the_rotations_in_litellm(
     again, lower = run(exchange(fresh, [key_request(ws, "design-first"), key_request(ws, "standard")]))
     assert (again.status, again.key, again.body["generation"]) == (200, raised.key, 1), again.body
     assert (lower.status, lower.key, lower.body["level"]) == (200, raised.key, "design-first")
+
+
+def test_a_replica_that_missed_a_rotation_revokes_the_current_key(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys, tmp_path: Any
+) -> None:
+    ws = coder.add_workspace("alice")
+    _first, raised = run(exchange(env, [key_request(ws), key_request(ws, "design-first")]))
+    other = env | {"KEY_PROVISIONER_DB": str(tmp_path / "replica-b" / "prov.db")}
+    revoke = f"/api/v1/admin/workspaces/{ws.id}/revoke"
+    odd, done = run(exchange(other, [
+        admin("/api/v1/admin/workspaces/%20x/revoke", {"by": "carol"}),
+        admin(revoke, {"by": "carol", "reason": "left the company"}),
+    ]))
+    assert odd.status == 400, odd.body
+    assert done.status == 200 and done.body["already"] is False, done.body
+    assert row(litellm, raised.key)["blocked"] is True  # generation 1, not the stored-nowhere 0
+    revoked = events(other, "workspace-revoked")
+    assert revoked[0].detail == {"generation": 1, "reason": "admin: left the company"}
+    assert "carol" in revoked[0].identity
