@@ -106,13 +106,13 @@ def resolve_key(
         return resolution
     from workspace_agent.keylevel import cached_record  # already loaded by the rules (check)
 
-    known = cached_record(paths, resolution.key)
-    generation = known.get("generation")
+    known = cached_record(paths, resolution.key)  # a file in the home: taken with care
+    generation, level, rotated_at = (known.get(k) for k in ("generation", "enforcement_level", "rotated_at"))
     return replace(
         resolution,
-        generation=generation if isinstance(generation, int) else None,
-        key_level=known.get("enforcement_level") if isinstance(known.get("enforcement_level"), str) else None,
-        rotated_at=known.get("rotated_at") if isinstance(known.get("rotated_at"), str) else None,
+        generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else None,
+        key_level=level[:40] if isinstance(level, str) else None,
+        rotated_at=rotated_at[:40] if isinstance(rotated_at, str) else None,
     )
 
 
