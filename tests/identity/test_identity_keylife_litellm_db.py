@@ -196,7 +196,9 @@ def test_a_lower_level_is_refused_until_an_admin_approves_it(
                          json={"level": "unrestricted", "by": "erin", "reason": "pairing session"},
                          headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10)
     assert approve.status_code == 200, approve.text
+    t0 = time.perf_counter()
     lowered = ask(provisioner, ws, "unrestricted")
+    print(f"a rotation answered in {1000 * (time.perf_counter() - t0):.0f} ms (rename, generate, store, block)")
     assert lowered.status_code == 201, lowered.text
     assert (lowered.json()["level"], lowered.json()["generation"]) == ("unrestricted", 1)
     assert chat(db_proxy, made["key"]).status_code == 401
