@@ -198,3 +198,37 @@ resource "docker_container" "workspace" {
     read_only      = false
   }
 }
+
+# Key lifecycle (issue 18): revoke the workspace's LiteLLM key as soon as the workspace is deleted.
+# Best effort, because the key provisioner's reconcile loop revokes it anyway within one period
+# (KEY_PROVISIONER_RECONCILE_INTERVAL_S) once Coder answers 410 Gone for the workspace.
+#
+# What Coder offers: no webhook on deletion; a delete is a workspace build with transition
+# "delete" (data.coder_workspace.me.transition), which Terraform runs as a destroy. A resource
+# without start_count lives from the first build to the delete build, so its destroy-time
+# provisioner runs exactly then (stop/start builds keep it), on the Coder provisioner daemon, not
+# in the workspace. Such a provisioner may only read `self`, so the URL and the id travel in
+# `input`. The secret does not (it would sit in the Terraform state and the template): the daemon's
+# environment must have KEY_PROVISIONER_REVOKE_SECRET (Coder strips only CODER_* variables from
+# Terraform's environment) and curl. The provisioner revokes only when Coder itself says this
+# workspace is being deleted or gone, so a misfire (e.g. this resource removed from the template)
+# ends no live workspace's key; the delete build never fails because of it (on_failure = continue).
+variable "key_provisioner_url_from_coder" {
+  description = "The key provisioner's base URL as the Coder provisioner daemon reaches it (the delete hook); empty: no hook, the reconcile loop alone revokes"
+  type        = string
+  default     = ""
+}
+
+resource "terraform_data" "revoke_key_on_delete" {
+  count = var.key_provisioner_url_from_coder == "" ? 0 : 1
+  input = {
+    url          = var.key_provisioner_url_from_coder
+    workspace_id = data.coder_workspace.me.id
+  }
+  provisioner "local-exec" {
+    when       = destroy
+    on_failure = continue
+    # The secret goes to curl on stdin (printf is a shell builtin), never on a command line.
+    command = "printf 'header = \"Authorization: Bearer %s\"\\n' \"$KEY_PROVISIONER_REVOKE_SECRET\" | curl -fsS -m 10 --retry 2 -K - -X POST '${self.input.url}/api/v1/keys/workspace/${self.input.workspace_id}/revoke'"
+  }
+}

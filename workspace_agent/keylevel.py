@@ -44,6 +44,34 @@ def key_id(key: str) -> str:
     return sha256_hex(key.encode("utf-8"))[:24]
 
 
+def cached_record(paths: Paths, key: str) -> dict[str, Any]:
+    """What is known about this very key ({} for another key or nothing): `enforcement_level`,
+    and from the provisioner's answer `generation`, `rotated_at` (issue 18)."""
+    try:
+        fact = fsio.read_fact(paths.key_level_file, max_bytes=16 * 1024)
+        data = json.loads(fact.text) if fact.text is not None else None
+    except (AgentError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("key_id") == key_id(key) else {}
+
+
+def remember(paths: Paths, key: str, *, level: str | None, generation: int | None,
+             rotated_at: str | None) -> str | None:
+    """Keep what the provisioner said about the key it handed out; a note when it cannot."""
+    record = {
+        "key_id": key_id(key),
+        "enforcement_level": level,
+        "generation": generation,
+        "rotated_at": rotated_at,
+        "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+    }
+    try:
+        fsio.atomic_write(paths.key_level_file, json.dumps(record) + "\n", 0o600)
+    except AgentError as exc:
+        return f"could not remember the key's generation: {exc.message}"
+    return None
+
+
 def cached_level(paths: Paths, key: str) -> str | None:
     """The level last learned for this very key, or None (never learned, or another key)."""
     try:
@@ -82,8 +110,9 @@ def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
 def mismatch_message(on_key: str, requested: str) -> str:
     return (
         f"the key enforces {on_key!r} but the template asks for {requested!r}; the provisioner keeps a "
-        "key's first level (anti-downgrade), so an admin must rotate this workspace's key "
-        "(delete its LiteLLM key, then restart the workspace)"
+        "key's level when asked for a less strict one (anti-downgrade): an admin approves the lower "
+        "level (`workspace-key-provisioner approve-level`; with the platform's provisioner, deletes "
+        "the LiteLLM key) and the next start gets a rotated key"
     )
 
 
@@ -95,9 +124,12 @@ def refresh(paths: Paths, provisioner_url: str, key: str, *,
     level, problem = fetch_level(provisioner_url, key, timeout=timeout)
     if level is None:
         return None, f"could not learn the key's enforcement level from {provisioner_url}: {problem}"
+    known = cached_record(paths, key)  # keep the generation the provisioner told bootstrap
     record = {
         "key_id": key_id(key),
         "enforcement_level": level,
+        "generation": known.get("generation"),
+        "rotated_at": known.get("rotated_at"),
         "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
     }
     try:

@@ -18,9 +18,8 @@ from workspace_agent.redact import mask
 
 TYPE_CHECKING = False  # `typing` costs 2 ms to import on every check; type checkers take this as True
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing import Any, Literal
     Source = Literal["pasted", "provisioner", "stored", "none"]
-
 
 
 class KeyResolution(Record):
@@ -31,6 +30,12 @@ class KeyResolution(Record):
     problem: str | None = None  # why there is no key
     pending: bool = False  # no key yet, but bootstrap would ask the provisioner (plan/check)
     identity: str | None = None  # provisioner only: coder-agent-token (Coder vouched) or provisioner-secret
+    # The key's generation, as the hardened provisioner said (this run, or the start that stored
+    # the key); its level and when it was rotated in (issue 18). None: not known.
+    generation: int | None = None
+    key_level: str | None = None
+    rotated: bool = False  # this run got a rotated key
+    rotated_at: str | None = None
 
     @property
     def masked(self) -> str | None:
@@ -43,7 +48,25 @@ class KeyResolution(Record):
         if self.source == "provisioner":
             detail = "provisioner, existing key reused" if self.reused else "provisioner, new key"
             detail += ", workspace verified by Coder" if self.identity == "coder-agent-token" else ", shared secret only"
-        return f"{self.masked} ({detail})"
+            if self.rotated:
+                detail = detail.replace("new key", "rotated key", 1)
+        generation = generation_words(self.generation, self.rotated_at, self.key_level)
+        return f"{self.masked} ({detail}{'; ' + generation if generation else ''})"
+
+
+def generation_words(generation: Any, rotated_at: Any, level: Any) -> str:
+    """'generation 2, rotated 2026-12-06 for level design-first' ('' when the generation is not
+    known: a pasted key, or the platform's provisioner). Used by status and ai-usage too."""
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        return ""
+    text = f"generation {generation}"
+    if isinstance(rotated_at, str) and rotated_at:
+        text += f", rotated {rotated_at[:10]}"
+        if isinstance(level, str) and level:
+            text += f" for level {level}"
+    elif isinstance(level, str) and level:
+        text += f", level {level}"
+    return text
 
 
 def stored_key(paths: Paths, *, fix_mode: bool = False) -> tuple[str | None, str | None]:
@@ -79,6 +102,23 @@ def resolve_key(
     bootstrap's `key.file` rule sets it back to 0600, plan/check show that as drift."""
     if config.api_key:
         return KeyResolution(config.api_key, "pasted")
+    resolution = _resolve(config, paths, network=network, log=log)
+    if resolution.key is None or resolution.source != "stored":
+        return resolution
+    from workspace_agent.keylevel import cached_record  # already loaded by the rules (check)
+
+    known = cached_record(paths, resolution.key)  # a file in the home: taken with care
+    generation, level, rotated_at = (known.get(k) for k in ("generation", "enforcement_level", "rotated_at"))
+    return resolution._replace(
+        generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else None,
+        key_level=level[:40] if isinstance(level, str) else None,
+        rotated_at=rotated_at[:40] if isinstance(rotated_at, str) else None,
+    )
+
+
+def _resolve(
+    config: AgentConfig, paths: Paths, *, network: bool, log: Callable[[str], None]
+) -> KeyResolution:
     stored, warning = stored_key(paths)
     mode_notes: tuple[str, ...] = ()
     if warning and stored:
@@ -132,5 +172,14 @@ def resolve_key(
         return KeyResolution(None, "none", problem=exc.message)
     notes = mode_notes
     if stored and stored != got.key:
-        notes = ("the provisioner returned a different key than the stored one; the stored key is replaced", *notes)
-    return KeyResolution(got.key, "provisioner", reused=got.reused, notes=notes, identity=got.identity)
+        why = "rotated" if got.rotated else "different"
+        notes = (f"the provisioner returned a {why} key; the stored key is replaced", *notes)
+    if got.generation is not None:
+        from workspace_agent.keylevel import remember
+
+        remembered = remember(paths, got.key, level=got.level, generation=got.generation,
+                              rotated_at=got.rotated_at)
+        notes = (*notes, remembered) if remembered else notes
+    return KeyResolution(got.key, "provisioner", reused=got.reused, notes=notes, identity=got.identity,
+                         generation=got.generation, key_level=got.level, rotated=got.rotated,
+                         rotated_at=got.rotated_at)

@@ -67,9 +67,15 @@ class ProvisionedKey(Record):
     reused: bool
     attempts: int
     identity: str = UNVERIFIED  # VERIFIED only when the provisioner said Coder confirmed it
+    # The hardened provisioner's key lifecycle (issue 18); None from the platform's provisioner.
+    generation: int | None = None
+    level: str | None = None  # the level the key enforces
+    rotated: bool = False  # this answer's key replaced the previous one
+    rotated_at: str | None = None  # when the current generation was made by a rotation
 
     def __repr__(self) -> str:
-        return f"ProvisionedKey(key=<hidden>, reused={self.reused!r}, attempts={self.attempts!r}, identity={self.identity!r})"
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields[1:], self[1:], strict=True))
+        return f"ProvisionedKey(key=<hidden>, {shown})"
 
 
 class _Failure:
@@ -140,9 +146,7 @@ def fetch_key(
         if isinstance(outcome, ProvisionedKey):
             status = "existing key reused" if outcome.reused else "new key issued"
             log(scrub(f"provisioner attempt {attempt} succeeded: {status}"))
-            return ProvisionedKey(
-                key=outcome.key, reused=outcome.reused, attempts=attempt, identity=outcome.identity
-            )
+            return outcome._replace(attempts=attempt)
         reason = scrub(outcome.reason)
         if outcome.fatal is not None:
             log(f"provisioner attempt {attempt} failed: {reason}; not retrying")
@@ -335,7 +339,20 @@ def _parse_key(
     if not isinstance(reused, bool):
         return bad('with a "reused" field that is not true or false')
     identity = VERIFIED if data.get("identity") == VERIFIED else UNVERIFIED
-    return ProvisionedKey(key=key, reused=reused, attempts=0, identity=identity)
+    generation = data.get("generation")
+    level = data.get("level")
+    rotated_at = data.get("rotated_at")
+    return ProvisionedKey(
+        key=key,
+        reused=reused,
+        attempts=0,
+        identity=identity,
+        generation=generation if isinstance(generation, int) and not isinstance(generation, bool)
+        and 0 <= generation < 1_000_000 else None,
+        level=_sanitize(level, 40) or None if isinstance(level, str) else None,
+        rotated=data.get("rotated") is True,
+        rotated_at=_sanitize(rotated_at, 40) or None if isinstance(rotated_at, str) else None,
+    )
 
 
 def _looks_like_key(key: str) -> bool:

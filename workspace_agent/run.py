@@ -85,6 +85,10 @@ class Outcome(Record):
                 "reused": self.key.reused,
                 "problem": self.key.problem,
                 "identity": self.key.identity,
+                "generation": self.key.generation,
+                "level": self.key.key_level,
+                "rotated": self.key.rotated,
+                "rotated_at": self.key.rotated_at,
             },
             "counts": {s: self.count(s) for s in ("compliant", "corrected", "drift", "error")} | {"total": len(self.results)},
             "rules": [

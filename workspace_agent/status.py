@@ -229,7 +229,13 @@ def long_text(data: Mapping[str, Any], now: datetime, show: Any = str) -> str:
                 detail = rule.get("message") if rule.get("state") == "error" else f"{rule.get('before')} → {rule.get('after')}"
                 lines.append(f"  {rule.get('state'):<6} {rule.get('rule_id')}  {shown}  {detail}")
         key = _key(last_run)
-        lines.append(f"key: {key.get('masked') or 'none'} ({_key_source(key)}); {_key_part(last_run)}")
+        generation = ""
+        if isinstance(key.get("generation"), int):  # only then: keysource is no light import
+            from workspace_agent.keysource import generation_words
+
+            generation = generation_words(key.get("generation"), key.get("rotated_at"), key.get("level"))
+        lines.append(f"key: {key.get('masked') or 'none'} ({_key_source(key)}); {_key_part(last_run)}"
+                     + (f"; {generation}" if generation else ""))
         lines.append(f"enforcement level: {last_run.get('enforcement_level', '?')} requested")
         lines.append(f"desired state: {str(last_run.get('desired_sha256', '?'))[:12]}…")
     report = data.get("report", {})

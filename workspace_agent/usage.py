@@ -71,6 +71,10 @@ class KeyState:
     tpm_limit: int | None
     level: str | None  # enforcement_level in the key's metadata, as stored
     model_spend: dict[str, float] = field(default_factory=dict)
+    # Set by the hardened key provisioner (issue 18): which generation the key is, and when a
+    # level change rotated it in.
+    generation: int | None = None
+    rotated_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,8 @@ class Usage:
                 "last_active": _iso(k.last_active) if k else None,
                 "user_id": k.user_id if k else None,
                 "models": list(k.models) if k else [],
+                "generation": k.generation if k else None,
+                "rotated_at": k.rotated_at if k else None,
             },
             "budget": {
                 "currency": "USD",
@@ -273,7 +279,19 @@ def key_state(info: Mapping[str, Any], now: datetime) -> KeyState:
         tpm_limit=_int(info.get("tpm_limit")),
         level=level if isinstance(level, str) else (None if level is None else str(level)),
         model_spend=_spend_map(spend_by_model),
+        generation=_generation(metadata),
+        rotated_at=_rotated_at(metadata),
     )
+
+
+def _rotated_at(metadata: Any) -> str | None:
+    value = _text(metadata.get("rotated_at")) if isinstance(metadata, dict) else None
+    return value[:40] if value else None
+
+
+def _generation(metadata: Any) -> int | None:
+    value = metadata.get("generation") if isinstance(metadata, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _spend_map(value: Any) -> dict[str, float]:

@@ -60,7 +60,10 @@ def render_usage(usage: Usage, now: datetime) -> str:
         expiry = f"expires {_when(k.expires_at, now)}" if k.expires_at else "never expires"
         if k.status == "expired" and k.expires_at:
             expiry = f"expired {_when(k.expires_at, now)}"
-        row("key", f"{k.status}, {expiry}")
+        from workspace_agent.keysource import generation_words
+
+        generation = generation_words(k.generation, k.rotated_at, k.level)
+        row("key", f"{k.status}, {expiry}" + (f", {generation}" if generation else ""))
         if k.models:
             row("models", ", ".join(k.models))
     row("level", usage.enforcement.explain())

@@ -12,6 +12,14 @@
     GET  /api/v1/keys/info        Authorization: Bearer <virtual key> → LiteLLM's /key/info for it
     GET  /health → {"status": "ok"} · GET /health/ready → 200/503 {"status", "litellm", "coder"}
 
+Key answers also carry `generation` (the key's generation number), `level` (the level the key
+enforces), `rotated` (this answer's key replaced the previous one), `rotated_at` (when the
+current generation was made by a rotation, else null) and, when the request asked for another
+level, `level_change`: `raised` (rotated to the stricter level), `lowered` (rotated down with an
+admin's approval) or `refused` (a less strict level without approval: the key keeps its level).
+A workspace whose key was revoked (Coder deleted it, or an admin) gets 403. The lifecycle routes
+(delete hook, admin API) are in admin.py; the reconcile loop in reconcile.py.
+
 `identity` in a key answer says how the caller was known: `coder-agent-token` (Coder confirmed
 the workspace) or `provisioner-secret` (legacy mode: only the shared secret). Clients of the
 platform's contract ignore the extra field.
@@ -25,6 +33,7 @@ Identity checks sent to Coder are limited per source address (issue 15).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -46,8 +55,13 @@ from fastapi.responses import JSONResponse
 from http_guard.body_limit import BodyLimit
 
 from key_provisioner import __version__
+from key_provisioner.admin import add_lifecycle_routes
+from key_provisioner.coder_status import CoderWorkspaces
+from key_provisioner.generations import current
 from key_provisioner.keys import (
+    LEVELS,
     Decision,
+    Stored,
     decide,
     derive_key,
     generate_body,
@@ -57,6 +71,9 @@ from key_provisioner.keys import (
 from key_provisioner.litellm import LiteLLM, LiteLLMError
 from key_provisioner.logs import logger
 from key_provisioner.ratelimit import RateLimiter
+from key_provisioner.reconcile import Reconciler, ReconcileSettings
+from key_provisioner.revoke import Revoker
+from key_provisioner.rotation import KeySpec, level_change, rotate
 from key_provisioner.settings import Settings
 from key_provisioner.store import Store
 
@@ -86,6 +103,7 @@ def create_app(
     *,
     coder: CoderIdentity | None = None,
     litellm_transport: httpx.AsyncBaseTransport | None = None,
+    coder_transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
@@ -109,6 +127,36 @@ def create_app(
     bad_keys = RateLimiter(settings.coder_lookup_limit, settings.rate_window_s, clock)
     locks = _Locks()
     store_box: list[Store] = []
+    revoker = Revoker(lambda: store_box[0], litellm, settings.derivation_secret, log)
+    coder_ws = (
+        CoderWorkspaces(
+            settings.coder_url,
+            settings.coder_api_token,
+            timeout=settings.coder_timeout_s,
+            transport=coder_transport,
+        )
+        if settings.coder_url and settings.coder_api_token
+        else None
+    )
+    reconciler = (
+        Reconciler(
+            coder_ws,
+            lambda: store_box[0],
+            revoker,
+            locks.hold,
+            ReconcileSettings(
+                interval_s=settings.reconcile_interval_s,
+                confirm_s=settings.reconcile_confirm_s,
+                max_fraction=settings.reconcile_max_fraction,
+                max_always=settings.reconcile_max_always,
+                batch=settings.reconcile_batch,
+                concurrency=settings.reconcile_concurrency,
+            ),
+            log,
+        )
+        if coder_ws is not None
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -125,9 +173,28 @@ def create_app(
             settings.coder_url or "not configured",
             settings.litellm_url,
         )
+        loop_task = None
+        if reconciler is not None and settings.reconcile_interval_s > 0:
+            loop_task = asyncio.create_task(reconciler.run_forever())
+            log.info(
+                "reconcile loop: every %g s, Coder at %s",
+                settings.reconcile_interval_s,
+                settings.coder_url,
+            )
+        else:
+            log.warning(
+                "no reconcile loop (%s): keys of deleted workspaces are not revoked automatically",
+                "CODER_URL not set"
+                if reconciler is None
+                else "KEY_PROVISIONER_RECONCILE_INTERVAL_S=0",
+            )
         try:
             yield
         finally:
+            if loop_task is not None:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
             store_box.pop().close()
 
     app = FastAPI(
@@ -167,8 +234,23 @@ def create_app(
         litellm_ok = await litellm.alive()
         coder_ok = None if coder is None else (await coder.build_info()) is not None
         ok = litellm_ok and coder_ok is not False
+        last = reconciler.last if reconciler is not None else None
+        reconcile = (
+            None
+            if last is None
+            else {
+                "outcome": last.outcome,
+                "at": last.started_at,
+                "revoked": last.revoked,
+            }
+        )
         return JSONResponse(
-            {"status": "ok" if ok else "degraded", "litellm": litellm_ok, "coder": coder_ok},
+            {
+                "status": "ok" if ok else "degraded",
+                "litellm": litellm_ok,
+                "coder": coder_ok,
+                "reconcile": reconcile,
+            },
             status_code=200 if ok else 503,
         )
 
@@ -323,11 +405,36 @@ def create_app(
     async def _obtain(caller: _Caller, requested: str, guardrail: str) -> JSONResponse:
         db = store()
         stored = db.stored(caller.workspace_id)
-        generation = stored.generation if stored else 0
-        facts = await litellm.find(
-            derive_key(settings.derivation_secret, caller.workspace_id, generation)
+        if stored is not None and stored.revoked_at:
+            db.event("revoked-refused", caller.workspace_id, caller.identity)
+            return error(
+                403,
+                f"the key of workspace {caller.workspace_id} was revoked at {stored.revoked_at} "
+                "(the workspace was deleted in Coder, or an admin revoked it): no key is handed out",
+            )
+        generation, facts, steps = await current(
+            litellm,
+            settings.derivation_secret,
+            caller.workspace_id,
+            stored.generation if stored else 0,
         )
+        if steps:
+            level = (facts.level if facts else None) or (stored.level if stored else "standard")
+            stored = Stored(generation, level if level in LEVELS else "standard")
+            log.warning(
+                "workspace=%s: the store was at an older generation; LiteLLM has generation %d",
+                caller.workspace_id,
+                generation,
+            )
         decision = decide(stored, facts, requested, now())
+        if decision.action == "reuse" and decision.mismatch:
+            change = level_change(
+                decision.level, requested, db.approval(caller.workspace_id), now()
+            )
+            if change in ("raise", "lower-approved"):
+                return await _rotate(
+                    caller, decision.generation, decision.level, requested, guardrail, change
+                )
         if decision.mismatch:
             _record_mismatch(caller, decision, requested)
         if decision.action == "refuse":
@@ -349,8 +456,16 @@ def create_app(
                 decision.level,
                 caller.identity,
             )
-            return JSONResponse(
-                {"key": key, "reused": True, "identity": caller.identity}, status_code=200
+            return _answer(
+                caller,
+                key,
+                200,
+                decision.generation,
+                decision.level,
+                rotated_at=stored.rotated_at if stored else None,
+                change="refused"
+                if decision.mismatch and is_downgrade(decision.level, requested)
+                else None,
             )
         await _generate(caller, decision, key, guardrail)
         db.save(caller.workspace_id, decision.generation, decision.level, caller.owner)
@@ -373,8 +488,85 @@ def create_app(
             decision.reason,
             caller.identity,
         )
-        return JSONResponse(
-            {"key": key, "reused": False, "identity": caller.identity}, status_code=201
+        return _answer(caller, key, 201, decision.generation, decision.level, rotated_at=None)
+
+    def _answer(
+        caller: _Caller,
+        key: str,
+        status: int,
+        generation: int,
+        level: str,
+        *,
+        rotated: bool = False,
+        rotated_at: str | None,
+        change: str | None = None,
+    ) -> JSONResponse:
+        body: dict[str, Any] = {
+            "key": key,
+            "reused": status == 200,
+            "identity": caller.identity,
+            "generation": generation,
+            "level": level,
+            "rotated": rotated,
+            "rotated_at": rotated_at,
+        }
+        if change:
+            body["level_change"] = change
+        return JSONResponse(body, status_code=status)
+
+    async def _rotate(
+        caller: _Caller, generation: int, kept: str, requested: str, guardrail: str, change: str
+    ) -> JSONResponse:
+        spec = KeySpec(
+            caller.workspace_id,
+            caller.owner,
+            caller.workspace_name,
+            caller.template_name,
+            caller.identity,
+            guardrail,
+        )
+        done = await rotate(
+            spec,
+            old_generation=generation,
+            old_level=kept,
+            new_level=requested,
+            reason="level-raised" if change == "raise" else "level-lowered",
+            settings=settings,
+            litellm=litellm,
+            store=store(),
+            revoker=revoker,
+        )
+        approval = store().approval(caller.workspace_id) if change == "lower-approved" else None
+        if approval is not None:
+            store().approval_used(caller.workspace_id)
+        store().event(
+            "key-rotated",
+            caller.workspace_id,
+            caller.identity,
+            generation=done.generation,
+            reason="level-changed",
+            level=done.level,
+            previous_level=kept,
+            approved_by=approval.approved_by if approval else None,
+        )
+        log.warning(
+            "key rotated for a level change: workspace=%s %s -> %s generation=%d%s",
+            caller.workspace_id,
+            kept,
+            requested,
+            done.generation,
+            f" (approved by {approval.approved_by})" if approval else "",
+        )
+        key = derive_key(settings.derivation_secret, caller.workspace_id, done.generation)
+        return _answer(
+            caller,
+            key,
+            201,
+            done.generation,
+            done.level,
+            rotated=True,
+            rotated_at=done.rotated_at,
+            change="raised" if change == "raise" else "lowered",
         )
 
     async def _generate(caller: _Caller, decision: Decision, key: str, guardrail: str) -> None:
@@ -423,8 +615,19 @@ def create_app(
             "a downgrade attempt" if downgrade else "a change",
         )
 
+    add_lifecycle_routes(
+        app,
+        settings=settings,
+        store=store,
+        revoker=revoker,
+        reconciler=reconciler,
+        coder=coder_ws,
+        hold=locks.hold,
+        log=log,
+    )
     app.state.settings = settings
     app.state.store = store
+    app.state.reconciler = reconciler
     return app
 
 

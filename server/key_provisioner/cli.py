@@ -2,6 +2,7 @@
 
     workspace-key-provisioner serve [--host 0.0.0.0] [--port 8100]
     workspace-key-provisioner events [--kind level-mismatch] [--workspace ID] [--limit 50] [--json]
+    workspace-key-provisioner approve-level --workspace ID --level standard --by NAME [--reason R]
 
 Settings (and every secret) come from the environment only, never from flags that `ps` shows:
 PROVISIONER_SECRET, LITELLM_URL, LITELLM_MASTER_KEY, KEY_PROVISIONER_DERIVATION_SECRET,
@@ -37,6 +38,12 @@ EVENT_KINDS = (
     "legacy-request",
     "rate-limited",
     "litellm-failed",
+    "workspace-revoked",
+    "key-revoked",
+    "revoked-refused",
+    "revoke-hook-refused",
+    "reconcile-braked",
+    "level-approved",
 )
 
 
@@ -55,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--workspace", help="only this workspace id")
     events.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
+    approve = commands.add_parser(
+        "approve-level",
+        help="let one workspace's next key request lower its level (rotates its key; used once)",
+    )
+    approve.add_argument("--workspace", required=True, help="the Coder workspace id")
+    approve.add_argument(
+        "--level", required=True, choices=("unrestricted", "standard", "design-first")
+    )
+    approve.add_argument("--by", required=True, help="who approves (recorded in the events)")
+    approve.add_argument("--reason", default="", help="why (recorded in the events)")
     return parser
 
 
@@ -63,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "events":
             return _events(args)
+        if args.command == "approve-level":
+            return _approve(args)
         return _serve(args)
     except (SettingsError, StoreError) as exc:
         print(f"workspace-key-provisioner: {exc}", file=sys.stderr)
@@ -100,13 +119,51 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _events(args: argparse.Namespace) -> int:
+def _existing_store() -> Store:
     path = Path(os.environ.get("KEY_PROVISIONER_DB", "").strip() or "key-provisioner.db")
     if not path.exists():
         raise StoreError(
             f"no provisioner database at {path}: set KEY_PROVISIONER_DB to the server's"
         )
-    store = Store(path)
+    return Store(path)
+
+
+def _approve(args: argparse.Namespace) -> int:
+    """An admin on the provisioner's host: the same record as the admin API, audited as `cli`."""
+    from key_provisioner.admin import record_approval
+    from key_provisioner.logs import logger
+
+    by = args.by.strip()
+    if not by:
+        print("workspace-key-provisioner: --by must name who approves", file=sys.stderr)
+        return 2
+    store = _existing_store()
+    try:
+        raw = os.environ.get("KEY_PROVISIONER_APPROVAL_TTL_S", "").strip()
+        try:
+            ttl = float(raw) if raw else 7 * 86400.0
+        except ValueError:
+            raise StoreError(f"KEY_PROVISIONER_APPROVAL_TTL_S={raw!r} is not a number") from None
+        approval = record_approval(
+            store,
+            args.workspace.strip(),
+            args.level,
+            f"cli ({by})",
+            args.reason.strip(),
+            ttl,
+            logger(()),
+        )
+    finally:
+        store.close()
+    print(
+        f"approved: workspace {approval.workspace_id} may lower its key to {approval.level} at its "
+        f"next start (until {approval.expires_at}); the key is then rotated"
+    )
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    store = _existing_store()
     try:
         rows = store.events(args.kind, args.workspace, max(1, args.limit))
     finally:

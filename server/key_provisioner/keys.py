@@ -55,12 +55,25 @@ def is_downgrade(stored: str, requested: str) -> bool:
     return rank.get(requested, 1) < rank.get(stored, 1)
 
 
+def is_upgrade(stored: str, requested: str) -> bool:
+    """Whether `requested` is stricter than `stored` (toward design-first)."""
+    return stored != requested and is_downgrade(requested, stored)
+
+
+def old_alias(workspace_id: str, generation: int) -> str:
+    """The alias a rotated-out key moves to, so that the next generation can take the
+    workspace's alias while the old key still works (LiteLLM keeps aliases unique)."""
+    return f"workspace-{workspace_id}-g{generation}"
+
+
 @dataclass(frozen=True)
 class Stored:
     """The provisioner's memory of a workspace (never its key)."""
 
     generation: int
     level: str
+    revoked_at: str | None = None  # the workspace is gone (or an admin revoked it): no more keys
+    rotated_at: str | None = None  # when the current generation replaced the previous one
 
 
 @dataclass(frozen=True)
@@ -70,9 +83,16 @@ class KeyFacts:
     level: str | None
     expires: datetime | None
     blocked: bool
+    alias: str | None = None  # its key_alias: a rotated-out key has `workspace-<id>-g<N>`
 
     def expired(self, now: datetime) -> bool:
         return self.expires is not None and self.expires <= now
+
+    def rotated_out(self, workspace_id: str, generation: int) -> bool:
+        """A completed rotation replaced this generation (renamed, and blocked only after the
+        next one was stored): the next generation exists. Renamed but not blocked is a rotation
+        cut short, which the next request with the stricter level simply redoes."""
+        return self.blocked and self.alias == old_alias(workspace_id, generation)
 
 
 @dataclass(frozen=True)
@@ -119,8 +139,10 @@ def generate_body(
     rpm_limit: int,
     tpm_limit: int,
     duration: str,
+    rotation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The /key/generate request: the platform's limits and metadata, plus how it was proven."""
+    """The /key/generate request: the platform's limits and metadata, plus how it was proven
+    (and, for a rotated key, when and from which level: `rotated_at`, `rotated_from_level`)."""
     return {
         "key": key,
         "key_alias": alias(workspace_id),
@@ -144,6 +166,7 @@ def generate_body(
             "generation": generation,
             "key_type": "workspace",
             "created_by": "workspace-key-provisioner",
+            **(rotation or {}),
         },
     }
 
@@ -165,4 +188,10 @@ def facts_from_info(body: Any) -> KeyFacts | None:
         if expires is not None and expires.tzinfo is None:
             expires = expires.replace(tzinfo=UTC)
     blocked = info.get("blocked") is True
-    return KeyFacts(level if isinstance(level, str) else None, expires, blocked)
+    key_alias = info.get("key_alias")
+    return KeyFacts(
+        level if isinstance(level, str) else None,
+        expires,
+        blocked,
+        key_alias if isinstance(key_alias, str) else None,
+    )

@@ -6,6 +6,10 @@
 * delete: `POST /key/delete` with the master key and the hash of an expired key, before its
   next generation takes the workspace's key alias (LiteLLM keeps aliases unique).
 * own_info: `GET /key/info` with a workspace's own key (the `/api/v1/keys/info` passthrough).
+* block: `POST /key/block` with the hash: how a key is revoked (issue 18). The row stays, with
+  its spend, alias and metadata, so admins keep the history; the key itself gets 401.
+* rename: `POST /key/update` with the hash and a new `key_alias`, so that a rotated-out key frees
+  the workspace's alias for the next generation while it still works.
 
 Every failure is a LiteLLMError with a sentence; no message carries a key or the master key.
 """
@@ -64,6 +68,9 @@ class LiteLLM:
             raise LiteLLMError(
                 f"LiteLLM answered HTTP {answer.status} to /key/info: {_said(answer)}"
             )
+        info = answer.body.get("info") if isinstance(answer.body, dict) else None
+        if isinstance(info, dict) and info.get("status") == "deleted":
+            return None  # 1.108.7 answers a deleted key from its archive table: not a key
         facts = facts_from_info(answer.body)
         if facts is None:
             raise LiteLLMError(
@@ -102,6 +109,32 @@ class LiteLLM:
                 f"LiteLLM answered HTTP {answer.status} to /key/delete: {_said(answer, key)}"
             )
 
+    async def block(self, key: str) -> None:
+        """Revoke `key`: LiteLLM keeps the row (spend history) and refuses the key (401)."""
+        answer = await self._call(
+            "POST", "/key/block", self._master_key, json_body={"key": key_hash(key)}, hide=(key,)
+        )
+        if answer.status == 404:
+            return  # no such key: nothing can use it
+        if answer.status not in (200, 201):
+            raise LiteLLMError(
+                f"LiteLLM answered HTTP {answer.status} to /key/block: {_said(answer, key)}"
+            )
+
+    async def rename(self, key: str, new_alias: str) -> None:
+        """Move `key` to another alias (it keeps working)."""
+        answer = await self._call(
+            "POST",
+            "/key/update",
+            self._master_key,
+            json_body={"key": key_hash(key), "key_alias": new_alias},
+            hide=(key,),
+        )
+        if answer.status not in (200, 201):
+            raise LiteLLMError(
+                f"LiteLLM answered HTTP {answer.status} to /key/update: {_said(answer, key)}"
+            )
+
     async def own_info(self, key: str) -> Answer:
         """`GET /key/info` as the key itself: LiteLLM's answer, to pass through."""
         return await self._call("GET", "/key/info", key, hide=(key,))
@@ -129,14 +162,17 @@ class LiteLLM:
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         try:
-            async with httpx.AsyncClient(
-                transport=self._transport,
-                timeout=httpx.Timeout(self._timeout),
-                follow_redirects=False,
-                trust_env=True,
-            ) as client, client.stream(
-                method, self.base_url + path, headers=headers, params=params, json=json_body
-            ) as response:
+            async with (
+                httpx.AsyncClient(
+                    transport=self._transport,
+                    timeout=httpx.Timeout(self._timeout),
+                    follow_redirects=False,
+                    trust_env=True,
+                ) as client,
+                client.stream(
+                    method, self.base_url + path, headers=headers, params=params, json=json_body
+                ) as response,
+            ):
                 raw = bytearray()
                 async for chunk in response.aiter_bytes():
                     raw += chunk

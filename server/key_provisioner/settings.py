@@ -49,6 +49,17 @@ class Settings:
     forwarded_allow_ips: str | None = None  # proxies whose X-Forwarded-For is believed
     coder_timeout_s: float = 5.0
     litellm_timeout_s: float = 15.0
+    # Key lifecycle (issue 18): who may approve a lower level or revoke a key, the secret of the
+    # template's delete hook, and the reconcile loop over Coder.
+    admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    revoke_secret: str | None = field(default=None, repr=False)
+    reconcile_interval_s: float = 300.0  # 0: no loop
+    reconcile_confirm_s: float = 2.0
+    reconcile_max_fraction: float = 0.1
+    reconcile_max_always: int = 3
+    reconcile_batch: int = 10_000
+    reconcile_concurrency: int = 8
+    approval_ttl_s: float = 7 * 86400.0
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -58,6 +69,8 @@ class Settings:
             self.litellm_master_key,
             self.derivation_secret,
             self.coder_api_token or "",
+            self.revoke_secret or "",
+            *self.admin_tokens,
         )
         return tuple(v for v in values if v)
 
@@ -133,6 +146,23 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
             f"KEY_PROVISIONER_RATE_LIMIT={rate_raw!r} must look like 6/60 (requests per workspace / seconds)"
         )
     budget = number("WORKSPACE_BUDGET", 10.0, 0.0, 1_000_000.0)
+    admin_tokens = tuple(
+        t.strip() for t in get("KEY_PROVISIONER_ADMIN_TOKENS").split(",") if t.strip()
+    )
+    for token in admin_tokens:
+        if len(token) < MIN_SECRET_CHARS:
+            raise SettingsError(
+                f"KEY_PROVISIONER_ADMIN_TOKENS has a token shorter than {MIN_SECRET_CHARS} characters "
+                f"{SECRET_HINT}"
+            )
+    revoke_secret = None
+    if get("KEY_PROVISIONER_REVOKE_SECRET"):
+        revoke_secret = secret("KEY_PROVISIONER_REVOKE_SECRET")
+    interval = number("KEY_PROVISIONER_RECONCILE_INTERVAL_S", 300.0, 0.0, 7 * 86400.0)
+    if 0 < interval < 1:
+        raise SettingsError(
+            f"KEY_PROVISIONER_RECONCILE_INTERVAL_S={interval:g} is too short: use 0 (off) or at least 1"
+        )
     settings = Settings(
         provisioner_secret=secret("PROVISIONER_SECRET"),
         litellm_master_key=secret("LITELLM_MASTER_KEY", 4),
@@ -150,10 +180,20 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         header_timeout_s=number("KEY_PROVISIONER_HEADER_TIMEOUT_S", 10.0, 0.1, 600.0),
         body_timeout_s=number("KEY_PROVISIONER_BODY_TIMEOUT_S", 30.0, 0.1, 3600.0),
         forwarded_allow_ips=get("KEY_PROVISIONER_FORWARDED_ALLOW_IPS") or None,
+        admin_tokens=admin_tokens,
+        revoke_secret=revoke_secret,
+        reconcile_interval_s=interval,
+        reconcile_confirm_s=number("KEY_PROVISIONER_RECONCILE_CONFIRM_S", 2.0, 0.0, 600.0),
+        reconcile_max_fraction=number("KEY_PROVISIONER_RECONCILE_MAX_FRACTION", 0.1, 0.0, 1.0),
+        reconcile_max_always=int(number("KEY_PROVISIONER_RECONCILE_MAX_ALWAYS", 3, 0, 1_000_000)),
+        reconcile_batch=int(number("KEY_PROVISIONER_RECONCILE_BATCH", 10_000, 1, 1_000_000)),
+        reconcile_concurrency=int(number("KEY_PROVISIONER_RECONCILE_CONCURRENCY", 8, 1, 64)),
+        approval_ttl_s=number("KEY_PROVISIONER_APPROVAL_TTL_S", 7 * 86400.0, 60.0, 90 * 86400.0),
     )
     if len(set(settings.secrets)) != len(settings.secrets):
         raise SettingsError(
-            "PROVISIONER_SECRET, LITELLM_MASTER_KEY, KEY_PROVISIONER_DERIVATION_SECRET and "
-            "CODER_API_TOKEN must all differ: workspaces hold PROVISIONER_SECRET"
+            "PROVISIONER_SECRET, LITELLM_MASTER_KEY, KEY_PROVISIONER_DERIVATION_SECRET, "
+            "CODER_API_TOKEN, KEY_PROVISIONER_REVOKE_SECRET and KEY_PROVISIONER_ADMIN_TOKENS must "
+            "all differ: workspaces hold PROVISIONER_SECRET"
         )
     return settings

@@ -1,6 +1,11 @@
 """The provisioner's own memory, in SQLite (stdlib): each workspace's key generation and level,
 and an event log of what happened (issued, reused, rotated, refused, level-change attempts).
 
+Key lifecycle (issue 18) adds: when a workspace's key was revoked (its workspace gone) or
+rotated, when Coder was last asked about it, the revocations still to be done in LiteLLM (a
+queue, so that a crash between "new key stored" and "old key blocked" leaves a retry, never a
+live old key) and admins' approvals of a less strict level.
+
 Never a key, a token or a secret: keys are derived, so the generation is all that is kept.
 The file is created 0600; the schema is created idempotently, so a second start is harmless.
 """
@@ -39,7 +44,53 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_kind ON events (kind, id);
 CREATE INDEX IF NOT EXISTS events_workspace ON events (workspace_id, id);
+CREATE TABLE IF NOT EXISTS pending_revocations (
+    workspace_id TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    PRIMARY KEY (workspace_id, generation)
+);
+CREATE TABLE IF NOT EXISTS level_approvals (
+    workspace_id TEXT PRIMARY KEY,
+    level TEXT NOT NULL,
+    approved_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    approved_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
 """
+# Columns added to workspace_keys after the first release (added at start when missing).
+_ADDED_COLUMNS = {
+    "revoked_at": "TEXT",
+    "revoked_reason": "TEXT",
+    "rotated_at": "TEXT",
+    "checked_at": "TEXT",
+}
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A key that must be blocked in LiteLLM (a rotated-out or a gone workspace's key)."""
+
+    workspace_id: str
+    generation: int
+    reason: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An admin's consent to a less strict level for one workspace, used once."""
+
+    workspace_id: str
+    level: str
+    approved_by: str
+    reason: str
+    approved_at: str
+    expires_at: str
 
 
 @dataclass(frozen=True)
@@ -66,6 +117,10 @@ class Store:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(workspace_keys)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE workspace_keys ADD COLUMN {column} {kind}")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the provisioner database {path}: {exc}") from None
         self._lock = threading.Lock()
@@ -78,10 +133,144 @@ class Store:
     def stored(self, workspace_id: str) -> Stored | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT generation, level FROM workspace_keys WHERE workspace_id = ?",
+                "SELECT generation, level, revoked_at, rotated_at FROM workspace_keys "
+                "WHERE workspace_id = ?",
                 (workspace_id.lower(),),
             ).fetchone()
-        return Stored(int(row[0]), str(row[1])) if row else None
+        return Stored(int(row[0]), str(row[1]), row[2], row[3]) if row else None
+
+    def rotated(
+        self,
+        workspace_id: str,
+        generation: int,
+        level: str,
+        owner: str,
+        old_generation: int,
+        at: str,
+    ) -> None:
+        """Store the new generation and queue the old key's revocation in one transaction (the
+        crash-safe step of a rotation: either both are recorded or neither)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO workspace_keys (workspace_id, generation, level, owner, updated_at, "
+                    "rotated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id) DO UPDATE SET "
+                    "generation = excluded.generation, level = excluded.level, owner = excluded.owner, "
+                    "updated_at = excluded.updated_at, rotated_at = excluded.rotated_at",
+                    (workspace_id.lower(), generation, level, owner, at, at),
+                )
+                self._queue(workspace_id, old_generation, "rotated", at)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def mark_revoked(self, workspace_id: str, generation: int, reason: str) -> bool:
+        """Record that the workspace gets no more keys and queue its key's revocation; False when
+        it was already revoked (nothing changes then)."""
+        at = _now()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO workspace_keys (workspace_id, generation, level, owner, updated_at) "
+                    "VALUES (?, ?, 'standard', '', ?) ON CONFLICT (workspace_id) DO NOTHING",
+                    (workspace_id.lower(), generation, at),
+                )
+                changed = self._db.execute(
+                    "UPDATE workspace_keys SET revoked_at = ?, revoked_reason = ?, updated_at = ? "
+                    "WHERE workspace_id = ? AND revoked_at IS NULL",
+                    (at, reason, at, workspace_id.lower()),
+                ).rowcount
+                if changed:
+                    self._queue(workspace_id, generation, reason, at)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return bool(changed)
+
+    def _queue(self, workspace_id: str, generation: int, reason: str, at: str) -> None:
+        self._db.execute(
+            "INSERT INTO pending_revocations (workspace_id, generation, reason, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id, generation) DO NOTHING",
+            (workspace_id.lower(), generation, reason, at),
+        )
+
+    def pending(self, limit: int = 1000) -> list[Pending]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT workspace_id, generation, reason, attempts FROM pending_revocations "
+                "ORDER BY attempts, created_at LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [Pending(r[0], int(r[1]), r[2], int(r[3])) for r in rows]
+
+    def revocation_done(self, workspace_id: str, generation: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM pending_revocations WHERE workspace_id = ? AND generation = ?",
+                (workspace_id.lower(), generation),
+            )
+
+    def revocation_failed(self, workspace_id: str, generation: int, problem: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE pending_revocations SET attempts = attempts + 1, last_error = ? "
+                "WHERE workspace_id = ? AND generation = ?",
+                (problem[:300], workspace_id.lower(), generation),
+            )
+
+    def to_check(self, limit: int) -> list[tuple[str, int]]:
+        """Live workspaces, the longest unchecked first: (workspace id, generation)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT workspace_id, generation FROM workspace_keys WHERE revoked_at IS NULL "
+                "ORDER BY checked_at IS NOT NULL, checked_at LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    def checked(self, workspace_ids: list[str]) -> None:
+        at = _now()
+        with self._lock:
+            self._db.executemany(
+                "UPDATE workspace_keys SET checked_at = ? WHERE workspace_id = ?",
+                [(at, w.lower()) for w in workspace_ids],
+            )
+
+    def approve(self, approval: Approval) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO level_approvals (workspace_id, level, approved_by, reason, approved_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workspace_id) DO UPDATE SET "
+                "level = excluded.level, approved_by = excluded.approved_by, reason = excluded.reason, "
+                "approved_at = excluded.approved_at, expires_at = excluded.expires_at",
+                (
+                    approval.workspace_id.lower(),
+                    approval.level,
+                    approval.approved_by,
+                    approval.reason,
+                    approval.approved_at,
+                    approval.expires_at,
+                ),
+            )
+
+    def approval(self, workspace_id: str) -> Approval | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT workspace_id, level, approved_by, reason, approved_at, expires_at "
+                "FROM level_approvals WHERE workspace_id = ?",
+                (workspace_id.lower(),),
+            ).fetchone()
+        return Approval(*row) if row else None
+
+    def approval_used(self, workspace_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM level_approvals WHERE workspace_id = ?", (workspace_id.lower(),)
+            )
 
     def save(self, workspace_id: str, generation: int, level: str, owner: str) -> None:
         with self._lock:
@@ -89,7 +278,8 @@ class Store:
                 "INSERT INTO workspace_keys (workspace_id, generation, level, owner, updated_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workspace_id) DO UPDATE SET "
                 "generation = excluded.generation, level = excluded.level, owner = excluded.owner, "
-                "updated_at = excluded.updated_at",
+                "updated_at = excluded.updated_at, rotated_at = CASE WHEN "
+                "workspace_keys.generation = excluded.generation THEN workspace_keys.rotated_at END",
                 (workspace_id.lower(), generation, level, owner, _now()),
             )
 
@@ -122,6 +312,11 @@ class Store:
         with self._lock:
             rows = self._db.execute(query, args).fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+
+def now_text() -> str:
+    """The store's timestamps: UTC, ISO 8601, to the second."""
+    return _now()
 
 
 def _now() -> str:

@@ -66,4 +66,7 @@ def prov_env(coder: CoderStandin, litellm: LitellmKeys, tmp_path: Path) -> dict[
         "CODER_URL": coder.url,
         "CODER_API_TOKEN": coder.api_token,
         "KEY_PROVISIONER_IDENTITY_CACHE_S": "0",
+        # No background reconcile pass asking Coder in the middle of a test (the key lifecycle
+        # tests run passes on request, or turn the loop on themselves).
+        "KEY_PROVISIONER_RECONCILE_INTERVAL_S": "0",
     }

@@ -321,12 +321,14 @@ def test_health_and_readiness(
         )
     )
     assert (health.status, health.body) == (200, {"status": "ok"})
-    assert (ready.status, ready.body) == (200, {"status": "ok", "litellm": True, "coder": True})
+    # `reconcile`: the loop's last pass (none yet: prov_env turns the loop off).
+    assert (ready.status, ready.body) == (
+        200, {"status": "ok", "litellm": True, "coder": True, "reconcile": None})
     coder.stop_serving()
     ready = run(exchange(prov_env, [{"method": "GET", "path": "/health/ready", "bearer": None}]))[0]
     assert (ready.status, ready.body) == (
         503,
-        {"status": "degraded", "litellm": True, "coder": False},
+        {"status": "degraded", "litellm": True, "coder": False, "reconcile": None},
     )
 
 

@@ -168,7 +168,9 @@ def test_key_is_reused_after_a_provisioner_restart_and_after_losing_its_state(
         again = platform_request(second.url, workspace_request(workspace))
     finally:
         second.stop()
-    assert again == (200, {"key": key, "reused": True, "identity": "provisioner-secret"})
+    assert again[0] == 200
+    assert {k: again[1][k] for k in ("key", "reused", "identity", "generation")} == {
+        "key": key, "reused": True, "identity": "provisioner-secret", "generation": 0}
 
     # Its own database gone: the key is derived and found in LiteLLM by its hash.
     fresh = start_provisioner({**prov_db_env, "KEY_PROVISIONER_DB": str(tmp_path / "lost" / "prov.db")}, tmp_path)

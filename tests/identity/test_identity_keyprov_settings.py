@@ -83,3 +83,34 @@ def test_settings_is_frozen() -> None:
     settings: Settings = from_env(GOOD)
     with pytest.raises(AttributeError):
         settings.identity = "legacy"  # type: ignore[misc]
+
+
+def test_key_lifecycle_defaults_and_secrets() -> None:
+    settings = from_env(GOOD)
+    assert (settings.reconcile_interval_s, settings.reconcile_confirm_s) == (300.0, 2.0)
+    assert (settings.reconcile_max_fraction, settings.reconcile_max_always) == (0.1, 3)
+    assert (settings.admin_tokens, settings.revoke_secret) == ((), None)
+    custom = from_env(GOOD | {"KEY_PROVISIONER_ADMIN_TOKENS": " admin-token-Hq7Lw2Zp9Xc4, admin-two-Lw2Zp9Xc4Vb1 ",
+                              "KEY_PROVISIONER_REVOKE_SECRET": "revoke-secret-Tt5Gm8Ks3J",
+                              "KEY_PROVISIONER_RECONCILE_INTERVAL_S": "0"})
+    assert custom.admin_tokens == ("admin-token-Hq7Lw2Zp9Xc4", "admin-two-Lw2Zp9Xc4Vb1")
+    assert custom.reconcile_interval_s == 0
+    for secret in (*custom.admin_tokens, "revoke-secret-Tt5Gm8Ks3J"):
+        assert secret in custom.secrets and secret not in repr(custom)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"KEY_PROVISIONER_ADMIN_TOKENS": "short"}, "KEY_PROVISIONER_ADMIN_TOKENS has a token shorter than 16"),
+        ({"KEY_PROVISIONER_REVOKE_SECRET": "short"}, "KEY_PROVISIONER_REVOKE_SECRET is too short"),
+        ({"KEY_PROVISIONER_REVOKE_SECRET": "Prov-Secret-7f3a9c2e1b"}, "must all differ"),
+        ({"KEY_PROVISIONER_RECONCILE_INTERVAL_S": "0.5"}, "KEY_PROVISIONER_RECONCILE_INTERVAL_S=0.5 is too short"),
+        ({"KEY_PROVISIONER_RECONCILE_INTERVAL_S": "soon"}, "KEY_PROVISIONER_RECONCILE_INTERVAL_S='soon' is not a number"),
+        ({"KEY_PROVISIONER_RECONCILE_MAX_FRACTION": "2"}, "KEY_PROVISIONER_RECONCILE_MAX_FRACTION='2' must be between 0 and 1"),
+        ({"KEY_PROVISIONER_RECONCILE_CONCURRENCY": "0"}, "KEY_PROVISIONER_RECONCILE_CONCURRENCY='0' must be between 1 and 64"),
+    ],
+)
+def test_key_lifecycle_settings_refused_with_a_sentence(change: dict[str, str], words: str) -> None:
+    with pytest.raises(SettingsError, match=words.replace("(", r"\(").replace(".", r"\.")):
+        from_env(GOOD | change)

@@ -12,12 +12,17 @@ Shapes and status codes follow Coder's source and API reference (docs/identity.m
   GET  /api/v2/workspaces/{id}                 API token → 200 codersdk.Workspace subset
         {"id", "name", "owner_id", "owner_name", "template_id", "template_name",
          "latest_build": {"transition", "status", "resources": [{"agents": [{"id", "name"}]}]}}
-        400 for a non-UUID id, 404 unknown workspace, 401 bad API token
+        400 for a non-UUID id, 404 unknown workspace, 401 bad API token, 410 Gone once the
+        workspace was deleted (Coder soft-deletes: coderd/workspaces.go answers 410 "Workspace
+        … was deleted" unless `?include_deleted=true`); while a delete build runs, 200 with
+        latest_build.transition "delete", status "deleting"
   GET  /api/v2/buildinfo                       no auth → {"version", "external_url"}
   anything else                                404 {"message": "Route not found."}
 
 An agent token authenticates only while its agent is in the latest build of a workspace
-(Coder's ExtractWorkspaceAgentAndLatestBuild): `rebuild()` and `stop()` kill old tokens.
+(Coder's ExtractWorkspaceAgentAndLatestBuild): `rebuild()`, `stop()`, `begin_delete()` and
+`delete()` kill old tokens; `forget()` removes a workspace entirely (404, as for an id Coder
+never had or one the API token may not read).
 Failures are Coder's: 401 {"message": "Workspace agent not authorized.", "detail": ...}.
 `mode = "unavailable"` answers 503 to everything, `"notcoder"` 404 (a wrong URL); `stop_serving()` closes the port.
 
@@ -65,6 +70,7 @@ class Workspace:
     agents: list[Agent]
     transition: str = "start"
     build_number: int = 1
+    deleted: bool = False
 
     @property
     def agent(self) -> Agent:
@@ -146,7 +152,21 @@ class CoderStandin:
             ws.transition = "stop"
             ws.build_number += 1
 
+    def begin_delete(self, ws: Workspace) -> None:
+        """A delete build is running (what the template's destroy-time hook sees)."""
+        with self._lock:
+            ws.agents = []
+            ws.transition = "delete"
+            ws.build_number += 1
+
     def delete(self, ws: Workspace) -> None:
+        """The delete build succeeded: Coder marks the workspace deleted and answers 410."""
+        with self._lock:
+            ws.agents = []
+            ws.transition = "delete"
+            ws.deleted = True
+
+    def forget(self, ws: Workspace) -> None:
         with self._lock:
             self.workspaces.pop(ws.id, None)
 
@@ -281,6 +301,11 @@ class CoderStandin:
         ws = self.workspaces.get(workspace_id)
         if ws is None:
             return 404, {"message": "Resource not found or you do not have access to this resource"}
+        if ws.deleted:
+            return 410, {
+                "message": f'Workspace "{ws.id}" was deleted, you can view this workspace by '
+                "specifying '?deleted=true' and trying again."
+            }
         build_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ws.id}/{ws.build_number}"))
         return 200, {
             "id": ws.id,
@@ -299,7 +324,7 @@ class CoderStandin:
                 "workspace_name": ws.name,
                 "workspace_owner_name": ws.owner,
                 "transition": ws.transition,
-                "status": "running" if ws.transition == "start" else "stopped",
+                "status": {"start": "running", "stop": "stopped"}.get(ws.transition, "deleting"),
                 "resources": [
                     {
                         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{build_id}/container")),
@@ -324,6 +349,9 @@ class CoderStandin:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY a kept-alive client waits for
+    # the delayed ACK (40 ms a request here), which coderd never makes anyone do.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

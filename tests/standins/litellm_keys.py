@@ -68,7 +68,12 @@ class LitellmKeys:
     def __init__(self, master_key: str = "sk-master-Vb8Qz3nL5") -> None:
         self.master_key = master_key
         self.mode = "normal"
+        self.failing: set[str] = set()  # paths answered 503 (one LiteLLM call failing)
+        self.lost: set[str] = set()  # paths done, but answered 503 (the answer lost on the way)
         self.rows: dict[str, dict[str, Any]] = {}  # token hash → row
+        # 1.108.7's LiteLLM_DeletedVerificationToken: /key/delete moves a row here, and /key/info
+        # still answers it, with status "deleted".
+        self.archive: dict[str, dict[str, Any]] = {}
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -88,7 +93,7 @@ class LitellmKeys:
         with self._lock:
             for token, row in list(self.rows.items()):
                 if row["key_alias"] == alias:
-                    del self.rows[token]
+                    self.archive[token] = self.rows.pop(token)  # what an admin's /key/delete does
 
     def expire_alias(self, alias: str) -> None:
         with self._lock:
@@ -136,6 +141,9 @@ class LitellmKeys:
                     }
                 }
             parts = urlsplit(target)
+            if parts.path in self.failing:
+                return 503, {"error": {"message": "Service Unavailable", "type": "None",
+                                       "param": "None", "code": "503"}}
             bearer = authorization[7:] if authorization.startswith("Bearer ") else ""
             is_master = bool(bearer) and hmac.compare_digest(
                 bearer.encode(), self.master_key.encode()
@@ -145,11 +153,19 @@ class LitellmKeys:
             if not bearer:
                 return _error(401, "Authentication Error, No api key passed in.", "auth_error")
             if parts.path == "/key/generate" and method == "POST":
-                return self._generate(is_master, body)
+                made = self._generate(is_master, body)
+                if parts.path in self.lost and made[0] == 200:
+                    return 503, {"error": {"message": "upstream connect error", "type": "None",
+                                           "param": "None", "code": "503"}}
+                return made
             if parts.path == "/key/info" and method == "GET":
                 return self._info(is_master, bearer, parse_qs(parts.query).get("key", [None])[0])
             if parts.path == "/key/delete" and method == "POST":
                 return self._delete(is_master, body)
+            if parts.path == "/key/block" and method == "POST":
+                return self._block(is_master, body)
+            if parts.path == "/key/update" and method == "POST":
+                return self._update(is_master, body)
             return _error(404, "Not Found", "not_found_error")
 
     def _usable(self, bearer: str) -> dict[str, Any] | None:
@@ -245,6 +261,8 @@ class LitellmKeys:
             )
         token = token_hash(key) if key.startswith("sk-") else key
         row = self.rows.get(token)
+        if row is None and token in self.archive:
+            row = self.archive[token] | {"status": "deleted"}
         if row is None:
             return _error(404, "Key not found in database", "not_found_error", "key")
         if not is_master and token != token_hash(bearer):
@@ -260,14 +278,49 @@ class LitellmKeys:
         deleted = []
         for key in body.get("keys") or []:
             token = token_hash(key) if key.startswith("sk-") else key
-            if self.rows.pop(token, None) is not None:
+            if (gone := self.rows.pop(token, None)) is not None:
+                self.archive[token] = gone | {"deleted_at": datetime.now(UTC).isoformat()}
                 deleted.append(key)
         for alias in body.get("key_aliases") or []:
             for token, row in list(self.rows.items()):
                 if row["key_alias"] == alias:
-                    del self.rows[token]
+                    self.archive[token] = self.rows.pop(token) | {"deleted_at": datetime.now(UTC).isoformat()}
                     deleted.append(alias)
         return 200, {"deleted_keys": deleted}
+
+
+    def _row_of(self, body: Any) -> tuple[str, dict[str, Any]] | None:
+        key = body.get("key") if isinstance(body, dict) else None
+        if not isinstance(key, str):
+            return None
+        token = token_hash(key) if key.startswith("sk-") else key
+        row = self.rows.get(token)
+        return (token, row) if row is not None else None
+
+    def _block(self, is_master: bool, body: Any) -> tuple[int, Any]:
+        """LiteLLM's /key/block: `blocked` set on the row, which stays (with its spend)."""
+        if not is_master:
+            return _error(401, "Authentication Error, only proxy admin can block keys", "auth_error")
+        found = self._row_of(body)
+        if found is None:
+            return _error(404, "Key not found", "not_found_error", "key")
+        found[1]["blocked"] = True
+        return 200, {"token": found[0], **found[1]}
+
+    def _update(self, is_master: bool, body: Any) -> tuple[int, Any]:
+        """LiteLLM's /key/update, for the fields the provisioner changes (the alias stays unique)."""
+        if not is_master:
+            return _error(401, "Authentication Error, only proxy admin can update keys", "auth_error")
+        found = self._row_of(body)
+        if found is None:
+            return _error(404, "Key not found", "not_found_error", "key")
+        alias = body.get("key_alias")
+        if alias and any(r["key_alias"] == alias for t, r in self.rows.items() if t != found[0]):
+            return _error(400, f"Unique key aliases across all keys are required. Key alias={alias} "
+                          "already exists", "bad_request_error", "key_alias")
+        if alias:
+            found[1]["key_alias"] = alias
+        return 200, {"key": body["key"], **found[1]}
 
 
 class _Handler(BaseHTTPRequestHandler):
