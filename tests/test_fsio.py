@@ -275,3 +275,26 @@ def test_atomic_write_temp_names_are_recognised(tmp_path: Path, monkeypatch: pyt
     fsio.atomic_write(tmp_path / "f.json", "{}\n")
     monkeypatch.undo()
     assert len(seen) == 1 and fsio.temp_target(seen[0]) == "f.json"
+
+
+def test_read_below_reads_each_file_as_read_fact_does(confined: Path, tmp_path: Path) -> None:
+    """One walk to the directory, then each folder/name link-free: the same facts read_fact gives,
+    a missing one absent, a planted FIFO or linked folder an error in its place (not for all)."""
+    base = confined / "extensions"
+    (base / "a").mkdir(parents=True)
+    (base / "a" / "package.json").write_text('{"name": "a"}')
+    (base / "b").mkdir()
+    (base / "fifo").mkdir()
+    os.mkfifo(base / "fifo" / "package.json")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "package.json").write_text("outside")
+    (base / "linked").symlink_to(tmp_path / "elsewhere")
+    wanted = [("a", "package.json"), ("b", "package.json"), ("fifo", "package.json"), ("linked", "package.json"),
+              ("gone", "package.json")]
+    got = fsio.read_below(base, wanted)
+    assert got[0] == fsio.read_fact(base / "a" / "package.json") and got[0].text == '{"name": "a"}'
+    assert got[1].text is None and got[4].text is None
+    assert isinstance(got[2], AgentError) and "FIFO" in got[2].message
+    assert isinstance(got[3], AgentError) and "symbolic link" in got[3].message
+    assert all(not isinstance(fact, AgentError) and "outside" != fact.text for fact in (got[0], got[1], got[4]))
+    assert [f.text for f in fsio.read_below(confined / "absent", [("a", "b")])] == [None]

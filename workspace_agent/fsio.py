@@ -19,7 +19,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from workspace_agent import privilege
@@ -273,20 +273,60 @@ def read_fact(path: Path, max_bytes: int = MAX_MANAGED_FILE_BYTES) -> FileFact:
     with privilege.acting_for(path):
         try:
             with _parent(path, create=False) as dir_fd:
-                info = _lstat_at(dir_fd, path)
-                if info is None:
-                    return FileFact(path, None, None)
-                _refuse_unusable(path, info, max_bytes)  # before opening: a FIFO or device is never opened
-                try:
-                    fd, info = _open_regular(dir_fd, path, os.O_RDONLY, max_bytes)
-                except FileNotFoundError:
-                    return FileFact(path, None, None)
-                try:
-                    data = _read_capped(fd, path, max_bytes, info.st_size)
-                finally:
-                    os.close(fd)
+                return _fact_at(dir_fd, path, max_bytes)
         except FileNotFoundError:
             return FileFact(path, None, None)
+
+
+def read_below(directory: Path, relatives: Sequence[tuple[str, str]],
+               max_bytes: int = MAX_MANAGED_FILE_BYTES) -> list[FileFact | AgentError]:
+    """`directory/folder/name` for each (folder, name), each read as read_fact reads it (no link
+    anywhere below the home, regular files only, capped), with one walk to `directory` for all:
+    an extensions dir has a manifest per extension, and walking to each from the home was most
+    of reading them. A file that cannot be read safely is its AgentError, in its place."""
+    with privilege.acting_for(directory):
+        try:
+            base_fd = _open_dir(directory, create=False)
+        except FileNotFoundError:
+            return [FileFact(directory / folder / name, None, None) for folder, name in relatives]
+        try:
+            return [_fact_below(base_fd, directory, folder, name, max_bytes) for folder, name in relatives]
+        finally:
+            os.close(base_fd)
+
+
+def _fact_below(base_fd: int, directory: Path, folder: str, name: str, max_bytes: int) -> FileFact | AgentError:
+    path = directory / folder / name
+    try:
+        dir_fd = _step(os.dup(base_fd), folder, (directory, (folder,)), False, None)
+    except FileNotFoundError:
+        return FileFact(path, None, None)
+    except AgentError as exc:
+        return exc
+    try:
+        return _fact_at(dir_fd, path, max_bytes)
+    except FileNotFoundError:
+        return FileFact(path, None, None)
+    except AgentError as exc:
+        return exc
+    finally:
+        os.close(dir_fd)
+
+
+def _fact_at(dir_fd: int, path: Path, max_bytes: int) -> FileFact:
+    """`path.name` in the open directory `dir_fd`, never through a link, never a FIFO or device."""
+    info = _lstat_at(dir_fd, path)
+    if info is None:
+        return FileFact(path, None, None)
+    _refuse_unusable(path, info, max_bytes)  # before opening: a FIFO or device is never opened
+    try:
+        fd, info = _open_regular(dir_fd, path, os.O_RDONLY, max_bytes)
+    except FileNotFoundError:
+        return FileFact(path, None, None)
+    try:
+        data = _read_capped(fd, path, max_bytes, info.st_size)
+    finally:
+        os.close(fd)
     return FileFact(path, _decode(path, data), stat.S_IMODE(info.st_mode), info.st_uid, info.st_nlink)
 
 

@@ -88,24 +88,65 @@ def manifest_id(folder: Path, *, linked: bool = False) -> tuple[str, str | None]
     owner, no FIFO or device, capped): an unusable one raises AgentError naming it (never
     cached); a missing or unparsable one is simply not an extension's."""
     manifest = folder / "package.json"
-    try:
-        info = os.stat(manifest, follow_symlinks=linked)  # only a cache key: nothing is opened
-    except OSError:
+    stamp = _stamp(manifest, linked)
+    if stamp is None:
         return None
-    stamp = (info.st_size, info.st_mtime_ns, info.st_ino)
     known = _MANIFESTS.get(manifest)
     if known is not None and known[0] == stamp:
         return known[1]
-    found = _read_manifest(manifest, linked)
-    _MANIFESTS[manifest] = (stamp, found)
-    return found
-
-
-def _read_manifest(manifest: Path, linked: bool) -> tuple[str, str | None] | None:
     if linked:
         text = fsio.read_linked(manifest, MAX_MANIFEST_BYTES, follow=2)
     else:
         text = fsio.read_fact(manifest, MAX_MANIFEST_BYTES).text
+    return _remember(manifest, stamp, text)
+
+
+def _stamp(manifest: Path, linked: bool) -> tuple[int, int, int] | None:
+    """The memo's key (None: no manifest); only a cache key, nothing is opened."""
+    try:
+        info = os.stat(manifest, follow_symlinks=linked)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
+def _remember(manifest: Path, stamp: tuple[int, int, int], text: str | None) -> tuple[str, str | None] | None:
+    found = _parse_manifest(text)
+    _MANIFESTS[manifest] = (stamp, found)
+    return found
+
+
+def _manifest_ids(extensions_dir: Path, items: list[fsio.DirItem],
+                  problems: list[str] | None) -> dict[str, tuple[str, str | None] | None]:
+    """manifest_id of every folder; the folders that are not links are read in one pass below
+    the extensions dir (fsio.read_below), not each from the home."""
+    ids: dict[str, tuple[str, str | None] | None] = {}
+    unread: list[tuple[str, Path, tuple[int, int, int]]] = []
+    for item in items:
+        manifest = extensions_dir / item.name / "package.json"
+        stamp = _stamp(manifest, item.is_link)
+        known = _MANIFESTS.get(manifest)
+        if stamp is None or (known is not None and known[0] == stamp):
+            ids[item.name] = None if stamp is None or known is None else known[1]
+        elif item.is_link:
+            try:
+                ids[item.name] = manifest_id(extensions_dir / item.name, linked=True)
+            except AgentError as exc:
+                if problems is not None:
+                    problems.append(exc.message)
+        else:
+            unread.append((item.name, manifest, stamp))
+    facts = fsio.read_below(extensions_dir, [(name, "package.json") for name, _m, _s in unread], MAX_MANIFEST_BYTES)
+    for (name, manifest, stamp), fact in zip(unread, facts, strict=True):
+        if isinstance(fact, AgentError):
+            if problems is not None:
+                problems.append(fact.message)
+            continue
+        ids[name] = _remember(manifest, stamp, fact.text)
+    return ids
+
+
+def _parse_manifest(text: str | None) -> tuple[str, str | None] | None:
     if text is None:
         return None
     try:
@@ -163,20 +204,14 @@ def folders(extensions_dir: Path, problems: list[str] | None = None) -> list[Fol
     never a walk elsewhere; a folder that is itself a link is named by its folder name only (its
     manifest is read as the home's owner). A package.json that cannot be read safely goes to `problems`.
     """
+    items = [item for item in fsio.list_dir(extensions_dir) or []
+             if not item.name.startswith(".") and (item.is_dir or item.is_link)]
+    ids = _manifest_ids(extensions_dir, items, problems)
     found: list[Folder] = []
-    for item in fsio.list_dir(extensions_dir) or []:
-        if item.name.startswith(".") or not (item.is_dir or item.is_link):
-            continue
-        path = extensions_dir / item.name
-        ident = None
-        try:
-            ident = manifest_id(path, linked=item.is_link)
-        except AgentError as exc:
-            if problems is not None:
-                problems.append(exc.message)
-        ident = ident or folder_id(item.name)
+    for item in items:
+        ident = ids.get(item.name) or folder_id(item.name)
         if ident:
-            found.append(Folder(ident[0], ident[1], path))
+            found.append(Folder(ident[0], ident[1], extensions_dir / item.name))
     return found
 
 
