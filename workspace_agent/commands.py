@@ -43,22 +43,11 @@ def load(options: dict[str, Any], environ: Mapping[str, str]) -> tuple[Any, dict
     return load_checked(options, environ)
 
 
-def collect_from_here() -> None:
-    """The modules are in: hide them from the garbage collector (they live as long as the
-    process) and let it run for what the command allocates (entry.py paused it for the imports;
-    an 8 MB settings file still gets its cycles collected)."""
-    import gc
-
-    gc.freeze()
-    gc.enable()
-
-
 def run_command(mode: str, options: dict[str, Any], *, as_json: bool, quiet: bool, wait: float,
                 environ: dict[str, str] | None = None, show_diff: bool = True, report: bool = False) -> int:
     from workspace_agent.output import render_json, render_text
     from workspace_agent.run import execute, record
 
-    collect_from_here()
     env = dict(os.environ) if environ is None else environ
     config, policy = load(options, env)
     log = (lambda message: None) if quiet or as_json else (lambda message: echo(message, err=True))

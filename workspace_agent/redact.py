@@ -31,7 +31,7 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _PLAIN = frozenset({"true", "false", "null", "none", "yes", "no", "on", "off"})
 # Not a secret but where one comes from: already masked (`sk-…abcd`), a shell variable, a file or
 # environment reference (OpenCode's `{file:…}`, `{env:…}`).
-_REFERENCE = re.compile(r"(?:sk-)?…|\$|\{(?:file|env):")
+_REFERENCE = r"(?:sk-)?…|\$|\{(?:file|env):"  # compiled on first use (re keeps it): a compliant check never needs it
 
 
 def mask(secret: str) -> str:
@@ -52,7 +52,7 @@ def _mask_bound(match: re.Match[str]) -> str:
     value = match.group("value")
     quoted = value[:1] in "\"'" and len(value) >= 2
     inner = value[1:-1] if quoted else value
-    if not key_like(match.group("name")) or not inner or inner.lower() in _PLAIN or _REFERENCE.match(inner):
+    if not key_like(match.group("name")) or not inner or inner.lower() in _PLAIN or re.match(_REFERENCE, inner):
         return match.group(0)
     if not quoted and re.fullmatch(r"-?[0-9.]+", inner):
         return match.group(0)  # a number (a port, a count) bound to e.g. `max_tokens`

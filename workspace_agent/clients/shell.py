@@ -30,12 +30,12 @@ from workspace_agent.plan import ActionFact, ActionRule, FileRule, Rule
 from workspace_agent.resources import generated_file
 
 MARK = "# workspace-agent: AI gateway environment"
-SHELL_INIT = re.compile(r"^[^#]*\bworkspace-agent\s+shell-init\b")
+SHELL_INIT = r"^[^#]*\bworkspace-agent\s+shell-init\b"  # compiled on first use (re keeps it): a compliant check never needs it
 SHELLS = ("bash", "zsh", "fish")
 
 LEGACY_HEADER = "# AI Configuration (LiteLLM)"
 # The lines that block held (the key sat in OPENAI_API_KEY and inside the ai-usage alias).
-_LEGACY_LINE = re.compile(
+_LEGACY_LINE = (  # compiled on first use, like SHELL_INIT
     r"^(?:export (?:PATH|AI_GATEWAY_URL|OPENAI_API_BASE|OPENAI_BASE_URL|OPENAI_API_KEY|LITELLM_API_KEY|AI_MODEL)="
     r"|alias (?:ai-models|ai-usage)=)"
 )
@@ -130,7 +130,7 @@ def legacy_lines(text: str) -> set[int]:
         if lines[i].rstrip() == LEGACY_HEADER:
             inside.add(i)
             i += 1
-            while i < len(lines) and _LEGACY_LINE.match(lines[i]):
+            while i < len(lines) and re.match(_LEGACY_LINE, lines[i]):
                 inside.add(i)
                 i += 1
             continue
@@ -154,7 +154,7 @@ def ensure_rc_line(text: str | None, line: str) -> str | None:
     current = text or ""
     lines = current.splitlines(keepends=True)
     ours = [i for i, item in enumerate(lines) if MARK in item]
-    if not ours and any(SHELL_INIT.match(_body(item)) for item in lines):
+    if not ours and any(re.match(SHELL_INIT, _body(item)) for item in lines):
         return text
     if len(ours) == 1 and _body(lines[ours[0]]) == line:
         return text
@@ -172,7 +172,7 @@ def _count_sourcing(text: str | None) -> str:
         return "absent"
     lines = text.splitlines()
     ours = sum(1 for item in lines if MARK in item)
-    if ours == 0 and any(SHELL_INIT.match(item) for item in lines):
+    if ours == 0 and any(re.match(SHELL_INIT, item) for item in lines):
         return "via shell-init"
     return {0: "not sourced", 1: "sourced"}.get(ours, f"sourced {ours} times")
 

@@ -23,7 +23,7 @@ from workspace_agent.plan import ActionFact, ActionRule
 
 BUILTIN_COPILOT = builtin_removal.BUILTIN_COPILOT
 COPILOT_RUNTIME = builtin_removal.COPILOT_RUNTIME
-_ENTRY_JS = re.compile(r"(/[^\s\"'`$]+)/out/node/entry\.js")
+_ENTRY_JS = r"(/[^\s\"'`$]+)/out/node/entry\.js"  # compiled on first use (re keeps it): a compliant check never needs it
 MAX_SCRIPT_BYTES = 64 * 1024
 REPORT_ONLY = (
     "report only: the installation is not changed at run time; dockerfile/Dockerfile deletes it. Until then the "
@@ -72,7 +72,7 @@ def _script_roots(binary: Path) -> list[Path]:
         text = binary.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return []
-    return [Path(match.group(1)) for match in _ENTRY_JS.finditer(text)]
+    return [Path(match.group(1)) for match in re.finditer(_ENTRY_JS, text)]
 
 
 def version_of(directory: Path) -> str | None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 INDEX = "extensions.json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-_FOLDER = re.compile(r"^(?P<id>[^.\s]+\.[^\s]+?)-(?P<version>\d+\.\d+\.\d+[^\s]*)$")
+_FOLDER = r"^(?P<id>[^.\s]+\.[^\s]+?)-(?P<version>\d+\.\d+\.\d+[^\s]*)$"  # compiled on first use (re keeps it): a compliant check never needs it
 
 
 class Entry(Record):
@@ -70,7 +70,7 @@ class Found(Record):
 
 def folder_id(name: str) -> tuple[str, str | None] | None:
     """`MS-Python.vscode-pylance-2024.1.1-linux-x64` → ("ms-python.vscode-pylance", "2024.1.1-linux-x64")."""
-    match = _FOLDER.match(name)
+    match = re.match(_FOLDER, name)
     if match:
         return match.group("id").lower(), match.group("version")
     return None
