@@ -193,7 +193,8 @@ def record(paths: Paths, outcome: Outcome) -> None:
     # Not under a lock (check records too): only temp files old enough to be a killed run's.
     fsio.sweep_temps(paths.last_run_file.parent, {paths.last_run_file.name}, min_age_s=STALE_TEMP_S)
     try:
-        fsio.atomic_write(paths.last_run_file, json.dumps(summary, indent=1) + "\n", 0o600, durable=False)
+        # One line: json writes it in C (indented, the same record took 0.5 ms of every check).
+        fsio.atomic_write(paths.last_run_file, json.dumps(summary) + "\n", 0o600, durable=False)
     except AgentError as exc:
         outcome.notes.append(f"could not record this run for `status`: {exc.message}")
 
