@@ -12,10 +12,13 @@
   the workspace's alias for the next generation while it still works.
 
 Every failure is a LiteLLMError with a sentence; no message carries a key or the master key.
+Each call has a deadline over the whole exchange, not only per read: an answer dripped a byte at
+a time would otherwise hold a key request's workspace lock, and a reconcile pass, without end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -163,6 +166,7 @@ class LiteLLM:
             headers["Authorization"] = f"Bearer {bearer}"
         try:
             async with (
+                asyncio.timeout(self._timeout),
                 httpx.AsyncClient(
                     transport=self._transport,
                     timeout=httpx.Timeout(self._timeout),
@@ -181,7 +185,7 @@ class LiteLLM:
                             f"LiteLLM's answer to {path} was larger than {MAX_ANSWER_BYTES} bytes"
                         )
                 status = response.status_code
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             raise LiteLLMError(
                 f"LiteLLM at {self.base_url} did not answer {path} within {self._timeout:g} s"
             ) from None

@@ -1,0 +1,96 @@
+"""The key lifecycle attacked (issue 18 review): a Coder URL that answers 410 to everything (a
+proxy's retired route, another service), a delete build that was canceled or failed, and peers
+that drip their answers a byte at a time. Over real loopback HTTP to the stand-ins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from key_provisioner.coder_status import CoderWorkspaces
+from key_provisioner.litellm import LiteLLM, LiteLLMError
+
+from tests.identity.provisioner_client import exchange, run
+from tests.identity.test_identity_keylife_app import ADMIN, RECONCILE, REVOKE, admin, env, key_request, row
+from tests.standins.coder_agent_api import CoderStandin
+from tests.standins.litellm_keys import LitellmKeys
+from tests.standins.stall import dripping_server
+
+# Left out of `scripts/test --fast-server`: each test starts the provisioner or a dripping server.
+pytestmark = pytest.mark.slow
+
+__all__ = ["env"]  # the fixture, shared with the lifecycle tests
+
+
+def test_a_410_that_does_not_name_the_workspace_revokes_nothing(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    """CODER_URL behind a proxy whose route was retired (410 for every path), or pointed at a
+    service that answers 410: a small fleet (no more than the brake's MAX_ALWAYS) was revoked
+    whole, for good. Coder's own 410 always names the workspace it is about."""
+    fleet = [coder.add_workspace(f"user{n}") for n in range(3)]
+    keys = [a.key for a in run(exchange(env, [key_request(ws) for ws in fleet]))]
+    other = coder.add_workspace("mallory").id
+
+    def retired(_token: str, workspace_id: str) -> tuple[int, Any]:
+        if workspace_id == fleet[0].id:  # a 410 about another workspace is no word on this one
+            return 410, {"message": f'Workspace "{other}" was deleted, you can view this workspace by '
+                                    "specifying '?deleted=true' and trying again."}
+        return 410, {"message": "Gone", "detail": "this API version was retired"}
+
+    coder._workspace = retired  # type: ignore[method-assign]
+    result = run(exchange(env, [admin(RECONCILE)]))[0].body
+    assert (result["revoked"], result["gone"], result["unknown"]) == (0, 0, 3), result
+    assert not any(row(litellm, k).get("blocked") for k in keys)
+
+
+@pytest.mark.parametrize("ended", ["canceled", "failed"])
+def test_a_delete_build_that_ended_without_deleting_keeps_the_key(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys, ended: str
+) -> None:
+    """The owner canceled the deletion (or it failed): the workspace stays, its latest build a
+    delete. A hook call then (a leaked hook secret, a retried curl) must not end its key for good."""
+    ws = coder.add_workspace("alice")
+    key = run(exchange(env, [key_request(ws)]))[0].key
+    coder.begin_delete(ws)
+    coder.end_delete(ws, ended)
+    hook = run(exchange(env, [{"path": f"/api/v1/keys/workspace/{ws.id}/revoke", "bearer": REVOKE, "body": {}}]))[0]
+    assert hook.status == 409, hook.body
+    assert ended in hook.body["error"]
+    assert not row(litellm, key).get("blocked")
+    coder.rebuild(ws)  # the owner starts it again: it still gets its key
+    again = run(exchange(env, [key_request(ws)]))[0]
+    assert (again.status, again.key) == (200, key), again.body
+
+
+def test_a_dripping_coder_is_given_up_on_within_its_timeout() -> None:
+    """A Coder (or a proxy) that sends its answer a byte at a time, each byte within the per-read
+    timeout, held a reconcile pass (and the admin's POST /reconcile, and the delete hook) for as
+    long as it liked: no revocation ever happened, and nothing said why."""
+    with dripping_server(every_s=0.2) as url:
+        coder = CoderWorkspaces(url, "coder-api-token-Rk2mW9qT", timeout=1.0)
+
+        async def ask() -> Any:
+            async with coder.client() as client:
+                return await asyncio.wait_for(coder.state(client, "3f1b8a2c-5d6e-4f70-8a9b-0c1d2e3f4a5b"), 15)
+
+        t0 = time.monotonic()
+        said = asyncio.run(ask())
+        took = time.monotonic() - t0
+    assert said.state == "unavailable" and "within 1 s" in said.detail, said
+    assert took < 3, f"gave up after {took:.1f} s, not within the 1 s timeout"
+
+
+def test_a_dripping_litellm_is_given_up_on_within_its_timeout() -> None:
+    """The same against LiteLLM: a key request holds its workspace's lock (and the reconcile pass
+    its revocations) while LiteLLM answers; a drip held them without end."""
+    with dripping_server(every_s=0.2) as url:
+        litellm = LiteLLM(url, "sk-master-Zq8Lm3Np0Wv6", timeout=1.0)
+        t0 = time.monotonic()
+        with pytest.raises(LiteLLMError, match="within 1 s"):
+            asyncio.run(asyncio.wait_for(litellm.find("sk-some-key-value-xxxxxxxx"), 15))
+        took = time.monotonic() - t0
+    assert took < 3, f"gave up after {took:.1f} s, not within the 1 s timeout"
