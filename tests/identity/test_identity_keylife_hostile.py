@@ -14,7 +14,7 @@ from key_provisioner.coder_status import CoderWorkspaces
 from key_provisioner.litellm import LiteLLM, LiteLLMError
 
 from tests.identity.provisioner_client import exchange, run
-from tests.identity.test_identity_keylife_app import ADMIN, RECONCILE, REVOKE, admin, env, key_request, row
+from tests.identity.test_identity_keylife_app import RECONCILE, REVOKE, admin, env, key_request, row
 from tests.standins.coder_agent_api import CoderStandin
 from tests.standins.litellm_keys import LitellmKeys
 from tests.standins.stall import dripping_server
