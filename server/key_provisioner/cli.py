@@ -162,6 +162,12 @@ def _approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable(text: str) -> str:
+    """Events carry what workspaces sent (a username, a workspace id): shown in an admin's
+    terminal, a control character is written as its escape (\\x1b), never sent as it is."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _events(args: argparse.Namespace) -> int:
     store = _existing_store()
     try:
@@ -184,9 +190,8 @@ def _events(args: argparse.Namespace) -> int:
             )
         else:
             detail = " ".join(f"{k}={v}" for k, v in sorted(event.detail.items()))
-            print(
-                f"{event.at}  {event.kind:<20} {event.workspace_id}  {event.identity}  {detail}".rstrip()
-            )
+            line = f"{event.at}  {event.kind:<20} {event.workspace_id}  {event.identity}  {detail}"
+            print(_printable(line.rstrip()))
     if not rows and not args.json:
         print("no events recorded" + (f" of kind {args.kind}" if args.kind else ""))
     return 0

@@ -6,15 +6,19 @@ that drip their answers a byte at a time. Over real loopback HTTP to the stand-i
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+import uuid
 from typing import Any
 
 import pytest
 from key_provisioner.coder_status import CoderWorkspaces
 from key_provisioner.litellm import LiteLLM, LiteLLMError
 
-from tests.identity.provisioner_client import exchange, run
+from tests.identity.provisioner_client import exchange, key_body, run
 from tests.identity.test_identity_keylife_app import RECONCILE, REVOKE, admin, env, key_request, row
+from tests.identity.test_identity_keyprov_process import process_env
 from tests.standins.coder_agent_api import CoderStandin
 from tests.standins.litellm_keys import LitellmKeys
 from tests.standins.stall import dripping_server
@@ -94,3 +98,39 @@ def test_a_dripping_litellm_is_given_up_on_within_its_timeout() -> None:
             asyncio.run(asyncio.wait_for(litellm.find("sk-some-key-value-xxxxxxxx"), 15))
         took = time.monotonic() - t0
     assert took < 3, f"gave up after {took:.1f} s, not within the 1 s timeout"
+
+
+def test_ids_coder_does_not_know_do_not_loosen_the_brake(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    """The brake's share was taken of every workspace asked about, 404s included: a legacy-mode
+    caller (every workspace holds PROVISIONER_SECRET) who had keys made for 100 made-up ids
+    raised the limit from 3 to 11, and a Coder answering 410 for a fleet of 10 revoked it whole."""
+    fleet = [coder.add_workspace(f"user{n}") for n in range(10)]
+    keys = [a.key for a in run(exchange(env, [key_request(ws) for ws in fleet]))]
+    legacy = env | {"KEY_PROVISIONER_IDENTITY": "legacy"}
+    padding = [{"body": key_body(str(uuid.uuid4()), "mallory")} for _ in range(100)]
+    assert {a.status for a in run(exchange(legacy, padding))} == {201}
+    for ws in fleet:
+        coder.delete(ws)  # (or a Coder restored wrongly, a proxy: what the brake is for)
+    result = run(exchange(env, [admin(RECONCILE)]))[0].body
+    assert (result["outcome"], result["gone"], result["unknown"], result["revoked"]) == ("braked", 10, 100, 0), result
+    assert not any(row(litellm, k).get("blocked") for k in keys)
+
+
+def test_the_events_command_prints_no_terminal_control_from_a_workspace(
+    env: dict[str, str], coder: CoderStandin, tmp_path: Any
+) -> None:
+    """Every workspace holds PROVISIONER_SECRET: a key request with a made-up agent token puts
+    its username and workspace id in an `identity-refused` event, which an admin reads with
+    `workspace-key-provisioner events` in a terminal (OSC 52 writes the admin's clipboard)."""
+    ws = coder.add_workspace("alice")
+    planted = "\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07\x1b[2J\x9b31m"
+    refused = run(exchange(env, [{"body": key_body(ws.id + planted, "alice" + planted),
+                                  "agent_token": str(uuid.uuid4())}]))[0]
+    assert refused.status == 403
+    shown = subprocess.run([sys.executable, "-m", "key_provisioner", "events"], env=process_env(env),
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0 and "identity-refused" in shown.stdout, shown.stderr
+    assert not any(c in shown.stdout for c in "\x1b\x07\x9b"), shown.stdout
+    assert "alice" in shown.stdout
