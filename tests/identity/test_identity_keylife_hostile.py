@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from key_provisioner.coder_status import CoderWorkspaces
 from key_provisioner.litellm import LiteLLM, LiteLLMError
@@ -134,3 +135,41 @@ def test_the_events_command_prints_no_terminal_control_from_a_workspace(
     assert shown.returncode == 0 and "identity-refused" in shown.stdout, shown.stderr
     assert not any(c in shown.stdout for c in "\x1b\x07\x9b"), shown.stdout
     assert "alice" in shown.stdout
+
+
+def test_a_rotated_out_key_is_blocked_even_without_a_reconcile_loop(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    """Queued revocations were retried only by reconcile passes, which need CODER_URL (legacy
+    deployments may have none) and a non-zero interval: a rotated-out key whose /key/block failed
+    (or whose provisioner stopped before it) stayed valid for good, the owner's less strict key
+    alive after raising the level."""
+    no_coder = {k: v for k, v in env.items() if k not in ("CODER_URL", "CODER_API_TOKEN")}
+    no_coder |= {"KEY_PROVISIONER_IDENTITY": "legacy", "KEY_PROVISIONER_RECONCILE_INTERVAL_S": "1"}
+    ws_id = str(uuid.uuid4())
+    first = run(exchange(no_coder, [{"body": key_body(ws_id, "alice")}]))[0]
+    litellm.failing.add("/key/block")
+
+    async def raised_then_waited() -> tuple[Any, bool]:
+        from key_provisioner.app import create_app
+        from key_provisioner.settings import from_env
+
+        app = create_app(from_env(no_coder))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://provisioner") as client:
+                answer = await client.post(
+                    "/api/v1/keys/workspace", json=key_body(ws_id, "alice", enforcement_level="design-first"),
+                    headers={"Authorization": f"Bearer {no_coder['PROVISIONER_SECRET']}"},
+                )
+            assert not row(litellm, first.key).get("blocked")
+            litellm.failing.clear()  # LiteLLM is back
+            for _ in range(60):
+                if row(litellm, first.key).get("blocked"):
+                    break
+                await asyncio.sleep(0.1)
+            return answer, bool(row(litellm, first.key).get("blocked"))
+
+    answer, blocked = run(raised_then_waited())
+    assert answer.status_code == 201 and answer.json()["generation"] == 1, answer.text
+    assert blocked, "the rotated-out key is still valid"
