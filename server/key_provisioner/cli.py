@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from key_provisioner import __version__
-from key_provisioner.settings import SettingsError, from_env
+from key_provisioner.settings import SettingsError, approval_ttl, from_env
 from key_provisioner.store import Store, StoreError
 
 EVENT_KINDS = (
@@ -137,13 +137,9 @@ def _approve(args: argparse.Namespace) -> int:
     if not by:
         print("workspace-key-provisioner: --by must name who approves", file=sys.stderr)
         return 2
+    ttl = approval_ttl()  # checked as the server checks it, before the database is opened
     store = _existing_store()
     try:
-        raw = os.environ.get("KEY_PROVISIONER_APPROVAL_TTL_S", "").strip()
-        try:
-            ttl = float(raw) if raw else 7 * 86400.0
-        except ValueError:
-            raise StoreError(f"KEY_PROVISIONER_APPROVAL_TTL_S={raw!r} is not a number") from None
         approval = record_approval(
             store,
             args.workspace.strip(),

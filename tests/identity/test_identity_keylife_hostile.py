@@ -17,7 +17,7 @@ import pytest
 from key_provisioner.coder_status import CoderWorkspaces
 from key_provisioner.litellm import LiteLLM, LiteLLMError
 
-from tests.identity.provisioner_client import exchange, key_body, run
+from tests.identity.provisioner_client import events, exchange, key_body, run
 from tests.identity.test_identity_keylife_app import RECONCILE, REVOKE, admin, env, key_request, row
 from tests.identity.test_identity_keyprov_process import process_env
 from tests.standins.coder_agent_api import CoderStandin
@@ -173,3 +173,21 @@ def test_a_rotated_out_key_is_blocked_even_without_a_reconcile_loop(
     answer, blocked = run(raised_then_waited())
     assert answer.status_code == 201 and answer.json()["generation"] == 1, answer.text
     assert blocked, "the rotated-out key is still valid"
+
+
+@pytest.mark.parametrize("ttl", ["1e300", "nan", "-5", "10"])
+def test_approve_level_refuses_an_approval_lifetime_the_server_would_refuse(env: dict[str, str], ttl: str) -> None:
+    """The CLI read KEY_PROVISIONER_APPROVAL_TTL_S on its own, unchecked: 1e300 and nan ended in a
+    traceback, -5 recorded an approval that had expired already and 10 one gone in 10 s, all
+    with exit 0 or a stack trace, while the server refuses anything outside 60 s to 90 days."""
+    from key_provisioner.settings import from_env
+    from key_provisioner.store import Store
+
+    Store(from_env(env).db_path).close()
+    cli = [sys.executable, "-m", "key_provisioner", "approve-level", "--workspace", str(uuid.uuid4()),
+           "--level", "standard", "--by", "carol"]
+    done = subprocess.run(cli, env=process_env(env | {"KEY_PROVISIONER_APPROVAL_TTL_S": ttl}),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "KEY_PROVISIONER_APPROVAL_TTL_S" in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    assert events(env, "level-approved") == []
