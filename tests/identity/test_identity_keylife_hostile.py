@@ -191,3 +191,24 @@ def test_approve_level_refuses_an_approval_lifetime_the_server_would_refuse(env:
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "KEY_PROVISIONER_APPROVAL_TTL_S" in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
     assert events(env, "level-approved") == []
+
+
+def test_a_block_route_that_is_not_there_is_no_revocation(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    """A 404 from /key/block meant "no such key, nothing to block", whatever said it: behind a
+    proxy that does not pass /key/block on (or a LiteLLM without it), every revocation was
+    recorded as done (`key-revoked`) and dropped from the queue, the key still valid for good.
+    Only LiteLLM's own "Key not found" is that; any other 404 keeps the revocation queued."""
+    ws = coder.add_workspace("alice")
+    first = run(exchange(env, [key_request(ws)]))[0]
+    litellm.unrouted.add("/key/block")
+    raised, failed_pass = run(exchange(env, [key_request(ws, "design-first"), admin(RECONCILE)]))
+    assert raised.status == 201 and raised.body["generation"] == 1, raised.body
+    assert failed_pass.body["retried_failed"] == 1, failed_pass.body
+    assert events(env, "key-revoked") == []
+    litellm.unrouted.clear()
+    retried = run(exchange(env, [admin(RECONCILE)]))[0].body
+    assert retried["retried_done"] == 1, retried
+    assert row(litellm, first.key)["blocked"] is True
+
