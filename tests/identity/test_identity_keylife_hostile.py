@@ -212,3 +212,22 @@ def test_a_block_route_that_is_not_there_is_no_revocation(
     assert retried["retried_done"] == 1, retried
     assert row(litellm, first.key)["blocked"] is True
 
+
+
+def test_a_dripping_coder_is_given_up_on_by_the_identity_check_too() -> None:
+    """Every key request asks Coder who the caller is (coder_identity, issue 15) and
+    /health/ready asks its build info: the same per-read timeout let a dripping Coder hold each
+    key request, and the readiness probe, without end."""
+    from coder_identity import CoderIdentity, CoderUnavailable
+
+    with dripping_server(every_s=0.2) as url:
+        coder = CoderIdentity(url, "coder-api-token-Rk2mW9qT", timeout=1.0)
+        t0 = time.monotonic()
+        with pytest.raises(CoderUnavailable, match="within 1 s"):
+            asyncio.run(asyncio.wait_for(coder.verify(str(uuid.uuid4()), str(uuid.uuid4())), 15))
+        verify_took = time.monotonic() - t0
+        t0 = time.monotonic()
+        version = asyncio.run(asyncio.wait_for(coder.build_info(), 15))
+        info_took = time.monotonic() - t0
+    assert version is None
+    assert verify_took < 3 and info_took < 3, (verify_took, info_took)
