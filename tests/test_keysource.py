@@ -73,3 +73,23 @@ def test_a_private_key_file_says_nothing(home: Path, cli) -> None:
     summary = json.loads(cli("check", "--json").out)
     assert not any("readable" in n for n in summary["notes"])
     assert _rules(json.dumps(summary))["key.file"]["state"] == "compliant"
+
+
+def test_a_planted_key_level_file_reaches_no_terminal_unsanitised(home: Path, cli) -> None:
+    """key-level.json lives in the home (the agent may run as root over it, issue 14): what it
+    says about the stored key (level, generation, rotated_at) is shown by check and status, so a
+    planted escape sequence or a 4000-digit generation must not reach the terminal as it is."""
+    from workspace_agent.keylevel import key_id
+
+    _store(home, 0o600)
+    huge = int("9" * 4000)
+    planted = {"key_id": key_id(STORED), "enforcement_level": "design-first\x1b]0;owned\x07\x1b[2J",
+               "generation": huge, "rotated_at": "2026-12-06\x1b[31m red\x1b[0m"}
+    cache = Paths.for_home(home).key_level_file
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(planted))
+    cache.chmod(0o600)
+    for args in (("check",), ("status",), ("check", "--json")):
+        result = cli(*args)
+        assert "\x1b" not in result.all and "\x07" not in result.all, (args, result.all)
+        assert "\\u001b" not in result.all and "9" * 50 not in result.all, (args, result.all)

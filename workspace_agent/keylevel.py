@@ -86,8 +86,9 @@ def cached_level(paths: Paths, key: str) -> str | None:
         return None
     if not isinstance(data, dict) or data.get("key_id") != key_id(key):
         return None
-    level = data.get("enforcement_level")
-    return level if isinstance(level, str) and 0 < len(level) <= _MAX_LEVEL_LEN else None
+    from workspace_agent.keysource import shown_word  # loaded with the key already
+
+    return shown_word(data.get("enforcement_level"), _MAX_LEVEL_LEN)
 
 
 def rules(desired: Desired, key: KeyResolution) -> list[Rule]:
@@ -169,6 +170,8 @@ def level_from_info(body: Any) -> tuple[str | None, str]:
     info = body.get("info") if isinstance(body, dict) else None
     metadata = info.get("metadata") if isinstance(info, dict) else None
     level = metadata.get("enforcement_level") if isinstance(metadata, dict) else None
-    if not isinstance(level, str) or not level or len(level) > _MAX_LEVEL_LEN:
+    from workspace_agent.keysource import shown_word
+
+    if shown_word(level, _MAX_LEVEL_LEN) is None:
         return None, "its answer has no info.metadata.enforcement_level"
     return level, ""

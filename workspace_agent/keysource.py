@@ -57,16 +57,33 @@ class KeyResolution(Record):
 def generation_words(generation: Any, rotated_at: Any, level: Any) -> str:
     """'generation 2, rotated 2026-12-06 for level design-first' ('' when the generation is not
     known: a pasted key, or the platform's provisioner). Used by status and ai-usage too."""
-    if not isinstance(generation, int) or isinstance(generation, bool):
+    # The values come from files in the home and from key metadata: shown only when they are
+    # what the provisioner writes (a small number, short printable words), never as they are.
+    generation, rotated_at, level = shown_generation(generation), shown_word(rotated_at, 40), shown_word(level, 40)
+    if generation is None:
         return ""
     text = f"generation {generation}"
-    if isinstance(rotated_at, str) and rotated_at:
+    if rotated_at:
         text += f", rotated {rotated_at[:10]}"
-        if isinstance(level, str) and level:
+        if level:
             text += f" for level {level}"
-    elif isinstance(level, str) and level:
+    elif level:
         text += f", level {level}"
     return text
+
+
+def shown_word(value: Any, limit: int) -> str | None:
+    """`value` when it is a non-empty printable string of at most `limit` characters, else None.
+
+    key-level.json lives in the home (the agent may run as root over it) and key metadata comes
+    from LiteLLM: what they say is shown in a terminal, so an escape sequence or a screenful is not
+    taken."""
+    return value if isinstance(value, str) and 0 < len(value) <= limit and value.isprintable() else None
+
+
+def shown_generation(value: Any) -> int | None:
+    """A generation as the provisioner makes them (0 and up, far below a million), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1_000_000 else None
 
 
 def stored_key(paths: Paths, *, fix_mode: bool = False) -> tuple[str | None, str | None]:
@@ -108,11 +125,10 @@ def resolve_key(
     from workspace_agent.keylevel import cached_record  # already loaded by the rules (check)
 
     known = cached_record(paths, resolution.key)  # a file in the home: taken with care
-    generation, level, rotated_at = (known.get(k) for k in ("generation", "enforcement_level", "rotated_at"))
     return resolution._replace(
-        generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else None,
-        key_level=level[:40] if isinstance(level, str) else None,
-        rotated_at=rotated_at[:40] if isinstance(rotated_at, str) else None,
+        generation=shown_generation(known.get("generation")),
+        key_level=shown_word(known.get("enforcement_level"), 40),
+        rotated_at=shown_word(known.get("rotated_at"), 40),
     )
 
 

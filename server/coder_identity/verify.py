@@ -22,6 +22,7 @@ Neither token ever appears in a message.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -207,8 +208,10 @@ class CoderIdentity:
             async with httpx.AsyncClient(
                 transport=self._transport, timeout=httpx.Timeout(self._timeout), trust_env=True
             ) as client:
-                answer = await _request(client, "GET", self.base_url + BUILDINFO_PATH, {})
-        except httpx.HTTPError:
+                answer = await _request(
+                    client, "GET", self.base_url + BUILDINFO_PATH, {}, limit=self._timeout
+                )
+        except (httpx.HTTPError, TimeoutError):
             return None
         if answer.status != 200 or not isinstance(answer.body, dict):
             return None
@@ -323,8 +326,8 @@ class CoderIdentity:
 
         url = self.base_url + path
         try:
-            return await _request(client, method, url, headers, json_body)
-        except httpx.TimeoutException:
+            return await _request(client, method, url, headers, json_body, limit=self._timeout)
+        except (httpx.TimeoutException, TimeoutError):
             raise CoderUnavailable(
                 f"Coder at {self.base_url} did not answer within {self._timeout:g} s"
             ) from None
@@ -385,11 +388,22 @@ class _TooLarge(Exception):
 
 
 async def _request(
-    client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], json_body: Any = None
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    json_body: Any = None,
+    *,
+    limit: float,
 ) -> _Answer:
-    """One request, the body read up to MAX_ANSWER_BYTES and parsed as JSON when it is JSON."""
+    """One request, the body read up to MAX_ANSWER_BYTES and parsed as JSON when it is JSON,
+    all within `limit` seconds (httpx's timeout is per read: a peer dripping a byte at a time
+    would hold the request without end); TimeoutError when it is not."""
     sent = {"Accept": "application/json", "Accept-Encoding": "identity", **headers}
-    async with client.stream(method, url, headers=sent, json=json_body) as response:
+    async with (
+        asyncio.timeout(limit),
+        client.stream(method, url, headers=sent, json=json_body) as response,
+    ):
         raw = bytearray()
         async for chunk in response.aiter_bytes():
             raw += chunk

@@ -188,6 +188,9 @@ def create_app(
                 if reconciler is None
                 else "KEY_PROVISIONER_RECONCILE_INTERVAL_S=0",
             )
+            # Queued revocations (rotated-out keys) are still retried: an old key must not stay
+            # valid because no reconcile pass drains the queue.
+            loop_task = asyncio.create_task(revoker.retry_forever(settings.reconcile_interval_s))
         try:
             yield
         finally:

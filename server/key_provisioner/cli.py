@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from key_provisioner import __version__
-from key_provisioner.settings import SettingsError, from_env
+from key_provisioner.settings import SettingsError, approval_ttl, from_env
 from key_provisioner.store import Store, StoreError
 
 EVENT_KINDS = (
@@ -137,13 +137,9 @@ def _approve(args: argparse.Namespace) -> int:
     if not by:
         print("workspace-key-provisioner: --by must name who approves", file=sys.stderr)
         return 2
+    ttl = approval_ttl()  # checked as the server checks it, before the database is opened
     store = _existing_store()
     try:
-        raw = os.environ.get("KEY_PROVISIONER_APPROVAL_TTL_S", "").strip()
-        try:
-            ttl = float(raw) if raw else 7 * 86400.0
-        except ValueError:
-            raise StoreError(f"KEY_PROVISIONER_APPROVAL_TTL_S={raw!r} is not a number") from None
         approval = record_approval(
             store,
             args.workspace.strip(),
@@ -160,6 +156,12 @@ def _approve(args: argparse.Namespace) -> int:
         f"next start (until {approval.expires_at}); the key is then rotated"
     )
     return 0
+
+
+def _printable(text: str) -> str:
+    """Events carry what workspaces sent (a username, a workspace id): shown in an admin's
+    terminal, a control character is written as its escape (\\x1b), never sent as it is."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _events(args: argparse.Namespace) -> int:
@@ -184,9 +186,8 @@ def _events(args: argparse.Namespace) -> int:
             )
         else:
             detail = " ".join(f"{k}={v}" for k, v in sorted(event.detail.items()))
-            print(
-                f"{event.at}  {event.kind:<20} {event.workspace_id}  {event.identity}  {detail}".rstrip()
-            )
+            line = f"{event.at}  {event.kind:<20} {event.workspace_id}  {event.identity}  {detail}"
+            print(_printable(line.rstrip()))
     if not rows and not args.json:
         print("no events recorded" + (f" of kind {args.kind}" if args.kind else ""))
     return 0

@@ -7,15 +7,19 @@
   next generation takes the workspace's key alias (LiteLLM keeps aliases unique).
 * own_info: `GET /key/info` with a workspace's own key (the `/api/v1/keys/info` passthrough).
 * block: `POST /key/block` with the hash: how a key is revoked (issue 18). The row stays, with
-  its spend, alias and metadata, so admins keep the history; the key itself gets 401.
+  its spend, alias and metadata, so admins keep the history; the key itself gets 401. Only
+  LiteLLM's own "Key not found" 404 counts as nothing to block.
 * rename: `POST /key/update` with the hash and a new `key_alias`, so that a rotated-out key frees
   the workspace's alias for the next generation while it still works.
 
 Every failure is a LiteLLMError with a sentence; no message carries a key or the master key.
+Each call has a deadline over the whole exchange, not only per read: an answer dripped a byte at
+a time would otherwise hold a key request's workspace lock, and a reconcile pass, without end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -114,11 +118,16 @@ class LiteLLM:
         answer = await self._call(
             "POST", "/key/block", self._master_key, json_body={"key": key_hash(key)}, hide=(key,)
         )
-        if answer.status == 404:
-            return  # no such key: nothing can use it
+        if answer.status == 404 and _key_not_found(answer):
+            return  # LiteLLM has no such key: nothing can use it
         if answer.status not in (200, 201):
+            where = (
+                " (not LiteLLM's answer for an unknown key: is /key/block served at LITELLM_URL?)"
+                if answer.status == 404
+                else ""
+            )
             raise LiteLLMError(
-                f"LiteLLM answered HTTP {answer.status} to /key/block: {_said(answer, key)}"
+                f"LiteLLM answered HTTP {answer.status} to /key/block{where}: {_said(answer, key)}"
             )
 
     async def rename(self, key: str, new_alias: str) -> None:
@@ -163,6 +172,7 @@ class LiteLLM:
             headers["Authorization"] = f"Bearer {bearer}"
         try:
             async with (
+                asyncio.timeout(self._timeout),
                 httpx.AsyncClient(
                     transport=self._transport,
                     timeout=httpx.Timeout(self._timeout),
@@ -181,7 +191,7 @@ class LiteLLM:
                             f"LiteLLM's answer to {path} was larger than {MAX_ANSWER_BYTES} bytes"
                         )
                 status = response.status_code
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             raise LiteLLMError(
                 f"LiteLLM at {self.base_url} did not answer {path} within {self._timeout:g} s"
             ) from None
@@ -193,6 +203,15 @@ class LiteLLM:
         except ValueError:
             body = raw.decode("utf-8", "replace")[:200]
         return Answer(status, body)
+
+
+def _key_not_found(answer: Answer) -> bool:
+    """LiteLLM's own 404 for a key it does not have ({"error": {"message": "Key not found."}}),
+    not the {"detail": "Not Found"} of a route that nobody serves (a proxy in front of LiteLLM
+    that does not pass the route on): that one must not count as a revocation done."""
+    error = answer.body.get("error") if isinstance(answer.body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return isinstance(message, str) and "not found" in message.lower()
 
 
 def _said(answer: Answer, *hide: str) -> str:

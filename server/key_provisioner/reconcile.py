@@ -13,9 +13,11 @@ It never revokes on doubt:
   after a few failures (or when every question failed, or any confirming one did), says so in
   one log line and in the status, and revokes nothing;
 * a safety brake: a pass that finds more gone workspaces than
-  max(`…_MAX_ALWAYS`, `…_MAX_FRACTION` × workspaces checked) revokes none of them and logs an
+  max(`…_MAX_ALWAYS`, `…_MAX_FRACTION` × workspaces Coder knows) revokes none of them and logs an
   error (a Coder restored from an old backup, or pointed at another deployment, would otherwise
-  revoke a fleet). An admin can then revoke them one by one.
+  revoke a fleet). An admin can then revoke them one by one. "Knows": present, deleting or gone;
+  ids Coder answers 404 for do not count, or made-up ids (legacy mode hands a key to any id)
+  would loosen the brake.
 
 Queued revocations (rotations, earlier passes whose LiteLLM call failed) are retried first.
 """
@@ -147,11 +149,12 @@ class Reconciler:
         # Every answered workspace goes to the back of the queue (404s too, so they cannot keep
         # others from being asked when the fleet is larger than a batch).
         self._store().checked([w for w, a in answers.items() if a.state != "unavailable"])
-        limit = brake_limit(result.checked, self.settings)
+        known = result.present + result.deleting + len(gone)
+        limit = brake_limit(known, self.settings)
         if len(gone) > limit:
             result.outcome = "braked"
             result.problem = (
-                f"Coder says {len(gone)} of {result.checked} workspaces are gone, more than this "
+                f"Coder says {len(gone)} of the {known} workspaces it knows are gone, more than this "
                 f"pass may revoke ({limit}: KEY_PROVISIONER_RECONCILE_MAX_FRACTION="
                 f"{self.settings.max_fraction:g}, …_MAX_ALWAYS={self.settings.max_always}); nothing "
                 "was revoked. If they really were deleted, revoke them with the admin API or raise "
@@ -163,6 +166,7 @@ class Reconciler:
                 "reconcile",
                 gone=len(gone),
                 checked=result.checked,
+                known=known,
                 limit=limit,
             )
             return

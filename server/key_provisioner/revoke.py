@@ -8,20 +8,25 @@ still show the key, its workspace metadata and what it spent. Admins keep the hi
 drift server's spend view keeps its rows.
 
 Every revocation goes through the store's queue (`pending_revocations`): the intent is committed
-before LiteLLM is called, so a crash or a LiteLLM outage leaves a row that the next drain (each
-reconcile pass, and the next start) retries. Nothing is ever revoked only in memory.
+before LiteLLM is called, so a crash or a LiteLLM outage leaves a row that the next drain retries:
+each reconcile pass or, when no reconcile loop runs (no CODER_URL, or an interval of 0), this
+module's own retry loop (`retry_forever`, every interval or RETRY_S). Nothing is ever revoked
+only in memory, and a rotated-out key never stays valid because Coder is not configured.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from key_provisioner.generations import current
 from key_provisioner.keys import derive_key
 from key_provisioner.litellm import LiteLLM, LiteLLMError
 from key_provisioner.store import Pending, Store
+
+RETRY_S = 60.0  # the retry loop's period when KEY_PROVISIONER_RECONCILE_INTERVAL_S is 0
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class Revoker:
         self._litellm = litellm
         self._secret = derivation_secret
         self._log = log
+        self._draining = asyncio.Lock()  # a pass and the retry loop never block one key twice
 
     def __repr__(self) -> str:
         return "Revoker()"
@@ -104,9 +110,29 @@ class Revoker:
     async def drain(self, limit: int = 1000) -> Drained:
         """Retry every queued revocation (at most `limit`), oldest and least tried first."""
         done = failed = 0
-        for item in self._store().pending(limit):
-            if await self.block(item):
-                done += 1
-            else:
-                failed += 1
+        async with self._draining:
+            for item in self._store().pending(limit):
+                if await self.block(item):
+                    done += 1
+                else:
+                    failed += 1
         return Drained(done, failed)
+
+    async def retry_forever(
+        self, interval_s: float, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
+        """Drain the queue every `interval_s` (RETRY_S when 0), from start on: for a provisioner
+        without reconcile passes."""
+        while True:
+            await sleep(interval_s or RETRY_S)
+            try:
+                drained = await self.drain()
+            except Exception as exc:  # noqa: BLE001 - the loop outlives one bad drain
+                self._log.error("retrying queued revocations failed: %s", exc)
+                continue
+            if drained.done or drained.failed:
+                self._log.info(
+                    "queued revocations retried: %d done, %d still failing",
+                    drained.done,
+                    drained.failed,
+                )

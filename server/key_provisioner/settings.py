@@ -101,16 +101,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         return value.rstrip("/")
 
     def number(name: str, default: float, low: float, high: float) -> float:
-        raw = get(name)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not a number") from None
-        if not (low <= value <= high) or math.isnan(value):
-            raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
-        return value
+        return _number(env, name, default, low, high)
 
     identity = get("KEY_PROVISIONER_IDENTITY") or "required"
     if identity not in ("required", "legacy"):
@@ -188,7 +179,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         reconcile_max_always=int(number("KEY_PROVISIONER_RECONCILE_MAX_ALWAYS", 3, 0, 1_000_000)),
         reconcile_batch=int(number("KEY_PROVISIONER_RECONCILE_BATCH", 10_000, 1, 1_000_000)),
         reconcile_concurrency=int(number("KEY_PROVISIONER_RECONCILE_CONCURRENCY", 8, 1, 64)),
-        approval_ttl_s=number("KEY_PROVISIONER_APPROVAL_TTL_S", 7 * 86400.0, 60.0, 90 * 86400.0),
+        approval_ttl_s=approval_ttl(env),
     )
     if len(set(settings.secrets)) != len(settings.secrets):
         raise SettingsError(
@@ -197,3 +188,23 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
             "all differ: workspaces hold PROVISIONER_SECRET"
         )
     return settings
+
+
+def approval_ttl(environ: Mapping[str, str] | None = None) -> float:
+    """KEY_PROVISIONER_APPROVAL_TTL_S, checked (the `approve-level` command reads only this one:
+    it must not record approvals the server would refuse to be configured with)."""
+    env = os.environ if environ is None else environ
+    return _number(env, "KEY_PROVISIONER_APPROVAL_TTL_S", 7 * 86400.0, 60.0, 90 * 86400.0)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not (low <= value <= high) or math.isnan(value):
+        raise SettingsError(f"{name}={raw!r} must be between {low:g} and {high:g}")
+    return value

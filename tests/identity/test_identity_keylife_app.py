@@ -77,7 +77,9 @@ def test_gone_must_be_said_twice(env: dict[str, str], coder: CoderStandin, litel
 
     def gone_once(token: str, workspace_id: str) -> tuple[int, Any]:
         calls.append(workspace_id)
-        return (410, {"message": "gone"}) if len(calls) == 1 else real(token, workspace_id)
+        gone = {"message": f'Workspace "{workspace_id}" was deleted, you can view this workspace by '
+                           "specifying '?deleted=true' and trying again."}
+        return (410, gone) if len(calls) == 1 else real(token, workspace_id)
 
     coder._workspace = gone_once  # type: ignore[method-assign]
     result = run(exchange(env, [admin(RECONCILE)]))[0].body

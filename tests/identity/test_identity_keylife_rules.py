@@ -13,16 +13,28 @@ from key_provisioner.rotation import level_change
 from key_provisioner.store import Approval
 
 WS = "3f1b8a2c-5d6e-4f70-8a9b-0c1d2e3f4a5b"
+OTHER = "9d2c7b1a-0e4f-4a3b-8c5d-6e7f8a9b0c1d"
+GONE = "Workspace %s was deleted, you can view this workspace by specifying '?deleted=true' and trying again."
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     ("status", "body", "state"),
     [
-        (410, {"message": "Workspace was deleted"}, "gone"),
+        (410, {"message": GONE % f'"{WS}"'}, "gone"),
+        (410, {"message": GONE % f'"{WS.upper()}"'}, "gone"),
+        (410, {"message": "Workspace was deleted"}, "unknown"),  # not a word on which workspace
+        (410, {"message": GONE % f'"{OTHER}"'}, "unknown"),
+        (410, {"message": "Gone"}, "unknown"),
+        (410, None, "unknown"),
         (200, {"id": WS, "latest_build": {"transition": "start"}}, "present"),
         (200, {"id": WS, "latest_build": {"transition": "stop"}}, "present"),
         (200, {"id": WS, "latest_build": {"transition": "delete", "status": "deleting"}}, "deleting"),
+        (200, {"id": WS, "latest_build": {"transition": "delete", "status": "pending"}}, "deleting"),
+        (200, {"id": WS, "latest_build": {"transition": "delete", "status": "canceled"}}, "present"),
+        (200, {"id": WS, "latest_build": {"transition": "delete", "status": "canceling"}}, "present"),
+        (200, {"id": WS, "latest_build": {"transition": "delete", "status": "failed"}}, "present"),
+        (200, {"id": WS, "latest_build": {"transition": "delete"}}, "unknown"),
         (200, {"id": "other", "latest_build": {}}, "unknown"),
         (200, None, "unknown"),
         (404, {"message": "Resource not found or you do not have access"}, "unknown"),
@@ -36,6 +48,22 @@ NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 )
 def test_only_410_is_gone(status: int, body: object, state: str) -> None:
     assert judge(status, body, WS).state == state
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, {"id": WS, "latest_build": {"transition": "x" * 1_000_000}}),
+        (200, {"id": WS, "latest_build": {"transition": "delete", "status": {"a": ["b" * 1_000_000]}}}),
+        (200, {"id": WS, "latest_build": {"transition": "delete", "status": "\x1b[2J" + "s" * 10_000}}),
+        (410, {"message": GONE % WS + "\n" * 5000 + "m" * 1_000_000}),
+        (503, {"message": "\x1b]0;x\x07" * 100_000}),
+    ],
+)
+def test_coders_words_are_kept_to_one_short_line(status: int, body: object) -> None:
+    """They go into events, log lines and the delete hook's answer."""
+    detail = judge(status, body, WS).detail
+    assert len(detail) <= 300 and detail.isprintable(), detail[:400]
 
 
 def approval(level: str, expires: datetime) -> Approval:

@@ -21,8 +21,9 @@ Shapes and status codes follow Coder's source and API reference (docs/identity.m
 
 An agent token authenticates only while its agent is in the latest build of a workspace
 (Coder's ExtractWorkspaceAgentAndLatestBuild): `rebuild()`, `stop()`, `begin_delete()` and
-`delete()` kill old tokens; `forget()` removes a workspace entirely (404, as for an id Coder
-never had or one the API token may not read).
+`delete()` kill old tokens; `end_delete()` ends a delete build as canceled (or failed): the
+workspace stays; `forget()` removes a workspace entirely (404, as for an id Coder never had or
+one the API token may not read).
 Failures are Coder's: 401 {"message": "Workspace agent not authorized.", "detail": ...}.
 `mode = "unavailable"` answers 503 to everything, `"notcoder"` 404 (a wrong URL); `stop_serving()` closes the port.
 
@@ -71,6 +72,7 @@ class Workspace:
     transition: str = "start"
     build_number: int = 1
     deleted: bool = False
+    build_status: str | None = None  # the latest build's status when not the usual one
 
     @property
     def agent(self) -> Agent:
@@ -143,6 +145,7 @@ class CoderStandin:
             ws.agents = [Agent(str(uuid.uuid4()), "main", str(uuid.uuid4()))]
             ws.transition = "start"
             ws.build_number += 1
+            ws.build_status = None
             return ws.agent
 
     def stop(self, ws: Workspace) -> None:
@@ -151,6 +154,7 @@ class CoderStandin:
             ws.agents = []
             ws.transition = "stop"
             ws.build_number += 1
+            ws.build_status = None
 
     def begin_delete(self, ws: Workspace) -> None:
         """A delete build is running (what the template's destroy-time hook sees)."""
@@ -158,6 +162,13 @@ class CoderStandin:
             ws.agents = []
             ws.transition = "delete"
             ws.build_number += 1
+            ws.build_status = None
+
+    def end_delete(self, ws: Workspace, status: str = "canceled") -> None:
+        """The delete build was canceled (or failed): the workspace stays, its latest build a
+        delete with that status, until its owner starts it again."""
+        with self._lock:
+            ws.build_status = status
 
     def delete(self, ws: Workspace) -> None:
         """The delete build succeeded: Coder marks the workspace deleted and answers 410."""
@@ -324,7 +335,8 @@ class CoderStandin:
                 "workspace_name": ws.name,
                 "workspace_owner_name": ws.owner,
                 "transition": ws.transition,
-                "status": {"start": "running", "stop": "stopped"}.get(ws.transition, "deleting"),
+                "status": ws.build_status
+                or {"start": "running", "stop": "stopped"}.get(ws.transition, "deleting"),
                 "resources": [
                     {
                         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{build_id}/container")),

@@ -14,7 +14,8 @@ Shapes from shared/reference/litellm.md and LiteLLM 1.108.7's key_management_end
   GET  /health/liveliness → 200 "I'm alive!"
 
 Every error body is LiteLLM's {"error": {"message", "type", "param", "code"}}. `mode = "down"`
-answers 503 to everything.
+answers 503 to everything; paths in `failing` answer 503, paths in `unrouted` FastAPI's 404
+{"detail": "Not Found"} (a route that LiteLLM, or a proxy in front of it, does not serve).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class LitellmKeys:
         self.master_key = master_key
         self.mode = "normal"
         self.failing: set[str] = set()  # paths answered 503 (one LiteLLM call failing)
+        # Paths answered as a route nobody serves (FastAPI's 404 {"detail": "Not Found"}): a
+        # LiteLLM without it, or a proxy in front of LiteLLM that does not pass it on.
+        self.unrouted: set[str] = set()
         self.lost: set[str] = set()  # paths done, but answered 503 (the answer lost on the way)
         self.rows: dict[str, dict[str, Any]] = {}  # token hash → row
         # 1.108.7's LiteLLM_DeletedVerificationToken: /key/delete moves a row here, and /key/info
@@ -141,6 +145,8 @@ class LitellmKeys:
                     }
                 }
             parts = urlsplit(target)
+            if parts.path in self.unrouted:
+                return 404, {"detail": "Not Found"}
             if parts.path in self.failing:
                 return 503, {"error": {"message": "Service Unavailable", "type": "None",
                                        "param": "None", "code": "503"}}
