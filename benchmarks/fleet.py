@@ -240,8 +240,8 @@ def run_fleet_suite(python: str, workdir: Path, *, workspaces: int, heartbeat_s:
         url = stack.enter_context(pg_schema()) if db == "postgresql" else f"sqlite:///{workdir / 'fleet.db'}"
         server = stack.enter_context(drift_server(python, url, creds, env, log=workdir / "fleet-server.log",
                                                   heartbeat_s=int(heartbeat_s)))
-        argv = [python, "-m", "benchmarks.fleet", "--url", server.url, "--secret", creds.enrollment,
-                "--admin-token", creds.admin, "--workspaces", str(workspaces), "--heartbeat", str(heartbeat_s),
+        argv = [python, "-m", "benchmarks.fleet", "--url", server.url, f"--secret={creds.enrollment}",  # a secret may start with "-"
+                f"--admin-token={creds.admin}", "--workspaces", str(workspaces), "--heartbeat", str(heartbeat_s),
                 "--duration", str(duration), "--drift-rate", str(drift_rate),
                 "--concurrency", str(enroll_concurrency)]
         done = subprocess.run(argv, env={**env, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, check=False, text=True,

@@ -74,7 +74,7 @@ def run_server_suite(python: str, workdir: Path | None = None, *, duration: floa
             running = stack.enter_context(drift_server(python, url, creds, env, log=workdir / f"{name}.log"))
             targets[name] = running
             tokens_file = workdir / f"tokens-{name}.json"
-            enrolled = loadgen(python, env, "enroll", "--url", running.url, "--secret", creds.enrollment,
+            enrolled = loadgen(python, env, "enroll", "--url", running.url, f"--secret={creds.enrollment}",  # a secret may start with "-"
                                "--count", str(workspaces), "--concurrency", "16", "--tokens-out", str(tokens_file))
             tokens[name] = json.loads(tokens_file.read_text())
             out.setdefault(name, {})["enroll"] = enrolled

@@ -39,7 +39,7 @@ def _metric(url: str, name: str, admin: str) -> float:
 
 def _enroll(url: str, creds: Credentials, tmp_path: Path, count: int) -> dict[str, str]:
     tokens_file = tmp_path / "tokens.json"
-    out = loadgen(sys.executable, ENV, "enroll", "--url", url, "--secret", creds.enrollment, "--count", str(count),
+    out = loadgen(sys.executable, ENV, "enroll", "--url", url, f"--secret={creds.enrollment}", "--count", str(count),  # --secret=: a secret may start with "-"
                   "--concurrency", "4", "--tokens-out", str(tokens_file))
     assert out["ok"] == count and out["errors"] == 0
     return dict(json.loads(tokens_file.read_text()))

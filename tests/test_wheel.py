@@ -30,8 +30,16 @@ def test_installed_wheel_ships_prompts_and_settings(tmp_path: Path) -> None:
     assert not any(name.startswith(("server/", "tests/")) for name in names)
 
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
+    # The agent's dependencies come from this test environment (offline), appended after the
+    # new venv's own site-packages, so the wheel's copy of the agent is the one imported. (The
+    # base interpreter's site-packages need not have them: Debian's python3 does not.)
+    import click
+
+    own_site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip())
+    (own_site / "zz-test-deps.pth").write_text(str(Path(click.__file__).parent.parent) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)], check=True, capture_output=True)
     home = tmp_path / "demo-home"
     script = (
