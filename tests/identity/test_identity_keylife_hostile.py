@@ -231,3 +231,25 @@ def test_a_dripping_coder_is_given_up_on_by_the_identity_check_too() -> None:
         info_took = time.monotonic() - t0
     assert version is None
     assert verify_took < 3 and info_took < 3, (verify_took, info_took)
+
+
+def test_a_key_info_route_that_is_not_there_is_no_missing_key(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    """find() read any 404 from /key/info as "LiteLLM has no such key": behind a proxy that does
+    not pass /key/info on, a design-first workspace asking for `standard` was taken for one whose
+    key an admin deleted, and the provisioner set out to mint generation 1 at `standard` (only
+    LiteLLM's unique alias stopped it, with a misleading /key/generate error). Only LiteLLM's own
+    "Key not found in database" 404 means no such key; any other stops at /key/info."""
+    ws = coder.add_workspace("alice")
+    first = run(exchange(env, [key_request(ws, "design-first")]))[0]
+    assert (first.status, first.body["level"]) == (201, "design-first"), first.body
+    litellm.unrouted.add("/key/info")
+    sent = len(litellm.requests)
+    lowered = run(exchange(env, [key_request(ws, "standard")]))[0]
+    assert lowered.status == 502 and "to /key/info (not LiteLLM's answer" in lowered.body["error"], lowered.body
+    minted = [r for r in litellm.requests[sent:] if r.target.startswith("/key/generate")]
+    assert minted == [], "the provisioner took the key for deleted and tried to make the next one"
+    litellm.unrouted.clear()
+    again = run(exchange(env, [key_request(ws, "standard")]))[0]
+    assert (again.status, again.key, again.body["level"]) == (200, first.key, "design-first"), again.body
