@@ -253,3 +253,34 @@ def test_a_key_info_route_that_is_not_there_is_no_missing_key(
     litellm.unrouted.clear()
     again = run(exchange(env, [key_request(ws, "standard")]))[0]
     assert (again.status, again.key, again.body["level"]) == (200, first.key, "design-first"), again.body
+
+
+def test_the_reconcile_limit_holds_across_passes_and_restarts(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    """The brake counted per pass only: whoever controls Coder's answers (or sits between an
+    http:// CODER_URL and the provisioner) could say "gone" for MAX_ALWAYS workspaces every pass
+    and revoke a fleet in a day, never tripping it. Each `exchange` here is a fresh process'
+    worth of app (a restart): the count must come from the store."""
+    limited = env | {"KEY_PROVISIONER_RECONCILE_LIMIT": "3/3600"}
+    fleet = [coder.add_workspace(f"user{n}") for n in range(12)]
+    keys = [a.key for a in run(exchange(limited, [key_request(ws) for ws in fleet]))]
+    revoked = []
+    for n in range(3):  # two "gone" per pass: under the per-pass brake (3) every time
+        for ws in fleet[2 * n : 2 * n + 2]:
+            coder.delete(ws)
+        result = run(exchange(limited, [admin(RECONCILE)]))[0].body
+        revoked.append((result["outcome"], result["revoked"], result.get("held", 0)))
+    assert revoked == [("ok", 2, 0), ("throttled", 1, 1), ("throttled", 0, 3)], revoked
+    assert sum(bool(row(litellm, k).get("blocked")) for k in keys) == 3
+    assert not any(row(litellm, k).get("blocked") for k in keys[6:])
+    status = run(exchange(limited, [admin(RECONCILE, method="GET")]))[0].body
+    assert status["window"] == {"limit": 3, "window_s": 3600, "revoked": 3, "room": 0}, status
+    throttled = events(limited, "reconcile-throttled")
+    assert [e.detail["held"] for e in throttled] == [3, 1], throttled
+    assert "KEY_PROVISIONER_RECONCILE_LIMIT=3/3600" in result["problem"], result
+    # Admins are not limited: the held ones can be revoked by hand.
+    by_hand = run(exchange(limited, [admin(f"/api/v1/admin/workspaces/{ws.id}/revoke", {"by": "carol"})
+                                     for ws in fleet[:6]]))
+    assert [a.status for a in by_hand] == [200] * 6
+    assert sum(bool(row(litellm, k).get("blocked")) for k in keys) == 6
