@@ -629,6 +629,7 @@ def create_app(
         coder=coder_ws,
         hold=locks.hold,
         log=log,
+        clock=clock,
     )
     app.state.settings = settings
     app.state.store = store

@@ -62,6 +62,12 @@ class Settings:
     reconcile_limit: int = 100  # workspaces the loop may revoke …
     reconcile_limit_window_s: float = 86400.0  # … in any window this long (across passes)
     approval_ttl_s: float = 7 * 86400.0
+    # The delete hook's and the admin API's rate limits (admin.py): per good credential, and
+    # per source address for requests with none or a wrong one.
+    lifecycle_rate_limit: int = 120
+    lifecycle_rate_window_s: float = 60.0
+    lifecycle_refused_limit: int = 20
+    lifecycle_refused_window_s: float = 60.0
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -160,6 +166,14 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         env, "KEY_PROVISIONER_RECONCILE_LIMIT", "100/86400", "workspaces revoked by the reconcile loop",
         60.0, 30 * 86400.0,
     )
+    lifecycle_rate, lifecycle_window = per_window(
+        env, "KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT", "120/60",
+        "delete-hook and admin requests per credential", 1.0, 86400.0,
+    )
+    refused_limit, refused_window = per_window(
+        env, "KEY_PROVISIONER_LIFECYCLE_REFUSED_LIMIT", "20/60",
+        "refused delete-hook and admin requests per source address", 1.0, 86400.0,
+    )
     settings = Settings(
         provisioner_secret=secret("PROVISIONER_SECRET"),
         litellm_master_key=secret("LITELLM_MASTER_KEY", 4),
@@ -187,6 +201,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         reconcile_concurrency=int(number("KEY_PROVISIONER_RECONCILE_CONCURRENCY", 8, 1, 64)),
         reconcile_limit=reconcile_limit,
         reconcile_limit_window_s=reconcile_window,
+        lifecycle_rate_limit=lifecycle_rate,
+        lifecycle_rate_window_s=lifecycle_window,
+        lifecycle_refused_limit=refused_limit,
+        lifecycle_refused_window_s=refused_window,
         approval_ttl_s=approval_ttl(env),
     )
     if len(set(settings.secrets)) != len(settings.secrets):

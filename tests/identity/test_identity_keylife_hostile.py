@@ -284,3 +284,29 @@ def test_the_reconcile_limit_holds_across_passes_and_restarts(
                                      for ws in fleet[:6]]))
     assert [a.status for a in by_hand] == [200] * 6
     assert sum(bool(row(litellm, k).get("blocked")) for k in keys) == 6
+
+
+def test_the_hook_and_admin_routes_are_rate_limited_per_caller(
+    env: dict[str, str], coder: CoderStandin
+) -> None:
+    """The delete hook and the admin API had no rate limit: wrong credentials cost nothing, and a
+    leaked hook secret made the provisioner ask Coder once per call, without end. Refused
+    requests are counted per source address and never spend a good credential's budget (nor
+    lock it out: behind a reverse proxy every caller shares one address)."""
+    limited = env | {"KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT": "3/3600",
+                     "KEY_PROVISIONER_LIFECYCLE_REFUSED_LIMIT": "2/3600"}
+    ws = coder.add_workspace("alice")
+    hook = {"path": f"/api/v1/keys/workspace/{ws.id}/revoke", "bearer": REVOKE, "body": {}}
+    wrong = [{"path": RECONCILE, "bearer": "admin-token-guessed-Zp9Xc4Vb", "method": "GET"},
+             {"path": hook["path"], "bearer": None, "body": {}}] * 3
+    status = admin(RECONCILE, method="GET")
+    asked = len(coder.requests)
+    answers = run(exchange(limited, [*wrong, status, hook, hook, hook, hook, status, status, status]))
+    codes = [a.status for a in answers]
+    assert codes == [401, 401, 429, 429, 429, 429, 200, 409, 409, 409, 429, 200, 200, 429], codes
+    assert answers[2].headers["Retry-After"] == "3600"
+    assert "refused requests from this address" in answers[2].body["error"]
+    assert "this credential" in answers[10].body["error"] and answers[10].headers["Retry-After"]
+    coder_calls = [r for r in coder.requests[asked:] if ws.id in r.path]
+    assert len(coder_calls) == 3, coder_calls  # the fourth hook call never reached Coder
+    assert len(events(limited, "lifecycle-refused-limited")) == 1  # not one per refused request
