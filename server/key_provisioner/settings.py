@@ -163,16 +163,28 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
             f"KEY_PROVISIONER_RECONCILE_INTERVAL_S={interval:g} is too short: use 0 (off) or at least 1"
         )
     reconcile_limit, reconcile_window = per_window(
-        env, "KEY_PROVISIONER_RECONCILE_LIMIT", "100/86400", "workspaces revoked by the reconcile loop",
-        60.0, 30 * 86400.0,
+        env,
+        "KEY_PROVISIONER_RECONCILE_LIMIT",
+        "100/86400",
+        "workspaces revoked by the reconcile loop",
+        60.0,
+        30 * 86400.0,
     )
     lifecycle_rate, lifecycle_window = per_window(
-        env, "KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT", "120/60",
-        "delete-hook and admin requests per credential", 1.0, 86400.0,
+        env,
+        "KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT",
+        "120/60",
+        "delete-hook and admin requests per credential",
+        1.0,
+        86400.0,
     )
     refused_limit, refused_window = per_window(
-        env, "KEY_PROVISIONER_LIFECYCLE_REFUSED_LIMIT", "20/60",
-        "refused delete-hook and admin requests per source address", 1.0, 86400.0,
+        env,
+        "KEY_PROVISIONER_LIFECYCLE_REFUSED_LIMIT",
+        "20/60",
+        "refused delete-hook and admin requests per source address",
+        1.0,
+        86400.0,
     )
     settings = Settings(
         provisioner_secret=secret("PROVISIONER_SECRET"),
