@@ -310,3 +310,30 @@ def test_the_hook_and_admin_routes_are_rate_limited_per_caller(
     coder_calls = [r for r in coder.requests[asked:] if ws.id in r.path]
     assert len(coder_calls) == 3, coder_calls  # the fourth hook call never reached Coder
     assert len(events(limited, "lifecycle-refused-limited")) == 1  # not one per refused request
+
+
+def test_a_leaked_hook_secret_used_elsewhere_does_not_spend_the_daemons_budget(
+    env: dict[str, str], coder: CoderStandin
+) -> None:
+    """The hook secret is shared by every Coder provisioner daemon: its budget is per source
+    address, so a copy used from another address runs out there and the daemon is still heard."""
+    from key_provisioner.app import create_app
+    from key_provisioner.settings import from_env
+
+    limited = env | {"KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT": "2/3600"}
+    ws = coder.add_workspace("alice")
+    path = f"/api/v1/keys/workspace/{ws.id}/revoke"
+
+    async def from_addresses() -> list[tuple[str, int]]:
+        app = create_app(from_env(limited))
+        seen = []
+        async with app.router.lifespan_context(app):
+            for address in ["203.0.113.9"] * 3 + ["10.0.0.5"] * 2:
+                transport = httpx.ASGITransport(app=app, client=(address, 40000))
+                async with httpx.AsyncClient(transport=transport, base_url="http://provisioner") as client:
+                    answer = await client.post(path, json={}, headers={"Authorization": f"Bearer {REVOKE}"})
+                seen.append((address, answer.status_code))
+        return seen
+
+    assert run(from_addresses()) == [("203.0.113.9", 409), ("203.0.113.9", 409), ("203.0.113.9", 429),
+                                     ("10.0.0.5", 409), ("10.0.0.5", 409)]
