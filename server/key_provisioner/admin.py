@@ -13,6 +13,22 @@
 
 Every admin action is an event (`workspace-revoked`, `level-approved`) naming the admin by the
 `by` field and by a fingerprint of the token used (never the token), and a WARNING log line.
+
+Rate limits (the sliding window of key requests, http_guard.rate_limit), counted so that a
+refused request never spends a legitimate caller's budget:
+
+* a caller whose credential is good has `KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT` requests per
+  window, its own: per admin token, and per source address for the hook secret (shared by every
+  Coder provisioner daemon: a leaked copy used from elsewhere cannot spend theirs). Each hook
+  call asks Coder once, each reconcile request runs a pass: these bound what a leaked
+  credential can make the provisioner do. Over it: 429 with Retry-After.
+* a request with no or a wrong credential is counted per source address
+  (`KEY_PROVISIONER_LIFECYCLE_REFUSED_LIMIT`); once that is spent, such requests from there get
+  429 instead of 401, with one WARNING line and one `lifecycle-refused-limited` event per window
+  (a flood costs neither a log line nor a database row each). A good credential is still checked
+  and served from that address: behind a reverse proxy or NAT every caller may share one
+  address, and a stranger's wrong guesses must not lock out the hook and the admins. Guessing
+  stays hopeless (16 random characters at least, compared in constant time).
 """
 
 from __future__ import annotations
@@ -21,6 +37,8 @@ import hashlib
 import hmac
 import json
 import logging
+import math
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
@@ -31,6 +49,7 @@ from fastapi.responses import JSONResponse
 
 from key_provisioner.coder_status import CoderWorkspaces
 from key_provisioner.keys import LEVELS
+from key_provisioner.ratelimit import RateLimiter
 from key_provisioner.reconcile import Reconciler
 from key_provisioner.revoke import Revoker
 from key_provisioner.settings import Settings
@@ -54,9 +73,23 @@ def add_lifecycle_routes(
     coder: CoderWorkspaces | None,
     hold: Callable[[str], AbstractAsyncContextManager[None]],
     log: logging.Logger,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+    callers = RateLimiter(settings.lifecycle_rate_limit, settings.lifecycle_rate_window_s, clock)
+    strangers = RateLimiter(
+        settings.lifecycle_refused_limit, settings.lifecycle_refused_window_s, clock
+    )
+    warned = RateLimiter(1, settings.lifecycle_refused_window_s, clock)  # one line per window
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    def address_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def too_many(wait: float, what: str) -> JSONResponse:
+        seconds = max(math.ceil(wait), 1)
+        return error(429, f"{what}: try again in {seconds} s", {"Retry-After": str(seconds)})
 
     def admin_of(request: Request) -> str | None:
         token = _bearer(request)
@@ -65,10 +98,29 @@ def add_lifecycle_routes(
                 return fingerprint(known)
         return None
 
-    def refused() -> JSONResponse:
-        if not settings.admin_tokens:
+    def refused(request: Request) -> JSONResponse:
+        """No or a wrong credential: counted per source address (never in a caller's budget)."""
+        address = address_of(request)
+        if (wait := strangers.check(address)) is not None:
+            if warned.check(address) is None:
+                store().event("lifecycle-refused-limited", "*", address, path=request.url.path)
+                log.warning(
+                    "too many refused lifecycle requests from %s: answered 429 for %d s",
+                    address,
+                    max(math.ceil(wait), 1),
+                )
+            return too_many(wait, "too many refused requests from this address")
+        if not settings.admin_tokens and not request.url.path.startswith("/api/v1/keys/"):
             return error(403, "no admin tokens are configured (KEY_PROVISIONER_ADMIN_TOKENS)")
         return error(401, "unauthorized")
+
+    def over_budget(who: str, request: Request) -> JSONResponse | None:
+        """A known caller's own budget (the hook secret's per source address)."""
+        key = f"{who}@{address_of(request)}" if who == "delete-hook" else who
+        if (wait := callers.check(key)) is None:
+            return None
+        log.warning("rate limited: %s (lifecycle routes)", key)
+        return too_many(wait, "too many requests for this credential")
 
     @app.post("/api/v1/keys/workspace/{workspace_id}/revoke")
     async def hook_revoke(workspace_id: str, request: Request) -> JSONResponse:
@@ -82,7 +134,9 @@ def add_lifecycle_routes(
         )
         who = "delete-hook" if hook else admin_of(request)
         if who is None:
-            return error(401, "unauthorized")
+            return refused(request)
+        if (limited := over_budget(who, request)) is not None:
+            return limited
         if coder is None:
             return error(
                 503, "Coder is not configured (CODER_URL), so a deletion cannot be confirmed"
@@ -127,7 +181,9 @@ def add_lifecycle_routes(
             return error(400, "a workspace id is 1 to 200 printable characters")
         who = admin_of(request)
         if who is None:
-            return refused()
+            return refused(request)
+        if (limited := over_budget(who, request)) is not None:
+            return limited
         body = await _body(request)
         by, reason = _text(body, "by"), _text(body, "reason") or "admin"
         if not by:
@@ -144,7 +200,9 @@ def add_lifecycle_routes(
             return error(400, "a workspace id is 1 to 200 printable characters")
         who = admin_of(request)
         if who is None:
-            return refused()
+            return refused(request)
+        if (limited := over_budget(who, request)) is not None:
+            return limited
         body = await _body(request)
         level, by, reason = _text(body, "level"), _text(body, "by"), _text(body, "reason")
         if level not in LEVELS or not by:
@@ -161,16 +219,20 @@ def add_lifecycle_routes(
 
     @app.get("/api/v1/admin/reconcile")
     async def reconcile_status(request: Request) -> JSONResponse:
-        if admin_of(request) is None:
-            return refused()
+        if (who := admin_of(request)) is None:
+            return refused(request)
+        if (limited := over_budget(who, request)) is not None:
+            return limited
         if reconciler is None:
             return error(404, "no reconcile loop: CODER_URL is not configured")
         return JSONResponse(reconciler.status())
 
     @app.post("/api/v1/admin/reconcile")
     async def reconcile_now(request: Request) -> JSONResponse:
-        if admin_of(request) is None:
-            return refused()
+        if (who := admin_of(request)) is None:
+            return refused(request)
+        if (limited := over_budget(who, request)) is not None:
+            return limited
         if reconciler is None:
             return error(404, "no reconcile loop: CODER_URL is not configured")
         return JSONResponse((await reconciler.run_pass()).to_json())

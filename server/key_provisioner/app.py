@@ -151,6 +151,8 @@ def create_app(
                 max_always=settings.reconcile_max_always,
                 batch=settings.reconcile_batch,
                 concurrency=settings.reconcile_concurrency,
+                window_max=settings.reconcile_limit,
+                window_s=settings.reconcile_limit_window_s,
             ),
             log,
         )
@@ -627,6 +629,7 @@ def create_app(
         coder=coder_ws,
         hold=locks.hold,
         log=log,
+        clock=clock,
     )
     app.state.settings = settings
     app.state.store = store

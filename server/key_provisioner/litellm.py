@@ -2,6 +2,9 @@
 
 * find: `GET /key/info?key=<sha256 of the key>` with the master key. LiteLLM looks a non-`sk-`
   value up as the stored hash, so the key itself never travels in a URL (or an access log).
+  Only LiteLLM's own 404 ("Key not found in database") means no such key: any other 404 (a
+  proxy that does not pass /key/info on) read as "no key" made the provisioner mint the next
+  generation at the requested level, past the anti-downgrade rule and a blocked key.
 * generate: `POST /key/generate` with the master key and the derived key value.
 * delete: `POST /key/delete` with the master key and the hash of an expired key, before its
   next generation takes the workspace's key alias (LiteLLM keeps aliases unique).
@@ -66,11 +69,16 @@ class LiteLLM:
         answer = await self._call(
             "GET", "/key/info", self._master_key, params={"key": key_hash(key)}, hide=(key,)
         )
-        if answer.status == 404:
-            return None
+        if answer.status == 404 and _key_not_found(answer):
+            return None  # 1.108.7: {"error": {"message": "Key not found in database", …}}
         if answer.status != 200:
+            where = (
+                " (not LiteLLM's answer for an unknown key: is /key/info served at LITELLM_URL?)"
+                if answer.status == 404
+                else ""
+            )
             raise LiteLLMError(
-                f"LiteLLM answered HTTP {answer.status} to /key/info: {_said(answer)}"
+                f"LiteLLM answered HTTP {answer.status} to /key/info{where}: {_said(answer)}"
             )
         info = answer.body.get("info") if isinstance(answer.body, dict) else None
         if isinstance(info, dict) and info.get("status") == "deleted":
@@ -206,12 +214,14 @@ class LiteLLM:
 
 
 def _key_not_found(answer: Answer) -> bool:
-    """LiteLLM's own 404 for a key it does not have ({"error": {"message": "Key not found."}}),
-    not the {"detail": "Not Found"} of a route that nobody serves (a proxy in front of LiteLLM
-    that does not pass the route on): that one must not count as a revocation done."""
+    """LiteLLM's own 404 for a key it does not have (1.108.7, checked against the real proxy:
+    /key/block {"error": {"message": "Key not found."}}, /key/info {"error": {"message": "Key not
+    found in database"}}), not the {"detail": "Not Found"} of a route that nobody serves (a proxy
+    in front of LiteLLM that does not pass the route on), nor any other "Not Found": that one
+    must not count as a revocation done, or as a key that does not exist."""
     error = answer.body.get("error") if isinstance(answer.body, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
-    return isinstance(message, str) and "not found" in message.lower()
+    return isinstance(message, str) and message.lower().startswith("key not found")
 
 
 def _said(answer: Answer, *hide: str) -> str:

@@ -18,6 +18,13 @@ It never revokes on doubt:
   revoke a fleet). An admin can then revoke them one by one. "Knows": present, deleting or gone;
   ids Coder answers 404 for do not count, or made-up ids (legacy mode hands a key to any id)
   would loosen the brake.
+* a limit across passes: the brake holds per pass only, so whoever controls Coder's answers (or
+  a MITM on an http:// CODER_URL) could still revoke MAX_ALWAYS workspaces every pass, a fleet
+  in a day. At most `…_LIMIT` (N/seconds, default 100 per 24 h) workspaces are revoked by the
+  loop in any rolling window; the count is in the store (a restart does not reset it). Over it,
+  the rest wait (they stay live in the store and are asked about again), the pass is `throttled`
+  (an ERROR line, a `reconcile-throttled` event, `held` in the result, `window` in the status).
+  Admin and delete-hook revocations are not counted and never wait.
 
 Queued revocations (rotations, earlier passes whose LiteLLM call failed) are retried first.
 """
@@ -50,6 +57,8 @@ class ReconcileSettings:
     max_always: int = 3
     batch: int = 10_000  # workspaces asked about per pass, the longest unchecked first
     concurrency: int = 8
+    window_max: int = 100  # workspaces the loop may revoke in any …
+    window_s: float = 86400.0  # … this many seconds (persisted: see the module's docstring)
 
 
 @dataclass
@@ -63,9 +72,10 @@ class PassResult:
     unknown: int = 0
     unavailable: int = 0
     revoked: int = 0
+    held: int = 0  # gone, not revoked: the window limit was reached
     retried_done: int = 0
     retried_failed: int = 0
-    outcome: str = "ok"  # ok | coder-unavailable | braked | failed
+    outcome: str = "ok"  # ok | coder-unavailable | braked | throttled | failed
     problem: str | None = None
     gone_ids: list[str] = field(default_factory=list)
 
@@ -88,6 +98,7 @@ class Reconciler:
         settings: ReconcileSettings,
         log: logging.Logger,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._coder = coder
         self._store = store
@@ -96,6 +107,7 @@ class Reconciler:
         self.settings = settings
         self._log = log
         self._sleep = sleep
+        self._wall_clock = wall_clock  # epoch seconds: the window outlives the process
         self._running = asyncio.Lock()
         self.last: PassResult | None = None
         self.passes = 0
@@ -170,12 +182,48 @@ class Reconciler:
                 limit=limit,
             )
             return
+        room = self.window_room()
+        held: list[str] = []
         for workspace_id in gone:
+            if result.revoked >= room:
+                held.append(workspace_id)
+                continue
             async with self._hold(workspace_id.lower()):
                 if await self._revoker.revoke_workspace(
-                    workspace_id, "workspace-deleted", "reconcile"
+                    workspace_id, "workspace-deleted", "reconcile", counted_at=self._wall_clock()
                 ):
                     result.revoked += 1
+        if held:
+            self._throttled(result, held)
+
+    def window_revoked(self) -> int:
+        """How many workspaces the loop revoked in the current window (from the store)."""
+        return self._store().reconcile_revoked_since(self._wall_clock() - self.settings.window_s)
+
+    def window_room(self) -> int:
+        """How many more workspaces the loop may revoke now."""
+        return max(self.settings.window_max - self.window_revoked(), 0)
+
+    def _throttled(self, result: PassResult, held: list[str]) -> None:
+        result.outcome, result.held = "throttled", len(held)
+        result.problem = (
+            f"{len(held)} workspaces Coder says are gone were not revoked: the loop has revoked "
+            f"{self.settings.window_max} in the last {self.settings.window_s:g} s, its limit "
+            f"(KEY_PROVISIONER_RECONCILE_LIMIT={self.settings.window_max}/"
+            f"{self.settings.window_s:g}); they are revoked once the window has room. If Coder "
+            "really deleted that many, revoke them with the admin API or raise the limit; if not, "
+            "check Coder (and CODER_URL)"
+        )
+        self._store().event(
+            "reconcile-throttled",
+            "*",
+            "reconcile",
+            held=len(held),
+            revoked=result.revoked,
+            limit=self.settings.window_max,
+            window_s=self.settings.window_s,
+            held_ids=sorted(held)[:50],
+        )
 
     async def _ask_all(
         self,
@@ -236,8 +284,15 @@ class Reconciler:
             self._log.error(line + ": %s", *args, result.problem)
 
     def status(self) -> dict[str, Any]:
+        revoked = self.window_revoked()
         return {
             "interval_s": self.settings.interval_s,
             "passes": self.passes,
+            "window": {
+                "limit": self.settings.window_max,
+                "window_s": self.settings.window_s,
+                "revoked": revoked,
+                "room": max(self.settings.window_max - revoked, 0),
+            },
             "last": self.last.to_json() if self.last else None,
         }

@@ -52,9 +52,11 @@ class Revoker:
     def __repr__(self) -> str:
         return "Revoker()"
 
-    async def revoke_workspace(self, workspace_id: str, reason: str, by: str) -> bool:
+    async def revoke_workspace(
+        self, workspace_id: str, reason: str, by: str, counted_at: float | None = None
+    ) -> bool:
         """Mark the workspace revoked (no key is handed out for it again) and block its current
-        key. False when it was revoked already."""
+        key. False when it was revoked already. `counted_at`: see Store.mark_revoked."""
         db = self._store()
         stored = db.stored(workspace_id)
         try:  # the store may be behind LiteLLM (another replica rotated, a lost database)
@@ -63,7 +65,7 @@ class Revoker:
             )
         except LiteLLMError:
             generation = stored.generation if stored else 0  # queued; retried by each pass
-        if not db.mark_revoked(workspace_id, generation, reason):
+        if not db.mark_revoked(workspace_id, generation, reason, counted_at):
             return False
         db.event("workspace-revoked", workspace_id, by, reason=reason, generation=generation)
         self._log.warning(

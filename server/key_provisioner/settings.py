@@ -59,7 +59,15 @@ class Settings:
     reconcile_max_always: int = 3
     reconcile_batch: int = 10_000
     reconcile_concurrency: int = 8
+    reconcile_limit: int = 100  # workspaces the loop may revoke …
+    reconcile_limit_window_s: float = 86400.0  # … in any window this long (across passes)
     approval_ttl_s: float = 7 * 86400.0
+    # The delete hook's and the admin API's rate limits (admin.py): per good credential, and
+    # per source address for requests with none or a wrong one.
+    lifecycle_rate_limit: int = 120
+    lifecycle_rate_window_s: float = 60.0
+    lifecycle_refused_limit: int = 20
+    lifecycle_refused_window_s: float = 60.0
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -154,6 +162,30 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"KEY_PROVISIONER_RECONCILE_INTERVAL_S={interval:g} is too short: use 0 (off) or at least 1"
         )
+    reconcile_limit, reconcile_window = per_window(
+        env,
+        "KEY_PROVISIONER_RECONCILE_LIMIT",
+        "100/86400",
+        "workspaces revoked by the reconcile loop",
+        60.0,
+        30 * 86400.0,
+    )
+    lifecycle_rate, lifecycle_window = per_window(
+        env,
+        "KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT",
+        "120/60",
+        "delete-hook and admin requests per credential",
+        1.0,
+        86400.0,
+    )
+    refused_limit, refused_window = per_window(
+        env,
+        "KEY_PROVISIONER_LIFECYCLE_REFUSED_LIMIT",
+        "20/60",
+        "refused delete-hook and admin requests per source address",
+        1.0,
+        86400.0,
+    )
     settings = Settings(
         provisioner_secret=secret("PROVISIONER_SECRET"),
         litellm_master_key=secret("LITELLM_MASTER_KEY", 4),
@@ -179,6 +211,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         reconcile_max_always=int(number("KEY_PROVISIONER_RECONCILE_MAX_ALWAYS", 3, 0, 1_000_000)),
         reconcile_batch=int(number("KEY_PROVISIONER_RECONCILE_BATCH", 10_000, 1, 1_000_000)),
         reconcile_concurrency=int(number("KEY_PROVISIONER_RECONCILE_CONCURRENCY", 8, 1, 64)),
+        reconcile_limit=reconcile_limit,
+        reconcile_limit_window_s=reconcile_window,
+        lifecycle_rate_limit=lifecycle_rate,
+        lifecycle_rate_window_s=lifecycle_window,
+        lifecycle_refused_limit=refused_limit,
+        lifecycle_refused_window_s=refused_window,
         approval_ttl_s=approval_ttl(env),
     )
     if len(set(settings.secrets)) != len(settings.secrets):
@@ -195,6 +233,24 @@ def approval_ttl(environ: Mapping[str, str] | None = None) -> float:
     it must not record approvals the server would refuse to be configured with)."""
     env = os.environ if environ is None else environ
     return _number(env, "KEY_PROVISIONER_APPROVAL_TTL_S", 7 * 86400.0, 60.0, 90 * 86400.0)
+
+
+def per_window(
+    env: Mapping[str, str], name: str, default: str, what: str, low_s: float, high_s: float
+) -> tuple[int, float]:
+    """A limit written N/SECONDS (as KEY_PROVISIONER_RATE_LIMIT): at most N in any SECONDS."""
+    raw = env.get(name, "").strip() or default
+    count, _, window = raw.partition("/")
+    try:
+        n, seconds = int(count), float(window)
+    except ValueError:
+        n, seconds = 0, math.nan
+    if not (1 <= n <= 1_000_000 and low_s <= seconds <= high_s):
+        raise SettingsError(
+            f"{name}={raw!r} must look like {default} ({what} / seconds, 1 to 1000000 per "
+            f"{low_s:.0f} to {high_s:.0f} s)"
+        )
+    return n, seconds
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:

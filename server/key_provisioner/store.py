@@ -4,7 +4,9 @@ and an event log of what happened (issued, reused, rotated, refused, level-chang
 Key lifecycle (issue 18) adds: when a workspace's key was revoked (its workspace gone) or
 rotated, when Coder was last asked about it, the revocations still to be done in LiteLLM (a
 queue, so that a crash between "new key stored" and "old key blocked" leaves a retry, never a
-live old key) and admins' approvals of a less strict level.
+live old key), admins' approvals of a less strict level, and when the reconcile loop revoked
+(its limit across passes: kept here, not in memory, so that a restart does not reset it; a
+table of its own, not the events, which anyone holding PROVISIONER_SECRET can flood into pruning).
 
 Never a key, a token or a secret: keys are derived, so the generation is all that is kept.
 The file is created 0600; the schema is created idempotently, so a second start is harmless.
@@ -24,6 +26,7 @@ from typing import Any
 from key_provisioner.keys import Stored
 
 MAX_EVENTS = 100_000  # older events are pruned beyond this many
+KEEP_RECONCILE_S = 31 * 86400.0  # reconcile revocations older than the longest window are pruned
 _PRUNE_EVERY = 500
 
 SCHEMA = """
@@ -53,6 +56,11 @@ CREATE TABLE IF NOT EXISTS pending_revocations (
     last_error TEXT,
     PRIMARY KEY (workspace_id, generation)
 );
+CREATE TABLE IF NOT EXISTS reconcile_revocations (
+    workspace_id TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reconcile_revocations_at ON reconcile_revocations (at);
 CREATE TABLE IF NOT EXISTS level_approvals (
     workspace_id TEXT PRIMARY KEY,
     level TEXT NOT NULL,
@@ -166,9 +174,12 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def mark_revoked(self, workspace_id: str, generation: int, reason: str) -> bool:
+    def mark_revoked(
+        self, workspace_id: str, generation: int, reason: str, counted_at: float | None = None
+    ) -> bool:
         """Record that the workspace gets no more keys and queue its key's revocation; False when
-        it was already revoked (nothing changes then)."""
+        it was already revoked (nothing changes then). `counted_at` (epoch seconds): a reconcile
+        revocation, counted against the loop's window limit in the same transaction."""
         at = _now()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -185,11 +196,28 @@ class Store:
                 ).rowcount
                 if changed:
                     self._queue(workspace_id, generation, reason, at)
+                if changed and counted_at is not None:
+                    self._db.execute(
+                        "INSERT INTO reconcile_revocations (workspace_id, at) VALUES (?, ?)",
+                        (workspace_id.lower(), counted_at),
+                    )
+                    self._db.execute(
+                        "DELETE FROM reconcile_revocations WHERE at < ?",
+                        (counted_at - KEEP_RECONCILE_S,),
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return bool(changed)
+
+    def reconcile_revoked_since(self, since: float) -> int:
+        """How many workspaces the reconcile loop revoked after `since` (epoch seconds)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM reconcile_revocations WHERE at > ?", (since,)
+            ).fetchone()
+        return int(row[0])
 
     def _queue(self, workspace_id: str, generation: int, reason: str, at: str) -> None:
         self._db.execute(

@@ -231,3 +231,109 @@ def test_a_dripping_coder_is_given_up_on_by_the_identity_check_too() -> None:
         info_took = time.monotonic() - t0
     assert version is None
     assert verify_took < 3 and info_took < 3, (verify_took, info_took)
+
+
+def test_a_key_info_route_that_is_not_there_is_no_missing_key(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    """find() read any 404 from /key/info as "LiteLLM has no such key": behind a proxy that does
+    not pass /key/info on, a design-first workspace asking for `standard` was taken for one whose
+    key an admin deleted, and the provisioner set out to mint generation 1 at `standard` (only
+    LiteLLM's unique alias stopped it, with a misleading /key/generate error). Only LiteLLM's own
+    "Key not found in database" 404 means no such key; any other stops at /key/info."""
+    ws = coder.add_workspace("alice")
+    first = run(exchange(env, [key_request(ws, "design-first")]))[0]
+    assert (first.status, first.body["level"]) == (201, "design-first"), first.body
+    litellm.unrouted.add("/key/info")
+    sent = len(litellm.requests)
+    lowered = run(exchange(env, [key_request(ws, "standard")]))[0]
+    assert lowered.status == 502 and "to /key/info (not LiteLLM's answer" in lowered.body["error"], lowered.body
+    minted = [r for r in litellm.requests[sent:] if r.target.startswith("/key/generate")]
+    assert minted == [], "the provisioner took the key for deleted and tried to make the next one"
+    litellm.unrouted.clear()
+    again = run(exchange(env, [key_request(ws, "standard")]))[0]
+    assert (again.status, again.key, again.body["level"]) == (200, first.key, "design-first"), again.body
+
+
+def test_the_reconcile_limit_holds_across_passes_and_restarts(
+    env: dict[str, str], coder: CoderStandin, litellm: LitellmKeys
+) -> None:
+    """The brake counted per pass only: whoever controls Coder's answers (or sits between an
+    http:// CODER_URL and the provisioner) could say "gone" for MAX_ALWAYS workspaces every pass
+    and revoke a fleet in a day, never tripping it. Each `exchange` here is a fresh process'
+    worth of app (a restart): the count must come from the store."""
+    limited = env | {"KEY_PROVISIONER_RECONCILE_LIMIT": "3/3600"}
+    fleet = [coder.add_workspace(f"user{n}") for n in range(12)]
+    keys = [a.key for a in run(exchange(limited, [key_request(ws) for ws in fleet]))]
+    revoked = []
+    for n in range(3):  # two "gone" per pass: under the per-pass brake (3) every time
+        for ws in fleet[2 * n : 2 * n + 2]:
+            coder.delete(ws)
+        result = run(exchange(limited, [admin(RECONCILE)]))[0].body
+        revoked.append((result["outcome"], result["revoked"], result.get("held", 0)))
+    assert revoked == [("ok", 2, 0), ("throttled", 1, 1), ("throttled", 0, 3)], revoked
+    assert sum(bool(row(litellm, k).get("blocked")) for k in keys) == 3
+    assert not any(row(litellm, k).get("blocked") for k in keys[6:])
+    status = run(exchange(limited, [admin(RECONCILE, method="GET")]))[0].body
+    assert status["window"] == {"limit": 3, "window_s": 3600, "revoked": 3, "room": 0}, status
+    throttled = events(limited, "reconcile-throttled")
+    assert [e.detail["held"] for e in throttled] == [3, 1], throttled
+    assert "KEY_PROVISIONER_RECONCILE_LIMIT=3/3600" in result["problem"], result
+    # Admins are not limited: the held ones can be revoked by hand.
+    by_hand = run(exchange(limited, [admin(f"/api/v1/admin/workspaces/{ws.id}/revoke", {"by": "carol"})
+                                     for ws in fleet[:6]]))
+    assert [a.status for a in by_hand] == [200] * 6
+    assert sum(bool(row(litellm, k).get("blocked")) for k in keys) == 6
+
+
+def test_the_hook_and_admin_routes_are_rate_limited_per_caller(
+    env: dict[str, str], coder: CoderStandin
+) -> None:
+    """The delete hook and the admin API had no rate limit: wrong credentials cost nothing, and a
+    leaked hook secret made the provisioner ask Coder once per call, without end. Refused
+    requests are counted per source address and never spend a good credential's budget (nor
+    lock it out: behind a reverse proxy every caller shares one address)."""
+    limited = env | {"KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT": "3/3600",
+                     "KEY_PROVISIONER_LIFECYCLE_REFUSED_LIMIT": "2/3600"}
+    ws = coder.add_workspace("alice")
+    hook = {"path": f"/api/v1/keys/workspace/{ws.id}/revoke", "bearer": REVOKE, "body": {}}
+    wrong = [{"path": RECONCILE, "bearer": "admin-token-guessed-Zp9Xc4Vb", "method": "GET"},
+             {"path": hook["path"], "bearer": None, "body": {}}] * 3
+    status = admin(RECONCILE, method="GET")
+    asked = len(coder.requests)
+    answers = run(exchange(limited, [*wrong, status, hook, hook, hook, hook, status, status, status]))
+    codes = [a.status for a in answers]
+    assert codes == [401, 401, 429, 429, 429, 429, 200, 409, 409, 409, 429, 200, 200, 429], codes
+    assert answers[2].headers["Retry-After"] == "3600"
+    assert "refused requests from this address" in answers[2].body["error"]
+    assert "this credential" in answers[10].body["error"] and answers[10].headers["Retry-After"]
+    coder_calls = [r for r in coder.requests[asked:] if ws.id in r.path]
+    assert len(coder_calls) == 3, coder_calls  # the fourth hook call never reached Coder
+    assert len(events(limited, "lifecycle-refused-limited")) == 1  # not one per refused request
+
+
+def test_a_leaked_hook_secret_used_elsewhere_does_not_spend_the_daemons_budget(
+    env: dict[str, str], coder: CoderStandin
+) -> None:
+    """The hook secret is shared by every Coder provisioner daemon: its budget is per source
+    address, so a copy used from another address runs out there and the daemon is still heard."""
+    from key_provisioner.app import create_app
+    from key_provisioner.settings import from_env
+
+    limited = env | {"KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT": "2/3600"}
+    ws = coder.add_workspace("alice")
+    path = f"/api/v1/keys/workspace/{ws.id}/revoke"
+
+    async def from_addresses() -> list[tuple[str, int]]:
+        app = create_app(from_env(limited))
+        seen = []
+        async with app.router.lifespan_context(app):
+            for address in ["203.0.113.9"] * 3 + ["10.0.0.5"] * 2:
+                transport = httpx.ASGITransport(app=app, client=(address, 40000))
+                async with httpx.AsyncClient(transport=transport, base_url="http://provisioner") as client:
+                    answer = await client.post(path, json={}, headers={"Authorization": f"Bearer {REVOKE}"})
+                seen.append((address, answer.status_code))
+        return seen
+
+    assert run(from_addresses()) == [("203.0.113.9", 409), ("203.0.113.9", 409), ("203.0.113.9", 429),
+                                     ("10.0.0.5", 409), ("10.0.0.5", 409)]

@@ -206,3 +206,21 @@ def test_a_lower_level_is_refused_until_an_admin_approves_it(
     assert answer.status_code == 200 and answer.headers["x-workspace-enforcement"].startswith("unrestricted")
     approvals = [e for e in provisioner.events() if e["kind"] == "level-approved"]
     assert approvals and "erin" in approvals[0]["identity"] and ADMIN not in json.dumps(approvals)
+
+
+def test_find_tells_an_unknown_key_from_a_known_one_in_the_real_litellm(
+    provisioner: Provisioner, db_proxy: DbProxy, coder: CoderStandin
+) -> None:
+    """find() now takes only LiteLLM's own 404 body for "no such key": the real 1.108.7 must still
+    be understood (it answers {"error": {"message": "Key not found in database"}} with 404)."""
+    import asyncio
+
+    from key_provisioner.litellm import LiteLLM
+
+    ws = coder.add_workspace("alice")
+    made = ask(provisioner, ws)
+    assert made.status_code == 201, made.text
+    litellm = LiteLLM(db_proxy.url, MASTER_KEY, timeout=30)
+    assert asyncio.run(litellm.find("sk-never-made-" + secrets.token_urlsafe(16))) is None
+    facts = asyncio.run(litellm.find(made.json()["key"]))
+    assert facts is not None and not facts.blocked

@@ -90,6 +90,9 @@ def test_key_lifecycle_defaults_and_secrets() -> None:
     assert (settings.reconcile_interval_s, settings.reconcile_confirm_s) == (300.0, 2.0)
     assert (settings.reconcile_max_fraction, settings.reconcile_max_always) == (0.1, 3)
     assert (settings.admin_tokens, settings.revoke_secret) == ((), None)
+    assert (settings.reconcile_limit, settings.reconcile_limit_window_s) == (100, 86400.0)
+    assert (settings.lifecycle_rate_limit, settings.lifecycle_rate_window_s) == (120, 60.0)
+    assert (settings.lifecycle_refused_limit, settings.lifecycle_refused_window_s) == (20, 60.0)
     custom = from_env(GOOD | {"KEY_PROVISIONER_ADMIN_TOKENS": " admin-token-Hq7Lw2Zp9Xc4, admin-two-Lw2Zp9Xc4Vb1 ",
                               "KEY_PROVISIONER_REVOKE_SECRET": "revoke-secret-Tt5Gm8Ks3J",
                               "KEY_PROVISIONER_RECONCILE_INTERVAL_S": "0"})
@@ -109,6 +112,12 @@ def test_key_lifecycle_defaults_and_secrets() -> None:
         ({"KEY_PROVISIONER_RECONCILE_INTERVAL_S": "soon"}, "KEY_PROVISIONER_RECONCILE_INTERVAL_S='soon' is not a number"),
         ({"KEY_PROVISIONER_RECONCILE_MAX_FRACTION": "2"}, "KEY_PROVISIONER_RECONCILE_MAX_FRACTION='2' must be between 0 and 1"),
         ({"KEY_PROVISIONER_RECONCILE_CONCURRENCY": "0"}, "KEY_PROVISIONER_RECONCILE_CONCURRENCY='0' must be between 1 and 64"),
+        ({"KEY_PROVISIONER_RECONCILE_LIMIT": "100"}, "KEY_PROVISIONER_RECONCILE_LIMIT='100' must look like 100/86400"),
+        ({"KEY_PROVISIONER_RECONCILE_LIMIT": "0/86400"}, "KEY_PROVISIONER_RECONCILE_LIMIT='0/86400' must look like"),
+        ({"KEY_PROVISIONER_RECONCILE_LIMIT": "5/nan"}, "KEY_PROVISIONER_RECONCILE_LIMIT='5/nan' must look like"),
+        ({"KEY_PROVISIONER_RECONCILE_LIMIT": "5/10"}, "1 to 1000000 per 60 to 2592000 s"),
+        ({"KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT": "many"}, "KEY_PROVISIONER_LIFECYCLE_RATE_LIMIT='many' must look like 120/60"),
+        ({"KEY_PROVISIONER_LIFECYCLE_REFUSED_LIMIT": "-1/60"}, "KEY_PROVISIONER_LIFECYCLE_REFUSED_LIMIT='-1/60' must look like 20/60"),
     ],
 )
 def test_key_lifecycle_settings_refused_with_a_sentence(change: dict[str, str], words: str) -> None:
