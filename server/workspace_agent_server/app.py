@@ -64,6 +64,7 @@ class Ctx:
     litellm: Any = None  # spend_litellm.LiteLLM when spend is pulled (DRIFT_LITELLM_URL)
     spend_cache: Any = None  # spend_queries.Cache: period sums, reused until the next pull
     spend_task: Any = None  # an admin's "pull now" while it runs
+    spend_warm_generation: int = -1  # the pull generation this process's cache was warmed for
 
     async def run_db(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking database work in a worker thread, at most `db_threads()` at a time.
@@ -135,7 +136,9 @@ def create_app(
             asyncio.create_task(replicas.heartbeat_loop(ctx), name="drift-heartbeat"),
         ]
         if ctx.litellm is not None:
-            loops.append(asyncio.create_task(spend_pull.pull_loop(ctx), name="drift-spend"))
+            loops.append(
+                asyncio.create_task(spend_pull.pull_loop(ctx, spend_pages.warm), name="drift-spend")
+            )
         try:
             yield
         finally:

@@ -300,8 +300,11 @@ spend_daily = Table(
     Column("prompt_tokens", _BigId, nullable=False, default=0),
     Column("completion_tokens", _BigId, nullable=False, default=0),
     Column("last_at", UTCDateTime, nullable=True),
-    # A period's sums read this index alone (day range first), not the table.
+    # A period's sums read an index alone, not the table: a few days by their range (day
+    # first); a month on SQLite in group order (key first), which needs no sort of 3M rows
+    # (benchmarks/spend.py: 5.1 s → 1.2 s for 50,000 keys × 30 days × 2 models).
     Index("ix_spend_daily_day", "day", "token", "model_group", "spend", "requests"),
+    Index("ix_spend_daily_key", "token", "model_group", "day", "spend", "requests"),
 )
 
 # One row: which replica pulls now (a lease, so replicas take turns and do not pull N times per

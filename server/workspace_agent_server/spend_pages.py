@@ -61,6 +61,23 @@ def _group(value: str | None) -> str:
     return value
 
 
+async def warm(ctx: Ctx) -> None:
+    """After a pull finished (any replica's), add up the default view (30 days by workspace)
+    in this process, so that the first admin to open the page does not wait for it."""
+
+    def work() -> None:
+        with ctx.engine.connect() as conn:
+            state = spend_queries.pull_state(conn)
+            gen = int(state.get("generation") or 0)
+            if gen == ctx.spend_warm_generation or state.get("lease_by") is not None:
+                return
+            period = spend_queries.parse_period(None, None, None, spend_queries.today_utc(ctx.clock()))
+            spend_queries.view(conn, _cache(ctx), period, "workspace", ctx.settings.tiers, PAGE_ROWS)
+            ctx.spend_warm_generation = gen
+
+    await ctx.run_db(work)
+
+
 def _status(ctx: Ctx, conn: Connection) -> dict[str, Any]:
     return spend_queries.status(
         conn, ctx.litellm is not None, ctx.settings.spend_pull_interval_s, ctx.clock()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -426,12 +426,15 @@ def _day_tx(conn: Connection, me: str, lease: float, day: date, rows: list[LogRo
     store_day(conn, day, rows)
 
 
-async def pull_loop(ctx: Ctx) -> None:
-    """Every process: try to pull every few seconds; the lease and the period decide who does."""
+async def pull_loop(ctx: Ctx, after: Callable[[Ctx], Awaitable[None]] | None = None) -> None:
+    """Every process: try to pull every few seconds; the lease and the period decide who does.
+    `after` runs after each try (spend_pages.warm: this process's cache of the default view)."""
     tick = min(max(ctx.settings.spend_pull_interval_s / 5, 1.0), 60.0)
     while True:
         try:
             await pull_once(ctx)
+            if after is not None:
+                await after(ctx)
         except Exception:  # noqa: BLE001 (e.g. the database is away: the next tick tries again)
             log.exception("spend pull could not run")
         await asyncio.sleep(tick)

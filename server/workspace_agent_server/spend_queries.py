@@ -11,6 +11,7 @@ flagged in every view.
 from __future__ import annotations
 
 import threading
+from itertools import islice
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,9 +153,22 @@ def generation(conn: Connection) -> int:
     return int(found or 0)
 
 
+WIDE_DAYS = 4  # from this many days on, SQLite reads the key-first index (no sort)
+
+
 def period_sums(conn: Connection, period: Period) -> list[tuple[str, str, float, int]]:
     """(key hash, model group, spend, requests) over the period's days."""
     d = spend_daily.c
+    if conn.dialect.name == "sqlite" and period.days >= WIDE_DAYS:
+        # SQLite's planner takes the day range and sorts every row for GROUP BY; walking the
+        # key-first covering index streams the groups instead (4x faster for a month here).
+        rows = conn.exec_driver_sql(
+            "SELECT token, model_group, sum(spend), sum(requests) FROM spend_daily "
+            "INDEXED BY ix_spend_daily_key WHERE day >= ? AND day <= ? "
+            "GROUP BY token, model_group",
+            (period.start.isoformat(), period.end.isoformat()),
+        )
+        return [(r[0], r[1], float(r[2] or 0.0), int(r[3] or 0)) for r in rows]
     rows = conn.execute(
         select(d.token, d.model_group, func.sum(d.spend), func.sum(d.requests))
         .where(d.day >= period.start, d.day <= period.end)
@@ -201,12 +215,19 @@ def _group_key(info: KeyInfo | None, token: str, model: str, group: str, tiers: 
     return info.workspace_id, info.workspace_name or info.workspace_id
 
 
+@dataclass(frozen=True)
+class Grouped:
+    rows: list[dict[str, Any]]  # biggest spend first; "_keys"/"_ws": sets of keys, workspaces
+    total: float
+    requests: int
+
+
 def fold(
     sums: list[tuple[str, str, float, int]],
     infos: dict[str, KeyInfo],
     group: str,
     tiers: list[tuple[str, str]],
-) -> list[dict[str, Any]]:
+) -> Grouped:
     """The period's sums grouped; biggest spend first."""
     rows: dict[str, dict[str, Any]] = {}
     for token, model, spend, requests in sums:
@@ -226,7 +247,7 @@ def fold(
         if info is not None and info.workspace_id:
             row["_ws"].add(info.workspace_id)
     out = sorted(rows.values(), key=lambda r: (-r["spend"], r["key"]))
-    return out
+    return Grouped(out, sum(r["spend"] for r in out), sum(r["requests"] for r in out))
 
 
 def view(
@@ -256,7 +277,7 @@ def view(
         )
     )
     drifted = drifted_ids(conn)
-    total = sum(r["spend"] for r in grouped)
+    total, requests = grouped.total, grouped.requests
 
     def public(row: dict[str, Any]) -> dict[str, Any]:
         spending_drifted = sorted(row["_ws"] & drifted)
@@ -272,13 +293,13 @@ def view(
     return {
         "period": period.as_dict(),
         "group": group,
-        "total": {"spend": total, "requests": sum(r["requests"] for r in grouped)},
-        "matched": len(grouped),
-        "rows": [public(r) for r in grouped[offset : offset + limit]],
-        "top": [public(r) for r in by_ws if r["key"] != NO_WORKSPACE][:10],
+        "total": {"spend": total, "requests": requests},
+        "matched": len(grouped.rows),
+        "rows": [public(r) for r in grouped.rows[offset : offset + limit]],
+        "top": [public(r) for r in islice((r for r in by_ws.rows if r["key"] != NO_WORKSPACE), 10)],
         "drifted_spending": [
-            public(r) for r in by_ws if r["key"] in drifted and r["spend"] > 0
-        ][:100],
+            public(r) for r in islice((r for r in by_ws.rows if r["key"] in drifted and r["spend"] > 0), 100)
+        ],
     }
 
 
