@@ -145,16 +145,18 @@ def run_spend_suite(python: str, workdir: Path, *, keys: int, days: int, models:
         seeded = seed(url, keys, days, models, datetime.now(UTC).date())
         with drift_server(python, url, creds, env, log=workdir / "spend-server.log") as server:
             pages = asyncio.run(measure(server.url, creds.admin, requests))
-    worst_warm = max((p["p50_ms"] or 0) for p in pages.values())
+    views = {n: p for n, p in pages.items() if not n.startswith("CSV")}
+    worst_warm = max((p["p50_ms"] or 0) for p in views.values())
     worst_cold = max((p["cold_ms"] or 0) for p in pages.values())
+    worst_csv = max((p["p50_ms"] or 0) for n, p in pages.items() if n.startswith("CSV"))
     return {
         **seeded, "days": days, "models": models, "db": db, "pages": pages,
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "targets": {
             "every spend view answers without an error": all(not p["errors"] for p in pages.values()),
-            "warm views (cache of the pull) p50 under 250 ms": worst_warm < 250,
-            "first view of a period after a pull under 5 s": worst_cold < 5000,
+            "page and API views, warm (cache of the pull): p50 under 250 ms": worst_warm < 250,
+            "first view of a period after a pull, and every CSV, under 5 s": max(worst_cold, worst_csv) < 5000,
         },
     }
 

@@ -94,7 +94,9 @@ class Settings(BaseSettings):
     spend_max_pages: int = Field(default=2000, ge=1, le=100_000)  # of /key/list (100 keys each)
     spend_backfill_days: int = Field(default=31, ge=1, le=400)  # the first pull goes this far back
     # Budget use (percent of max_budget) that sends a webhook notice, once per key and window.
-    spend_budget_thresholds: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [80, 100])
+    spend_budget_thresholds: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [80, 100]
+    )
     spend_inactive_days: int = Field(default=14, ge=1, le=400)  # the pages' default
     # Model tiers: `tier=text` pairs; a model group containing the text is of that tier (first
     # match; none: "other"). The seed's tiers by default (§11.2: haiku $, sonnet $$, opus $$$).
@@ -181,7 +183,8 @@ class Settings(BaseSettings):
                 "DRIFT_LITELLM_URL and DRIFT_LITELLM_MASTER_KEY go together: set both to pull "
                 "spend from LiteLLM, or neither"
             )
-        if self.litellm_url is not None and not self.litellm_url.startswith(("http://", "https://")):
+        litellm_url = self.litellm_url
+        if litellm_url is not None and not litellm_url.startswith(("http://", "https://")):
             raise ValueError("DRIFT_LITELLM_URL must start with http:// or https://")
         if any(not 1 <= t <= 1000 for t in self.spend_budget_thresholds):
             raise ValueError(

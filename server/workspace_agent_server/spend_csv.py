@@ -38,11 +38,35 @@ def render(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-GROUP_COLUMNS = ("key", "label", "spend", "requests", "keys", "workspaces", "share",
-                 "drifted_workspaces")
-KEY_COLUMNS = ("key_alias", "key_name", "workspace_id", "workspace_name", "owner", "template",
-               "level", "spend", "max_budget", "percent", "budget_duration", "budget_reset_at",
-               "created_at", "last_spend_at", "last_active", "idle_days", "drifted")
+GROUP_COLUMNS = (
+    "key",
+    "label",
+    "spend",
+    "requests",
+    "keys",
+    "workspaces",
+    "share",
+    "drifted_workspaces",
+)
+KEY_COLUMNS = (
+    "key_alias",
+    "key_name",
+    "workspace_id",
+    "workspace_name",
+    "owner",
+    "template",
+    "level",
+    "spend",
+    "max_budget",
+    "percent",
+    "budget_duration",
+    "budget_reset_at",
+    "created_at",
+    "last_spend_at",
+    "last_active",
+    "idle_days",
+    "drifted",
+)
 
 
 def of_dicts(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> bytes:

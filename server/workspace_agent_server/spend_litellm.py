@@ -12,6 +12,7 @@ against the real proxy).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -251,7 +252,7 @@ def _number(value: Any) -> float | None:
         number = float(value)
     except ValueError:
         return None
-    return number if number == number and abs(number) != float("inf") else None
+    return number if math.isfinite(number) else None
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -259,7 +260,7 @@ def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)  # 3.11 reads a trailing Z
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -292,7 +293,9 @@ def key_row(raw: Any) -> KeyRow | None:
         owner=_text(meta.get("workspace_owner") or raw.get("user_id")),
         template_name=_text(meta.get("template_name")),
         level=_text(meta.get("enforcement_level"), 50),
-        generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else None,
+        generation=generation
+        if isinstance(generation, int) and not isinstance(generation, bool)
+        else None,
         spend=_number(raw.get("spend")) or 0.0,
         max_budget=_number(raw.get("max_budget")),
         budget_duration=_text(raw.get("budget_duration"), 50),

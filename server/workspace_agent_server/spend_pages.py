@@ -71,8 +71,12 @@ async def warm(ctx: Ctx) -> None:
             gen = int(state.get("generation") or 0)
             if gen == ctx.spend_warm_generation or state.get("lease_by") is not None:
                 return
-            period = spend_queries.parse_period(None, None, None, spend_queries.today_utc(ctx.clock()))
-            spend_queries.view(conn, _cache(ctx), period, "workspace", ctx.settings.tiers, PAGE_ROWS)
+            period = spend_queries.parse_period(
+                None, None, None, spend_queries.today_utc(ctx.clock())
+            )
+            spend_queries.view(
+                conn, _cache(ctx), period, "workspace", ctx.settings.tiers, PAGE_ROWS
+            )
             ctx.spend_warm_generation = gen
 
     await ctx.run_db(work)
@@ -115,7 +119,9 @@ async def spend_api(
 
     def answer() -> bytes:
         with ctx.engine.connect() as conn:
-            found = spend_queries.view(conn, _cache(ctx), period, by, ctx.settings.tiers, limit, offset)
+            found = spend_queries.view(
+                conn, _cache(ctx), period, by, ctx.settings.tiers, limit, offset
+            )
             found["status"] = _status(ctx, conn)
         return json_bytes(found)
 
@@ -205,11 +211,16 @@ async def export_csv(
             return spend_csv.of_dicts(spend_csv.GROUP_COLUMNS, rows)
 
     body = await ctx.run_db(answer)
-    name = f"spend-{view}-{period.start}-{period.end}.csv" if view == "groups" else f"spend-{view}.csv"
+    name = (
+        f"spend-{view}-{period.start}-{period.end}.csv" if view == "groups" else f"spend-{view}.csv"
+    )
     return Response(
         body,
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -217,7 +228,9 @@ def start_pull(ctx: Ctx) -> bool:
     """Start a pull now in the background (False: this process is already pulling)."""
     if ctx.spend_task is not None and not ctx.spend_task.done():
         return False
-    ctx.spend_task = asyncio.create_task(spend_pull.pull_once(ctx, force=True), name="drift-spend-now")
+    ctx.spend_task = asyncio.create_task(
+        spend_pull.pull_once(ctx, force=True), name="drift-spend-now"
+    )
     return True
 
 
@@ -234,7 +247,11 @@ async def pull_api(request: Request) -> dict[str, Any]:
     await require_admin(request, changes_state=True)
     ctx = ctx_of(request)
     if ctx.litellm is None:
-        raise ApiError(503, "spend_off", "spend is not pulled: set DRIFT_LITELLM_URL and DRIFT_LITELLM_MASTER_KEY")
+        raise ApiError(
+            503,
+            "spend_off",
+            "spend is not pulled: set DRIFT_LITELLM_URL and DRIFT_LITELLM_MASTER_KEY",
+        )
     return {"started": start_pull(ctx)}
 
 
@@ -257,7 +274,11 @@ async def spend_page(request: Request) -> Response:
         period = _period(ctx, None, None, None)
         by = "workspace"
     raw_days = p.get("days", "")
-    idle = int(raw_days) if raw_days.isascii() and raw_days.isdigit() and 1 <= int(raw_days) <= 400 else ctx.settings.spend_inactive_days
+    idle = (
+        int(raw_days)
+        if raw_days.isascii() and raw_days.isdigit() and 1 <= int(raw_days) <= 400
+        else ctx.settings.spend_inactive_days
+    )
     chosen = {
         "preset": period.preset or "",
         "from": "" if period.preset else period.start.isoformat(),

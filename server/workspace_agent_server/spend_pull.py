@@ -94,7 +94,9 @@ def take_lease(
     """The pull's state row when this process may pull now, else None. `force` (an admin's
     "pull now") skips the wait for the period, never another replica's lease."""
     now = now_utc()
-    conn.execute(dialect_insert(conn, spend_pull).values(id=PULL_ID, generation=0).on_conflict_do_nothing())
+    conn.execute(
+        dialect_insert(conn, spend_pull).values(id=PULL_ID, generation=0).on_conflict_do_nothing()
+    )
     row = spend_pull.c
     conditions = [
         row.id == PULL_ID,
@@ -145,7 +147,11 @@ def finish(
     values: dict[str, Any] = {"lease_by": None, "lease_until": None, "duration_ms": duration_ms}
     if error is None:
         values.update(
-            ok_at=now, error=None, error_at=None, keys=keys, log_rows=log_rows,
+            ok_at=now,
+            error=None,
+            error_at=None,
+            keys=keys,
+            log_rows=log_rows,
             synced_through=synced_through,
         )
     else:
@@ -226,7 +232,10 @@ def store_day(conn: Connection, day: date, rows: Iterable[LogRow]) -> int:
         for (token, group), t in totals.items()
     ]
     insert = dialect_insert(conn, spend_daily)
-    changed = {n: insert.excluded[n] for n in ("spend", "requests", "prompt_tokens", "completion_tokens", "last_at")}
+    changed = {
+        n: insert.excluded[n]
+        for n in ("spend", "requests", "prompt_tokens", "completion_tokens", "last_at")
+    }
     conn.execute(
         insert.on_conflict_do_update(index_elements=["token", "day", "model_group"], set_=changed),
         values,
@@ -280,7 +289,9 @@ def budget_alerts(
     ids = {k.workspace_id for k, _ in new if k.workspace_id}
     states = {
         r.id: r.state
-        for r in conn.execute(select(workspaces.c.id, workspaces.c.state).where(workspaces.c.id.in_(ids)))
+        for r in conn.execute(
+            select(workspaces.c.id, workspaces.c.state).where(workspaces.c.id.in_(ids))
+        )
     }
     stored = 0
     for key, threshold in new:
@@ -300,7 +311,11 @@ def budget_alerts(
         if inserted is None:
             continue  # another replica stored it a moment ago
         outbox.add_event(
-            conn, BUDGET_EVENT, key.workspace_id or "", budget_event(key, threshold, states), window_s
+            conn,
+            BUDGET_EVENT,
+            key.workspace_id or "",
+            budget_event(key, threshold, states),
+            window_s,
         )
         stored += 1
     return stored
@@ -379,13 +394,21 @@ async def pull_once(ctx: Ctx, force: bool = False) -> PullResult | None:
         await ctx.run_db(
             tx,
             lambda conn: finish(
-                conn, me, error=None, keys=len(keys), log_rows=log_rows,
-                duration_ms=int(1000 * (time.monotonic() - started)), synced_through=today,
+                conn,
+                me,
+                error=None,
+                keys=len(keys),
+                log_rows=log_rows,
+                duration_ms=int(1000 * (time.monotonic() - started)),
+                synced_through=today,
             ),
         )
         log.info(
             "spend pull: %d keys, %d requests over %d day(s) in %.1f s",
-            len(keys), log_rows, len(pulled), time.monotonic() - started,
+            len(keys),
+            log_rows,
+            len(pulled),
+            time.monotonic() - started,
         )
         return result
     except LeaseLost:
@@ -435,6 +458,6 @@ async def pull_loop(ctx: Ctx, after: Callable[[Ctx], Awaitable[None]] | None = N
             await pull_once(ctx)
             if after is not None:
                 await after(ctx)
-        except Exception:  # noqa: BLE001 (e.g. the database is away: the next tick tries again)
+        except Exception:
             log.exception("spend pull could not run")
         await asyncio.sleep(tick)

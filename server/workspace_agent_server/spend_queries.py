@@ -11,11 +11,11 @@ flagged in every view.
 from __future__ import annotations
 
 import threading
-from itertools import islice
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import islice
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, func, or_, select
@@ -129,12 +129,17 @@ def status(conn: Connection, configured: bool, interval_s: float, now: datetime)
         "interval_s": interval_s,
     }
     if not configured:
-        state, text = "off", (
-            "Spend is not pulled: set DRIFT_LITELLM_URL and DRIFT_LITELLM_MASTER_KEY "
-            "(or --litellm-master-key-file)."
+        state, text = (
+            "off",
+            (
+                "Spend is not pulled: set DRIFT_LITELLM_URL and DRIFT_LITELLM_MASTER_KEY "
+                "(or --litellm-master-key-file)."
+            ),
         )
     elif error_at is not None and (ok_at is None or error_at >= ok_at):
-        since = "no pull has succeeded yet" if ok_at is None else "figures are from the last good pull"
+        since = (
+            "no pull has succeeded yet" if ok_at is None else "figures are from the last good pull"
+        )
         state, text = "failing", f"The last spend pull failed: {st.get('error')} ({since})."
     elif ok_at is None:
         state, text = "waiting", "The first spend pull has not finished yet."
@@ -181,7 +186,13 @@ def key_infos(conn: Connection) -> dict[str, KeyInfo]:
     k = spend_keys.c
     rows = conn.execute(
         select(
-            k.token, k.workspace_id, k.workspace_name, k.owner, k.template_name, k.level, k.key_alias
+            k.token,
+            k.workspace_id,
+            k.workspace_name,
+            k.owner,
+            k.template_name,
+            k.level,
+            k.key_alias,
         )
     )
     return {r.token: KeyInfo(*r) for r in rows}
@@ -189,7 +200,9 @@ def key_infos(conn: Connection) -> dict[str, KeyInfo]:
 
 def drifted_ids(conn: Connection) -> set[str]:
     """Workspaces whose last known state is drifted (also while stale)."""
-    return set(conn.execute(select(workspaces.c.id).where(workspaces.c.state == "drifted")).scalars())
+    return set(
+        conn.execute(select(workspaces.c.id).where(workspaces.c.state == "drifted")).scalars()
+    )
 
 
 def tier_of(model_group: str, tiers: list[tuple[str, str]]) -> str:
@@ -197,7 +210,9 @@ def tier_of(model_group: str, tiers: list[tuple[str, str]]) -> str:
     return next((tier for tier, text in tiers if text in lowered), "other")
 
 
-def _group_key(info: KeyInfo | None, token: str, model: str, group: str, tiers: list[tuple[str, str]]) -> tuple[str, str]:
+def _group_key(
+    info: KeyInfo | None, token: str, model: str, group: str, tiers: list[tuple[str, str]]
+) -> tuple[str, str]:
     """(key, label) of the row a (key, model group) sum belongs to."""
     if group == "model":
         return model, model
@@ -236,8 +251,12 @@ def fold(
         row = rows.get(key)
         if row is None:
             row = rows[key] = {
-                "key": key, "label": label, "spend": 0.0, "requests": 0,
-                "_keys": set(), "_ws": set(),
+                "key": key,
+                "label": label,
+                "spend": 0.0,
+                "requests": 0,
+                "_keys": set(),
+                "_ws": set(),
             }
             if group == "workspace" and info is not None:
                 row |= {"owner": info.owner, "template": info.template_name, "level": info.level}
@@ -298,7 +317,8 @@ def view(
         "rows": [public(r) for r in grouped.rows[offset : offset + limit]],
         "top": [public(r) for r in islice((r for r in by_ws.rows if r["key"] != NO_WORKSPACE), 10)],
         "drifted_spending": [
-            public(r) for r in islice((r for r in by_ws.rows if r["key"] in drifted and r["spend"] > 0), 100)
+            public(r)
+            for r in islice((r for r in by_ws.rows if r["key"] in drifted and r["spend"] > 0), 100)
         ],
     }
 
@@ -344,11 +364,20 @@ def _key_dict(r: Any, drifted: set[str], now: datetime) -> dict[str, Any]:
 
 
 _KEY_COLUMNS = [
-    spend_keys.c.key_alias, spend_keys.c.key_name, spend_keys.c.workspace_id,
-    spend_keys.c.workspace_name, spend_keys.c.owner, spend_keys.c.template_name,
-    spend_keys.c.level, spend_keys.c.spend, spend_keys.c.max_budget,
-    spend_keys.c.budget_duration, spend_keys.c.budget_reset_at, spend_keys.c.created_at,
-    spend_keys.c.last_spend_at, spend_keys.c.last_active,
+    spend_keys.c.key_alias,
+    spend_keys.c.key_name,
+    spend_keys.c.workspace_id,
+    spend_keys.c.workspace_name,
+    spend_keys.c.owner,
+    spend_keys.c.template_name,
+    spend_keys.c.level,
+    spend_keys.c.spend,
+    spend_keys.c.max_budget,
+    spend_keys.c.budget_duration,
+    spend_keys.c.budget_reset_at,
+    spend_keys.c.created_at,
+    spend_keys.c.last_spend_at,
+    spend_keys.c.last_active,
 ]
 
 
@@ -368,7 +397,9 @@ def budgets(conn: Connection, now: datetime, limit: int, offset: int = 0) -> dic
     return {"matched": matched, "keys": [_key_dict(r, drifted, now) for r in rows]}
 
 
-def inactive(conn: Connection, now: datetime, idle_days: int, limit: int, offset: int = 0) -> dict[str, Any]:
+def inactive(
+    conn: Connection, now: datetime, idle_days: int, limit: int, offset: int = 0
+) -> dict[str, Any]:
     """Keys with no spend for `idle_days` (never spent: counted from when the key was made),
     longest idle first."""
     k = spend_keys.c
@@ -377,7 +408,11 @@ def inactive(conn: Connection, now: datetime, idle_days: int, limit: int, offset
     where = and_(_listed(conn), or_(since < cutoff, since.is_(None)))
     matched = conn.execute(select(func.count()).select_from(spend_keys).where(where)).scalar_one()
     rows = conn.execute(
-        select(*_KEY_COLUMNS).where(where).order_by(since.asc(), k.token).limit(limit).offset(offset)
+        select(*_KEY_COLUMNS)
+        .where(where)
+        .order_by(since.asc(), k.token)
+        .limit(limit)
+        .offset(offset)
     ).all()
     drifted = drifted_ids(conn)
     return {
