@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     inspect,
     select,
     text,
@@ -286,6 +287,13 @@ spend_keys = Table(
     Index("ix_spend_keys_workspace", "workspace_id"),
     Index("ix_spend_keys_last_spend", "last_spend_at"),
 )
+
+# Budget use (most used first) and idleness (longest first) are read in index order, so a page
+# of 50 keys out of 50,000 stops after 50 rows (NULLIF: PostgreSQL refuses x / 0 in an index).
+BUDGET_USE = spend_keys.c.spend / func.nullif(spend_keys.c.max_budget, 0)
+IDLE_SINCE = func.coalesce(spend_keys.c.last_spend_at, spend_keys.c.created_at)
+Index("ix_spend_keys_use", BUDGET_USE, spend_keys.c.token)
+Index("ix_spend_keys_idle", IDLE_SINCE, spend_keys.c.token)
 
 # Per key, UTC day and model group: what LiteLLM's spend logs of that day add up to. A pull
 # recomputes whole days and writes them over (never adds), so re-pulling a day is harmless.

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, func, or_, select
 
-from .db import spend_daily, spend_keys, spend_pull, workspaces
+from .db import BUDGET_USE, IDLE_SINCE, spend_daily, spend_keys, spend_pull, workspaces
 from .spend_pull import PULL_ID
 
 PRESETS = ("today", "7d", "30d", "this-month", "last-month")
@@ -389,7 +389,7 @@ def budgets(conn: Connection, now: datetime, limit: int, offset: int = 0) -> dic
     rows = conn.execute(
         select(*_KEY_COLUMNS)
         .where(where)
-        .order_by((k.spend / k.max_budget).desc(), k.token)
+        .order_by(BUDGET_USE.desc(), k.token.desc())
         .limit(limit)
         .offset(offset)
     ).all()
@@ -404,7 +404,7 @@ def inactive(
     longest idle first."""
     k = spend_keys.c
     cutoff = now - timedelta(days=idle_days)
-    since = func.coalesce(k.last_spend_at, k.created_at)
+    since = IDLE_SINCE
     where = and_(_listed(conn), or_(since < cutoff, since.is_(None)))
     matched = conn.execute(select(func.count()).select_from(spend_keys).where(where)).scalar_one()
     rows = conn.execute(
