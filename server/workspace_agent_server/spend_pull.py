@@ -100,7 +100,8 @@ def take_lease(
     row = spend_pull.c
     conditions = [
         row.id == PULL_ID,
-        or_(row.lease_until.is_(None), row.lease_until < now, row.lease_by == me),
+        # Not even this process's own lease: its loop and an admin's "pull now" take turns too.
+        or_(row.lease_until.is_(None), row.lease_until < now),
     ]
     if not force:
         conditions.append(

@@ -85,6 +85,7 @@ def test_the_lease_lets_one_replica_pull_once_per_period(engine: sa.Engine) -> N
 
     assert take("replica-a")
     assert not take("replica-b") and not take("replica-b", force=True)  # a holds it
+    assert not take("replica-a", force=True)  # a's loop and its "pull now" take turns too
     with write_tx(engine) as conn:
         spend_pull.finish(conn, "replica-a", error=None, keys=1, log_rows=1, synced_through=NOW.date())
     assert not take("replica-b")  # a pull started less than a period ago

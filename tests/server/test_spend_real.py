@@ -301,8 +301,9 @@ async def test_two_replicas_pulling_at_once_count_each_request_once(
         async with other.router.lifespan_context(other):
             ctxs = [api.app.state.ctx, other.state.ctx]
             # Both try at once, several times: the lease lets one in at a time.
+            # (The loops' own first pulls run too; a refused try answers None.)
             results = await asyncio.gather(*[spend_pull.pull_once(c, force=True) for c in ctxs * 3])
-            assert any(r is not None for r in results)
+            assert all(r is None or r.error is None for r in results)
             await pull(api)
         mine = (await api.admin(SPEND, preset="30d", group="workspace")).json()
         today = datetime.now(UTC).date()
