@@ -4,6 +4,7 @@
     python -m benchmarks --only agent --runs 40
     python -m benchmarks --quick             # a smoke run: few runs, short durations
     python -m benchmarks --only watch        # workspace-agent watch: flip → restored, idle CPU, memory
+    python -m benchmarks --only spend        # the spend pages with 50,000 keys × 30 days × 2 models
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from benchmarks.big_settings import QUICK_SIZES, SIZES, run_big_settings_suite
 from benchmarks.drift import server_available
 from benchmarks.fleet import run_fleet_suite
 from benchmarks.server import run_server_suite
+from benchmarks.spend import run_spend_suite
 from benchmarks.watch import run_watch_suite
 
-SUITES = ("agent", "settings", "server", "fleet", "watch")
+SUITES = ("agent", "settings", "server", "fleet", "watch", "spend")
 QUIET_LOAD = 1.5
 
 
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet-heartbeat", type=float, default=300.0, help="seconds between heartbeats")
     parser.add_argument("--fleet-duration", type=float, default=300.0, help="seconds of simulated heartbeats")
     parser.add_argument("--fleet-db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--spend-keys", type=int, default=50_000, help="keys of the spend suite (× 30 days × 2 models)")
     parser.add_argument("--watch-flips", type=int, default=100, help="flips of a locked key for `watch`")
     parser.add_argument("--watch-idle", type=float, default=60.0, help="seconds of the watcher's idle CPU measurement")
     args = parser.parse_args(argv)
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = QUICK_SIZES if args.quick else SIZES
         print(f"settings: a user settings.json of {', '.join(map(str, sizes))} keys …", file=sys.stderr, flush=True)
         results["settings"] = run_big_settings_suite(str(args.python), workdir / "settings", sizes)
-    server_wanted = [s for s in ("server", "fleet") if s in chosen]
+    server_wanted = [s for s in ("server", "fleet", "spend") if s in chosen]
     if server_wanted and not server_available():
         results["meta"]["skipped"] = f"{', '.join(server_wanted)}: the drift server (server/) is not in this checkout"
         server_wanted = []
@@ -107,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fleet: {size} workspaces, {heartbeat:g} s heartbeat, {length:g} s …", file=sys.stderr, flush=True)
         results["fleet"] = run_fleet_suite(str(args.python), workdir / "fleet", workspaces=size,
                                            heartbeat_s=heartbeat, duration=length, db=args.fleet_db)
+    if "spend" in server_wanted:
+        keys = 2000 if args.quick else args.spend_keys
+        print(f"spend: {keys} keys × 30 days × 2 models of spend rows …", file=sys.stderr, flush=True)
+        results["spend"] = run_spend_suite(str(args.python), workdir / "spend", keys=keys, days=30,
+                                           models=2, db=args.fleet_db, requests=3 if args.quick else 10)
     if "watch" in chosen:
         flips, idle = (20, 10.0) if args.quick else (args.watch_flips, args.watch_idle)
         print(f"watch: {flips} flips, {idle:g} s idle …", file=sys.stderr, flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.big_settings import big_settings_table
+from benchmarks.spend import spend_table
 
 
 def _range(stat: dict[str, Any], digits: int = 0) -> str:
@@ -113,7 +114,8 @@ def render(results: dict[str, Any]) -> str:
     if meta.get("noisy"):
         lines.append(f"  NOTE: {meta['noisy']}")
     for section, render_section in (("agent", agent_table), ("settings", big_settings_table),
-                                   ("server", server_table), ("fleet", fleet_table), ("watch", watch_table)):
+                                   ("server", server_table), ("fleet", fleet_table), ("watch", watch_table),
+                                   ("spend", spend_table)):
         if section in results:
             lines += ["", *render_section(results[section]), "  Targets:", *targets(results[section])]
     return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workspace_agent import wire
 
-from . import __version__, admin_pages, api_docs, busy, corrections, disconnect, outbox, queries, replicas, routes, sessions
+from . import __version__, admin_pages, api_docs, busy, corrections, disconnect, outbox, queries, replicas, routes, sessions, spend_pages, spend_pull
 from .db import make_engine, migrate, write_tx
 from .errors import ApiError, describe_validation
 from .limits import Limits, body_error, body_limit_for, make_limits
@@ -61,6 +61,10 @@ class Ctx:
     coder: CoderIdentity | None = None  # set when the server may ask Coder who enrolls
     db_limiter: anyio.CapacityLimiter | None = None  # made on first use: it needs the running loop
     limits: Limits | None = None  # rate limits (limits.py)
+    litellm: Any = None  # spend_litellm.LiteLLM when spend is pulled (DRIFT_LITELLM_URL)
+    spend_cache: Any = None  # spend_queries.Cache: period sums, reused until the next pull
+    spend_task: Any = None  # an admin's "pull now" while it runs
+    spend_warm_generation: int = -1  # the pull generation this process's cache was warmed for
 
     async def run_db(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking database work in a worker thread, at most `db_threads()` at a time.
@@ -109,6 +113,7 @@ def create_app(
         coder=coder,
         limits=make_limits(settings),
         replica_id=replicas.new_replica_id(),
+        litellm=spend_pull.make_source(settings),
     )
     ctx.writer.on_notices = lambda: ctx.notifier.wake() if ctx.notifier is not None else None
     if ctx.coder is None and settings.coder_url and settings.coder_api_token:
@@ -130,6 +135,10 @@ def create_app(
             asyncio.create_task(_maintenance_loop(ctx), name="drift-maintenance"),
             asyncio.create_task(replicas.heartbeat_loop(ctx), name="drift-heartbeat"),
         ]
+        if ctx.litellm is not None:
+            loops.append(
+                asyncio.create_task(spend_pull.pull_loop(ctx, spend_pages.warm), name="drift-spend")
+            )
         try:
             yield
         finally:
@@ -176,6 +185,7 @@ def create_app(
     app.include_router(routes.router)
     app.include_router(corrections.router)
     app.include_router(admin_pages.router)
+    app.include_router(spend_pages.router)
     if settings.api_docs == "admin":
         app.include_router(api_docs.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--enrollment-secret-file", type=Path, help="read the enrollment secret here")
     p.add_argument("--admin-tokens-file", type=Path, help="read admin tokens here, one a line")
     p.add_argument("--webhook-secret-file", type=Path, help="read the webhook secret here")
+    p.add_argument(
+        "--litellm-master-key-file", type=Path, help="read LiteLLM's master key here (spend pulls)"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -99,6 +102,10 @@ def settings_from_args(argv: list[str] | None) -> tuple[Settings, argparse.Names
         )
     if args.webhook_secret_file:
         values["webhook_secret"] = _read_secret(args.webhook_secret_file, "webhook secret")
+    if args.litellm_master_key_file:
+        values["litellm_master_key"] = _read_secret(
+            args.litellm_master_key_file, "LiteLLM master key"
+        )
     try:
         settings = Settings(**values)
     except ValidationError as exc:

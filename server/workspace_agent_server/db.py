@@ -17,8 +17,10 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Date,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -29,6 +31,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     inspect,
     select,
     text,
@@ -37,8 +40,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 4  # 2: identity_mode, template_name; 3: rules_digest, ix_workspaces_status
+SCHEMA_VERSION = 5  # 2: identity_mode, template_name; 3: rules_digest, ix_workspaces_status
 # 4: webhook_outbox, drift_replicas (expand only: releases of schema 3 run on it unchanged)
+# 5: spend_keys, spend_daily, spend_pull, spend_alerts (expand only, new tables)
 # The oldest release schema that can still run on a database this release made or expanded. Every
 # release refuses to start on a `schema_version` above its own, so this release writes this value
 # there (not SCHEMA_VERSION) and keeps its own level in `schema_expanded`: a replica of the
@@ -254,6 +258,98 @@ replicas = Table(
 )
 
 
+# Spend pulled from LiteLLM (spend_pull.py). LiteLLM is the source of truth; these tables are a
+# copy that the pages can group and join with compliance. Keys are LiteLLM's own key hashes (the
+# `token` of its LiteLLM_VerificationToken, the `api_key` of its spend logs), so a pull written
+# twice (two replicas, a retry) replaces rows instead of adding to them.
+spend_keys = Table(
+    "spend_keys",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("key_alias", String(200), nullable=True),
+    Column("key_name", String(64), nullable=True),  # LiteLLM's masked form, "sk-...abcd"
+    Column("workspace_id", String(200), nullable=True),  # metadata.coder_workspace
+    Column("workspace_name", String(200), nullable=True),
+    Column("owner", String(200), nullable=True),
+    Column("template_name", String(200), nullable=True),
+    Column("level", String(50), nullable=True),  # metadata.enforcement_level
+    Column("generation", Integer, nullable=True),
+    Column("spend", Float, nullable=False, default=0.0),  # the current budget window's
+    Column("max_budget", Float, nullable=True),
+    Column("budget_duration", String(50), nullable=True),
+    Column("budget_reset_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("blocked", Boolean, nullable=False, default=False),
+    Column("last_spend_at", UTCDateTime, nullable=True),  # newest request in its spend logs
+    Column("last_active", UTCDateTime, nullable=True),  # LiteLLM's own "last used"
+    Column("seen_at", UTCDateTime, nullable=False),  # the last pull that listed the key
+    Index("ix_spend_keys_workspace", "workspace_id"),
+    Index("ix_spend_keys_last_spend", "last_spend_at"),
+)
+
+# Budget use (most used first) and idleness (longest first) are read in index order, so a page
+# of 50 keys out of 50,000 stops after 50 rows (NULLIF: PostgreSQL refuses x / 0 in an index).
+BUDGET_USE = spend_keys.c.spend / func.nullif(spend_keys.c.max_budget, 0)
+IDLE_SINCE = func.coalesce(spend_keys.c.last_spend_at, spend_keys.c.created_at)
+Index("ix_spend_keys_use", BUDGET_USE, spend_keys.c.token)
+Index("ix_spend_keys_idle", IDLE_SINCE, spend_keys.c.token)
+
+# Per key, UTC day and model group: what LiteLLM's spend logs of that day add up to. A pull
+# recomputes whole days and writes them over (never adds), so re-pulling a day is harmless.
+spend_daily = Table(
+    "spend_daily",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("model_group", String(200), primary_key=True),
+    Column("spend", Float, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("prompt_tokens", _BigId, nullable=False, default=0),
+    Column("completion_tokens", _BigId, nullable=False, default=0),
+    Column("last_at", UTCDateTime, nullable=True),
+    # A period's sums read an index alone, not the table: a few days by their range (day
+    # first); a month on SQLite in group order (key first), which needs no sort of 3M rows
+    # (benchmarks/spend.py: 5.1 s → 1.2 s for 50,000 keys × 30 days × 2 models).
+    Index("ix_spend_daily_day", "day", "token", "model_group", "spend", "requests"),
+    Index("ix_spend_daily_key", "token", "model_group", "day", "spend", "requests"),
+)
+
+# One row: which replica pulls now (a lease, so replicas take turns and do not pull N times per
+# period), how the last pull went, and `generation`, bumped by every pull that wrote, which the
+# pages' caches key on.
+spend_pull = Table(
+    "spend_pull",
+    metadata,
+    Column("id", String(20), primary_key=True),
+    Column("lease_by", String(100), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("ok_at", UTCDateTime, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("error_at", UTCDateTime, nullable=True),
+    Column("keys", Integer, nullable=True),
+    Column("log_rows", Integer, nullable=True),
+    Column("duration_ms", Integer, nullable=True),
+    Column("synced_through", Date, nullable=True),  # days before this one are final
+    Column("keys_at", UTCDateTime, nullable=True),  # when the last full key list was stored
+    Column("generation", Integer, nullable=False, default=0),
+)
+
+# A budget threshold notice, once per key, budget window and threshold: the primary key makes a
+# second insert (the next pull, another replica) a no-op, and the notice is only stored with it.
+spend_alerts = Table(
+    "spend_alerts",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("period", String(40), primary_key=True),  # the window's budget_reset_at, or "total"
+    Column("threshold", Integer, primary_key=True),
+    Column("sent_at", UTCDateTime, nullable=False),
+    Column("spend", Float, nullable=False),
+    Column("max_budget", Float, nullable=False),
+)
+
+
 def make_engine(
     url: str,
     sqlite_synchronous: str = "normal",
@@ -356,7 +452,7 @@ def migrate(engine: Engine) -> int:
             if 0 < level < 3:
                 _add_column(conn, workspaces.c.rules_digest)
                 _index("ix_workspaces_status").create(conn, checkfirst=True)
-            # 4: webhook_outbox and drift_replicas come from create_all above.
+            # 4: webhook_outbox and drift_replicas, 5: the spend tables come from create_all.
             _set_meta(conn, "schema_version", max(version, COMPATIBLE_SINCE))
             _set_meta(conn, "schema_expanded", max(level, SCHEMA_VERSION))
             return SCHEMA_VERSION

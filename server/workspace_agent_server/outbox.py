@@ -65,6 +65,28 @@ def add(
     return len(rows)
 
 
+def add_event(
+    conn: Connection, kind: str, workspace_id: str, fields: dict[str, Any], window_s: float = 0.0
+) -> str:
+    """Store one notice of `kind` whose event carries `fields` (e.g. a budget threshold's key and
+    budget) besides its id, type and time; returns the event id."""
+    at = now_utc()
+    notice_id = uuid.uuid4().hex
+    event = {"id": notice_id, "type": kind, "at": at.isoformat(), **fields}
+    conn.execute(
+        outbox.insert().values(
+            notice_id=notice_id,
+            kind=kind[:20],
+            workspace_id=workspace_id[:200],
+            payload=json.dumps(event, separators=(",", ":"), default=str),
+            created_at=at,
+            available_at=at + timedelta(seconds=window_s),
+            attempts=0,
+        )
+    )
+    return notice_id
+
+
 def claim(
     conn: Connection,
     sender: str,

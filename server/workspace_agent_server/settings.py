@@ -84,6 +84,23 @@ class Settings(BaseSettings):
     # "full": an fsync per commit (per batch of reports), so an acknowledged report also survives
     # a power cut; "normal" survives a crash of the server (see README, Performance).
     sqlite_synchronous: Literal["normal", "full"] = "normal"
+    # Spend (spend_pull.py): LiteLLM's URL and master key (held here, never by a workspace), how
+    # often one replica pulls, and what one pull may cost: per request time, body size, pages.
+    litellm_url: str | None = None
+    litellm_master_key: SecretStr | None = None
+    spend_pull_interval_s: float = Field(default=300.0, ge=5, le=86_400)
+    spend_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    spend_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024, le=2**31)
+    spend_max_pages: int = Field(default=2000, ge=1, le=100_000)  # of /key/list (100 keys each)
+    spend_backfill_days: int = Field(default=31, ge=1, le=400)  # the first pull goes this far back
+    # Budget use (percent of max_budget) that sends a webhook notice, once per key and window.
+    spend_budget_thresholds: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [80, 100]
+    )
+    spend_inactive_days: int = Field(default=14, ge=1, le=400)  # the pages' default
+    # Model tiers: `tier=text` pairs; a model group containing the text is of that tier (first
+    # match; none: "other"). The seed's tiers by default (§11.2: haiku $, sonnet $$, opus $$$).
+    spend_tiers: str = "haiku=haiku,sonnet=sonnet,opus=opus"
 
     @field_validator("admin_tokens", mode="before")
     @classmethod
@@ -98,6 +115,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("spend_budget_thresholds", mode="before")
+    @classmethod
+    def _split_thresholds(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("%") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("litellm_url", mode="before")
+    @classmethod
+    def _blank_litellm_url(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("coder_url", mode="before")
     @classmethod
@@ -149,6 +178,22 @@ class Settings(BaseSettings):
                 "DRIFT_REQUIRE_AGENT_TOKEN needs DRIFT_CODER_URL and DRIFT_CODER_API_TOKEN: without "
                 "them no workspace could enroll"
             )
+        if (self.litellm_url is None) != (self.litellm_master_key is None):
+            raise ValueError(
+                "DRIFT_LITELLM_URL and DRIFT_LITELLM_MASTER_KEY go together: set both to pull "
+                "spend from LiteLLM, or neither"
+            )
+        litellm_url = self.litellm_url
+        if litellm_url is not None and not litellm_url.startswith(("http://", "https://")):
+            raise ValueError("DRIFT_LITELLM_URL must start with http:// or https://")
+        if any(not 1 <= t <= 1000 for t in self.spend_budget_thresholds):
+            raise ValueError(
+                "DRIFT_SPEND_BUDGET_THRESHOLDS are percentages of a key's max budget between 1 "
+                "and 1000, e.g. 80,100"
+            )
+        tier_problem = tiers_problem(self.spend_tiers)
+        if tier_problem:
+            raise ValueError(f"DRIFT_SPEND_TIERS: {tier_problem}")
         if self.enrollment_secret is not None and any(
             t.get_secret_value() == self.enrollment_secret.get_secret_value()
             for t in self.admin_tokens
@@ -157,9 +202,32 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def tiers(self) -> list[tuple[str, str]]:
+        """(tier, text) pairs in order: the first whose text is in a model group names its tier."""
+        return parse_tiers(self.spend_tiers)
+
+    @property
     def stale_after_s(self) -> int:
         """No report for this long → the workspace is shown stale."""
         return self.heartbeat_interval_s * self.stale_after_heartbeats
+
+
+def parse_tiers(value: str) -> list[tuple[str, str]]:
+    pairs = []
+    for part in value.split(","):
+        tier, _, text = part.partition("=")
+        if tier.strip() and text.strip():
+            pairs.append((tier.strip(), text.strip().lower()))
+    return pairs
+
+
+def tiers_problem(value: str) -> str | None:
+    """Why `value` is not a list of tier=text pairs (None: it is)."""
+    for part in (p for p in value.split(",") if p.strip()):
+        tier, eq, text = part.partition("=")
+        if not eq or not tier.strip() or not text.strip() or len(tier.strip()) > 50:
+            return f"{part.strip()!r} is not tier=text (e.g. haiku=haiku,sonnet=sonnet,opus=opus)"
+    return None
 
 
 def to_environment(settings: Settings) -> dict[str, str]:
@@ -174,7 +242,9 @@ def to_environment(settings: Settings) -> dict[str, str]:
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         elif isinstance(value, list):
-            value = ",".join(v.get_secret_value() if isinstance(v, SecretStr) else v for v in value)
+            value = ",".join(
+                v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value
+            )
         elif isinstance(value, bool):
             value = "true" if value else "false"
         env[f"DRIFT_{name.upper()}"] = str(value)

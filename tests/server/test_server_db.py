@@ -205,9 +205,9 @@ def test_older_database_gets_the_rules_digest_and_status_index(
                 conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN identity_mode")
                 conn.exec_driver_sql("ALTER TABLE workspaces DROP COLUMN template_name")
             conn.execute(meta.update().values(value=str(old_version)))
-        assert migrate(engine) == SCHEMA_VERSION == 4
-        assert migrate(engine) == 4  # and again: nothing to do
-        assert meta_values(engine) == {"schema_version": "3", "schema_expanded": "4"}
+        assert migrate(engine) == SCHEMA_VERSION == 5
+        assert migrate(engine) == 5  # and again: nothing to do
+        assert meta_values(engine) == {"schema_version": "3", "schema_expanded": "5"}
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("workspaces")}
             assert {"rules_digest", "identity_mode", "template_name"} <= columns

@@ -71,3 +71,27 @@ def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.M
     ]
     assert again.webhook_secret is not None
     assert again.webhook_secret.get_secret_value() == "hook-secret-Ab3Cd4Ef5Gh6"
+
+
+def test_spend_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workspace_agent_server.settings import to_environment
+
+    monkeypatch.setenv("DRIFT_LITELLM_URL", "http://litellm:4000")
+    monkeypatch.setenv("DRIFT_LITELLM_MASTER_KEY", "sk-master-Hx7Qp2Lm9Vb4")
+    monkeypatch.setenv("DRIFT_SPEND_BUDGET_THRESHOLDS", "50%, 90,100")
+    monkeypatch.setenv("DRIFT_SPEND_TIERS", "cheap=haiku,mid=sonnet")
+    s = Settings()
+    assert s.spend_budget_thresholds == [50, 90, 100] and s.tiers == [("cheap", "haiku"), ("mid", "sonnet")]
+    assert "sk-master" not in repr(s)
+    assert Settings(**{}).spend_budget_thresholds == [50, 90, 100]  # from the environment again
+    env = to_environment(s)
+    assert env["DRIFT_SPEND_BUDGET_THRESHOLDS"] == "50,90,100" and env["DRIFT_LITELLM_MASTER_KEY"].startswith("sk-")
+    monkeypatch.delenv("DRIFT_LITELLM_MASTER_KEY")
+    for bad, says in [
+        ({}, "go together"),
+        ({"litellm_master_key": "x" * 20, "litellm_url": "litellm:4000"}, "must start with http"),
+        ({"litellm_master_key": "x" * 20, "spend_budget_thresholds": "0"}, "between 1 and 1000"),
+        ({"litellm_master_key": "x" * 20, "spend_tiers": "haiku"}, "is not tier=text"),
+    ]:
+        with pytest.raises(ValidationError, match=says):
+            Settings(**bad)

@@ -109,7 +109,7 @@ def test_rolling_upgrade_and_rollback(
     send(old.url, token, "ws-u", {"a": "compliant", "b": "compliant"})
 
     new = fleet.start()  # migrates while the old replica serves
-    assert meta(fleet) == {"schema_version": "3", "schema_expanded": "4"}
+    assert meta(fleet) == {"schema_version": "3", "schema_expanded": "5"}
     both = [old.url, new.url]
     steps = [
         (new.url, {"a": "compliant", "b": "compliant"}),  # a heartbeat on the new one
@@ -159,7 +159,7 @@ def test_rolling_upgrade_and_rollback(
     newer = fleet.start()
     send(newer.url, token, "ws-u", {"a": "compliant", "b": "compliant"})
     assert_views([again.url, newer.url], "ws-u", {"a": "compliant", "b": "compliant"})
-    assert meta(fleet) == {"schema_version": "3", "schema_expanded": "4"}
+    assert meta(fleet) == {"schema_version": "3", "schema_expanded": "5"}
     for replica in (again, newer):
         assert replica.stop(signal.SIGTERM) in GRACEFUL
         assert "Traceback" not in replica.log.read_text()
