@@ -5,6 +5,7 @@ worktree or from another source tree (an older release), a loopback webhook rece
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import signal
 import subprocess
@@ -106,6 +107,7 @@ class Fleet:
                  "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level,
                  "--workers", str(workers)],
                 cwd=tree, env=environment, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: close() ends --workers' children too
             )  # fmt: skip
         replica = Replica(proc, f"http://127.0.0.1:{port}", log)
         self.started.append(replica)
@@ -113,10 +115,14 @@ class Fleet:
         return replica
 
     def close(self) -> None:
+        """Every process each server started, its --workers children included (killing only
+        the supervisor left them running after the test, connected to a dropped database)."""
         for replica in self.started:
             if replica.proc.poll() is None:
                 replica.proc.kill()
                 replica.proc.wait()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(replica.proc.pid, signal.SIGKILL)
 
     def sql(self, query: str, **params: Any) -> list[Any]:
         engine = sa.create_engine(self.db_url)
