@@ -122,3 +122,19 @@ def test_check_shows_the_mismatch_from_the_cache_without_the_network(
     line = next(line for line in result.out.splitlines() if "key.enforcement-level" in line)
     assert "drift" in line and "standard → design-first" in line and "rotate" in line
     assert key not in result.all
+
+
+def test_remember_writes_only_what_changed(home: Path) -> None:
+    """A start that hears the same generation again leaves the record as it is (bootstrap twice:
+    the second changes nothing); a new generation or another key is written."""
+    paths = Paths.for_home(home)
+    key = "sk-remember-abcdefghijklmnop"
+    assert keylevel.remember(paths, key, level="standard", generation=1, rotated_at=None) is None
+    first = paths.key_level_file.stat()
+    assert keylevel.remember(paths, key, level="standard", generation=1, rotated_at=None) is None
+    assert paths.key_level_file.stat().st_ino == first.st_ino and paths.key_level_file.stat().st_mtime_ns == first.st_mtime_ns
+    keylevel.remember(paths, key, level="design-first", generation=2, rotated_at="2026-12-06T12:00:00+00:00")
+    assert keylevel.cached_record(paths, key)["generation"] == 2
+    keylevel.remember(paths, "sk-another-key-abcdefghijkl", level="design-first", generation=2,
+                      rotated_at="2026-12-06T12:00:00+00:00")
+    assert keylevel.cached_record(paths, key) == {}

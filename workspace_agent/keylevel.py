@@ -57,7 +57,12 @@ def cached_record(paths: Paths, key: str) -> dict[str, Any]:
 
 def remember(paths: Paths, key: str, *, level: str | None, generation: int | None,
              rotated_at: str | None) -> str | None:
-    """Keep what the provisioner said about the key it handed out; a note when it cannot."""
+    """Keep what the provisioner said about the key it handed out; a note when it cannot.
+    Nothing is written when the record already says so (a second start changes nothing)."""
+    known = cached_record(paths, key)
+    if known and (known.get("enforcement_level"), known.get("generation"), known.get("rotated_at")) == (
+            level, generation, rotated_at):
+        return None
     record = {
         "key_id": key_id(key),
         "enforcement_level": level,
