@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import math
 import time
@@ -47,6 +46,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from key_provisioner.bodies import json_object, text_field
 from key_provisioner.coder_status import CoderWorkspaces
 from key_provisioner.keys import LEVELS
 from key_provisioner.ratelimit import RateLimiter
@@ -54,8 +54,6 @@ from key_provisioner.reconcile import Reconciler
 from key_provisioner.revoke import Revoker
 from key_provisioner.settings import Settings
 from key_provisioner.store import Approval, Store, now_text
-
-MAX_BODY = 16 * 1024
 
 
 def fingerprint(token: str) -> str:
@@ -175,8 +173,9 @@ def add_lifecycle_routes(
             f"({said.detail}); the reconcile loop revokes it once Coder says so",
         )
 
-    @app.post("/api/v1/admin/workspaces/{workspace_id}/revoke")
-    async def admin_revoke(workspace_id: str, request: Request) -> JSONResponse:
+    async def admin_request(workspace_id: str, request: Request) -> tuple[str, dict[str, Any]] | JSONResponse:
+        """(admin, body) of an admin's call about one workspace, or the answer that refuses it:
+        a bad id, no admin credential, or an admin over their budget."""
         if not _valid_id(workspace_id):
             return error(400, "a workspace id is 1 to 200 printable characters")
         who = admin_of(request)
@@ -184,8 +183,15 @@ def add_lifecycle_routes(
             return refused(request)
         if (limited := over_budget(who, request)) is not None:
             return limited
-        body = await _body(request)
-        by, reason = _text(body, "by"), _text(body, "reason") or "admin"
+        return who, await json_object(request)
+
+    @app.post("/api/v1/admin/workspaces/{workspace_id}/revoke")
+    async def admin_revoke(workspace_id: str, request: Request) -> JSONResponse:
+        let_in = await admin_request(workspace_id, request)
+        if isinstance(let_in, JSONResponse):
+            return let_in
+        who, body = let_in
+        by, reason = text_field(body, "by", 500), text_field(body, "reason", 500) or "admin"
         if not by:
             return error(400, 'say who revokes: {"by": "<your name>", "reason": "…"}')
         async with hold(workspace_id.lower()):
@@ -196,15 +202,11 @@ def add_lifecycle_routes(
 
     @app.post("/api/v1/admin/workspaces/{workspace_id}/level")
     async def approve_level(workspace_id: str, request: Request) -> JSONResponse:
-        if not _valid_id(workspace_id):
-            return error(400, "a workspace id is 1 to 200 printable characters")
-        who = admin_of(request)
-        if who is None:
-            return refused(request)
-        if (limited := over_budget(who, request)) is not None:
-            return limited
-        body = await _body(request)
-        level, by, reason = _text(body, "level"), _text(body, "by"), _text(body, "reason")
+        let_in = await admin_request(workspace_id, request)
+        if isinstance(let_in, JSONResponse):
+            return let_in
+        who, body = let_in
+        level, by, reason = (text_field(body, name, 500) for name in ("level", "by", "reason"))
         if level not in LEVELS or not by:
             return error(
                 400,
@@ -278,21 +280,3 @@ def _bearer(request: Request) -> str | None:
     scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
     value = value.strip()
     return value if scheme.lower() == "bearer" and value else None
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            return {}
-    try:
-        data = json.loads(raw) if raw else {}
-    except (ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _text(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    return value.strip()[:500] if isinstance(value, str) else ""

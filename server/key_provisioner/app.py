@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -56,6 +55,7 @@ from http_guard.body_limit import BodyLimit
 
 from key_provisioner import __version__
 from key_provisioner.admin import add_lifecycle_routes
+from key_provisioner.bodies import MAX_BODY_BYTES, json_object, text_field
 from key_provisioner.coder_status import CoderWorkspaces
 from key_provisioner.generations import current
 from key_provisioner.keys import (
@@ -82,7 +82,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 KEY_PATH = "/api/v1/keys/workspace"
 INFO_PATH = "/api/v1/keys/info"
-MAX_BODY_BYTES = 16 * 1024
 VERIFIED = "coder-agent-token"
 LEGACY = "provisioner-secret"
 
@@ -288,12 +287,12 @@ def create_app(
         secret = _bearer(request.headers.get("authorization"))
         if secret is None or not _same(secret, settings.provisioner_secret):
             return error(401, "unauthorized")
-        body = await _json_body(request)
-        workspace_id = _field(body, "workspace_id")
-        username = _field(body, "username")
+        body = await json_object(request)
+        workspace_id = text_field(body, "workspace_id")
+        username = text_field(body, "username")
         if not workspace_id or not username:
             return error(400, "workspace_id and username are required")
-        workspace_name = _field(body, "workspace_name")
+        workspace_name = text_field(body, "workspace_name")
         address = request.client.host if request.client else "unknown"
 
         agent_token = (request.headers.get(AGENT_TOKEN_HEADER) or "").strip()
@@ -394,7 +393,7 @@ def create_app(
                 str(body.get("enforcement_level"))[:40],
                 workspace_id,
             )
-        guardrail = _field(body, "guardrail_action") or "block"
+        guardrail = text_field(body, "guardrail_action") or "block"
         try:
             async with locks.hold(
                 caller.workspace_id.lower()
@@ -668,22 +667,3 @@ def _same(candidate: str, expected: str) -> bool:
     import hmac
 
     return hmac.compare_digest(candidate.encode(), expected.encode())
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    """The JSON object sent, or {} (as the platform's `get_json(silent=True) or {}`)."""
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            return {}
-    try:
-        data = json.loads(raw) if raw else {}
-    except (ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _field(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    return value.strip()[:200] if isinstance(value, str) else ""
