@@ -120,6 +120,13 @@ def add_lifecycle_routes(
         log.warning("rate limited: %s (lifecycle routes)", key)
         return too_many(wait, "too many requests for this credential")
 
+    def admin_gate(request: Request) -> str | JSONResponse:
+        """The admin calling, or the answer that refuses the call (no admin credential, or an
+        admin over their budget)."""
+        if (who := admin_of(request)) is None:
+            return refused(request)
+        return over_budget(who, request) or who
+
     @app.post("/api/v1/keys/workspace/{workspace_id}/revoke")
     async def hook_revoke(workspace_id: str, request: Request) -> JSONResponse:
         if not _valid_id(workspace_id):
@@ -178,11 +185,9 @@ def add_lifecycle_routes(
         a bad id, no admin credential, or an admin over their budget."""
         if not _valid_id(workspace_id):
             return error(400, "a workspace id is 1 to 200 printable characters")
-        who = admin_of(request)
-        if who is None:
-            return refused(request)
-        if (limited := over_budget(who, request)) is not None:
-            return limited
+        who = admin_gate(request)
+        if isinstance(who, JSONResponse):
+            return who
         return who, await json_object(request)
 
     @app.post("/api/v1/admin/workspaces/{workspace_id}/revoke")
@@ -221,20 +226,16 @@ def add_lifecycle_routes(
 
     @app.get("/api/v1/admin/reconcile")
     async def reconcile_status(request: Request) -> JSONResponse:
-        if (who := admin_of(request)) is None:
-            return refused(request)
-        if (limited := over_budget(who, request)) is not None:
-            return limited
+        if isinstance(refusal := admin_gate(request), JSONResponse):
+            return refusal
         if reconciler is None:
             return error(404, "no reconcile loop: CODER_URL is not configured")
         return JSONResponse(reconciler.status())
 
     @app.post("/api/v1/admin/reconcile")
     async def reconcile_now(request: Request) -> JSONResponse:
-        if (who := admin_of(request)) is None:
-            return refused(request)
-        if (limited := over_budget(who, request)) is not None:
-            return limited
+        if isinstance(refusal := admin_gate(request), JSONResponse):
+            return refusal
         if reconciler is None:
             return error(404, "no reconcile loop: CODER_URL is not configured")
         return JSONResponse((await reconciler.run_pass()).to_json())

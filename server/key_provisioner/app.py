@@ -584,11 +584,7 @@ def create_app(
             identity=caller.identity,
             generation=decision.generation,
             template_name=caller.template_name,
-            budget=settings.workspace_budget,
-            budget_duration=settings.budget_duration,
-            rpm_limit=settings.rpm_limit,
-            tpm_limit=settings.tpm_limit,
-            duration=settings.key_duration,
+            **settings.key_limits,
         )
         if decision.reason == "expired":  # the dead key still holds the alias
             await litellm.delete(

@@ -104,11 +104,7 @@ async def rotate(
         identity=spec.identity,
         generation=generation,
         template_name=spec.template_name,
-        budget=settings.workspace_budget,
-        budget_duration=settings.budget_duration,
-        rpm_limit=settings.rpm_limit,
-        tpm_limit=settings.tpm_limit,
-        duration=settings.key_duration,
+        **settings.key_limits,
         rotation={"rotated_at": at, "rotated_from_level": old_level, "rotation_reason": reason},
     )
     try:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 IdentityPolicy = Literal["required", "legacy"]
 
@@ -68,6 +68,12 @@ class Settings:
     lifecycle_rate_window_s: float = 60.0
     lifecycle_refused_limit: int = 20
     lifecycle_refused_window_s: float = 60.0
+
+    @property
+    def key_limits(self) -> dict[str, Any]:
+        """The budget and limits every key gets, new or rotated (keys.generate_body's keywords)."""
+        return {"budget": self.workspace_budget, "budget_duration": self.budget_duration,
+                "rpm_limit": self.rpm_limit, "tpm_limit": self.tpm_limit, "duration": self.key_duration}
 
     @property
     def secrets(self) -> tuple[str, ...]:
